@@ -1,0 +1,33 @@
+# Two commands do all the set-up (see README.md):
+#   make demo   create the environment, start an embedded Temporal dev server, run examples/hello.yaml
+#   make test   create the environment and run every test tier, the real-cluster tier included
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROMPT ?= What is the weather like in Paris, and what time is it there?
+
+.PHONY: demo test lint typecheck env crds
+
+$(BIN)/durable-agents: pyproject.toml uv.lock
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.9"
+	$(PY) -m uv sync --frozen --extra dev --python $(PY)
+	@touch $@
+
+env: $(BIN)/durable-agents
+
+demo: env
+	$(BIN)/durable-agents dev examples/hello.yaml --prompt "$(PROMPT)"
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: env
+	$(BIN)/pyright
+
+crds: env
+	$(BIN)/durable-agents crds --write
+
+test: env lint typecheck
+	$(BIN)/python -m pytest tests

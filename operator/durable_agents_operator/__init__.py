@@ -1,0 +1,1 @@
+"""Kubernetes operator for DurableAgent, AgentRun and TemporalConnection resources."""

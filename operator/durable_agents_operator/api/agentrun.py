@@ -1,0 +1,73 @@
+"""`AgentRun`: one run of a DurableAgent, started as a workflow with an id derived from the run's uid."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from durable_agents_runtime.config import Duration, Spec
+
+from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta
+
+__all__ = ["AgentRun", "AgentRunSpec", "AgentRunStatus", "RunPhase", "RunUsage", "workflow_id_for_run"]
+
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+def workflow_id_for_run(uid: str) -> str:
+    """The workflow id of an AgentRun: derived from its uid, so starting it twice is a no-op."""
+    return f"agentrun-{uid}"
+
+
+class AgentRunSpec(Spec):
+    """What to run."""
+
+    agent_ref: LocalObjectReference = Field(description="The DurableAgent in this namespace to run.")
+    prompt: str = Field(min_length=1, description="The user prompt.")
+    deps: dict[str, Any] | None = Field(
+        None,
+        description="Dependencies passed to the agent run (JSON object).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    model: str | None = Field(None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`.")
+    timeout: Duration | None = Field(None, description="Workflow execution timeout, e.g. `10m`.")
+
+
+class RunUsage(Spec):
+    """Token usage of the run."""
+
+    requests: int = Field(0, description="Model requests.")
+    input_tokens: int = Field(0, description="Input tokens.")
+    output_tokens: int = Field(0, description="Output tokens.")
+    tool_calls: int = Field(0, description="Tool calls.")
+
+
+class AgentRunStatus(Spec):
+    """Observed state of the run."""
+
+    phase: RunPhase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
+    workflow_id: str | None = Field(None, description="Temporal workflow id.")
+    task_queue: str | None = Field(None, description="Task queue the run was started on.")
+    output: str | None = Field(None, description="The output (truncated; see outputSize).")
+    output_size: int | None = Field(None, description="Size of the full output in bytes.")
+    output_truncated: bool | None = Field(None, description="Whether `output` was truncated.")
+    usage: RunUsage | None = Field(None, description="Token usage.")
+    start_time: datetime | None = Field(None, description="When the workflow started.")
+    completion_time: datetime | None = Field(None, description="When the workflow finished.")
+    message: str | None = Field(None, description="What went wrong, when phase is Failed.")
+    observed_generation: int | None = Field(None, description="Generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+
+
+class AgentRun(Spec):
+    """A single run of a DurableAgent on a prompt."""
+
+    model_config = Spec.model_config | {"extra": "ignore"}
+
+    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
+    kind: Literal["AgentRun"] = Field("AgentRun", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
+    spec: AgentRunSpec = Field(description="What to run.")
+    status: AgentRunStatus | None = Field(None, description="Observed state.")

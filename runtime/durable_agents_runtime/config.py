@@ -1,0 +1,481 @@
+"""The runtime contract: what a worker reads and what the operator renders.
+
+`RuntimeConfig` is the one model both sides share. The operator writes it (as JSON) into the ConfigMap a
+worker pod mounts; `durable-agents dev` builds it from a `DurableAgent` manifest; `durable-agents worker`
+reads it from a file and/or the environment. The spec sections (`AgentSpec`, `ActivitiesSpec`,
+`WorkerSpec`, `ObservabilitySpec`, `ModelSpec`) are also the building blocks of the `DurableAgent` CRD, so
+the cluster API and the runtime can never disagree about a field.
+
+Field names are camelCase because they are Kubernetes API fields; Python code reads the snake_case
+attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "DEFAULT_HEALTH_PORT",
+    "DEFAULT_METRICS_PORT",
+    "DURATION_PATTERN",
+    "AGENT_NAME_PATTERN",
+    "ActivitiesSpec",
+    "ActivitySpec",
+    "AgentSpec",
+    "Duration",
+    "EventStreamSpec",
+    "LogfireSpec",
+    "McpServerSpec",
+    "ModelSpec",
+    "ObservabilitySpec",
+    "OutputSpec",
+    "RetrySpec",
+    "RuntimeConfig",
+    "TemporalSpec",
+    "TemporalTLSSpec",
+    "ToolFilterSpec",
+    "ToolsetSpec",
+    "WorkerSpec",
+    "format_duration",
+    "parse_duration",
+]
+
+DEFAULT_HEALTH_PORT = 8080
+DEFAULT_METRICS_PORT = 9464
+
+# One or more `<number><unit>` groups, as in Go's time.ParseDuration and Kubernetes' metav1.Duration.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Agent names end up in Temporal activity names (`agent__{name}__model_request`): keep them identifiers.
+AGENT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$"
+# Toolset and MCP server ids end up in activity names too.
+TOOLSET_ID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]{0,62}$"
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse `"30s"`, `"5m"`, `"1h30m"`, `"250ms"` (or a timedelta / number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if not isinstance(value, str) or not _DURATION_RE.match(value):
+        raise ValueError(
+            f"invalid duration {value!r}: write a number with a unit, e.g. '500ms', '30s', '5m' or '1h30m'"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """Inverse of `parse_duration`, choosing the shortest exact spelling (`90s` → `1m30s`)."""
+    millis = round(value.total_seconds() * 1000)
+    if millis % 1000:
+        return f"{millis}ms"
+    seconds = millis // 1000
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("duration must be greater than zero")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_positive),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+"""A positive duration written as a string such as `30s`, `5m` or `1h30m`."""
+
+
+class Spec(BaseModel):
+    """Base for every contract model: camelCase API names, unknown fields are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON form used in manifests and ConfigMaps (camelCase, unset fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- activities -----------------------------------------------------------------------------------------
+
+
+class RetrySpec(Spec):
+    """Temporal retry policy for an activity. Unset fields take Temporal's defaults."""
+
+    initial_interval: Duration | None = Field(None, description="Delay before the first retry, e.g. `1s`.")
+    backoff_coefficient: float | None = Field(
+        None, ge=1.0, description="Multiplier applied to the interval after each retry (>= 1)."
+    )
+    maximum_interval: Duration | None = Field(None, description="Upper bound for the delay between retries.")
+    maximum_attempts: int | None = Field(
+        None, ge=0, description="Attempts in total, the first included; 0 means unlimited."
+    )
+    non_retryable_error_types: list[str] | None = Field(
+        None, description="Exception class names that fail the activity at once instead of being retried."
+    )
+
+
+class ActivitySpec(Spec):
+    """Timeouts and retries of one kind of activity (model request, tool call, MCP call)."""
+
+    start_to_close_timeout: Duration | None = Field(
+        None, description="Longest one attempt may run, e.g. `60s`."
+    )
+    schedule_to_close_timeout: Duration | None = Field(
+        None, description="Longest the activity may take over all its attempts."
+    )
+    heartbeat_timeout: Duration | None = Field(
+        None,
+        description="A worker that stops heartbeating for this long is presumed dead and the attempt is "
+        "retried elsewhere. Short values make crash recovery fast.",
+    )
+    retry: RetrySpec | None = Field(None, description="Retry policy.")
+
+    @model_validator(mode="after")
+    def _needs_a_timeout(self) -> Self:
+        if self.start_to_close_timeout is None and self.schedule_to_close_timeout is None:
+            return self
+        if (
+            self.start_to_close_timeout is not None
+            and self.schedule_to_close_timeout is not None
+            and self.start_to_close_timeout > self.schedule_to_close_timeout
+        ):
+            raise ValueError(
+                "startToCloseTimeout must not exceed scheduleToCloseTimeout: raise scheduleToCloseTimeout "
+                "or lower startToCloseTimeout"
+            )
+        return self
+
+
+class ActivitiesSpec(Spec):
+    """Activity settings at every level pydantic-ai supports; later levels override earlier ones."""
+
+    default: ActivitySpec | None = Field(None, description="Applies to every activity of the agent.")
+    model: ActivitySpec | None = Field(None, description="Model requests (merged over `default`).")
+    toolsets: dict[str, ActivitySpec] = Field(
+        default_factory=dict, description="Per toolset or MCP server id (merged over `default`)."
+    )
+    tools: dict[str, dict[str, ActivitySpec | Literal[False]]] = Field(
+        default_factory=dict,
+        description="Per tool, keyed by toolset id then tool name. `false` runs the tool inside the "
+        "workflow instead of as an activity (only for async tools that do no I/O).",
+    )
+
+
+# --- agent ----------------------------------------------------------------------------------------------
+
+
+class ToolFilterSpec(Spec):
+    """Which tools of an MCP server the agent may see."""
+
+    include: list[str] | None = Field(None, description="Only these tool names (default: all).")
+    exclude: list[str] = Field(default_factory=list, description="Tool names to hide.")
+
+
+class McpServerSpec(Spec):
+    """A remote MCP server whose tools the agent uses as a durable toolset."""
+
+    id: Annotated[str, Field(pattern=TOOLSET_ID_PATTERN)] = Field(
+        description="Stable toolset id; part of activity names, so changing it breaks in-flight runs."
+    )
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="Server URL (http or https).")
+    transport: Literal["streamable-http", "sse"] = Field(
+        "streamable-http", description="MCP transport: `streamable-http` or `sse`."
+    )
+    headers_from_env: dict[str, Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = Field(
+        default_factory=dict,
+        description="HTTP headers whose values are read from environment variables: header name → env "
+        "var name. Values never appear in config or logs.",
+    )
+    tool_prefix: str | None = Field(None, description="Prefix added to this server's tool names.")
+    tool_filter: ToolFilterSpec | None = Field(None, description="Tool filter.")
+    timeout: Duration | None = Field(None, description="Timeout for connecting and for each request.")
+
+
+class ToolsetSpec(Spec):
+    """A toolset from Python code, imported by path (for declarative agents that need function tools)."""
+
+    id: Annotated[str, Field(pattern=TOOLSET_ID_PATTERN)] = Field(
+        description="Stable toolset id; part of activity names."
+    )
+    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] = Field(
+        description="`package.module:attribute` naming a pydantic-ai toolset (e.g. a FunctionToolset)."
+    )
+
+
+class OutputSpec(Spec):
+    """What the agent returns: plain text, or JSON matching a schema (structured output)."""
+
+    type: Literal["text", "json"] = Field("text", description="`text` or `json`.")
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="JSON schema of the output object (required when type is `json`).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    name: str | None = Field(None, description="Name of the output tool shown to the model.")
+    description: str | None = Field(None, description="Description of the output shown to the model.")
+
+    @model_validator(mode="after")
+    def _schema_iff_json(self) -> Self:
+        if self.type == "json" and not self.json_schema:
+            raise ValueError("output.schema is required when output.type is 'json': add a JSON schema object")
+        if self.type == "text" and self.json_schema:
+            raise ValueError("output.schema is only used when output.type is 'json': set type: json")
+        return self
+
+
+class AgentSpec(Spec):
+    """The agent: declarative (model, instructions, tools from MCP servers) or code (`entrypoint`)."""
+
+    name: Annotated[str, Field(pattern=AGENT_NAME_PATTERN)] = Field(
+        description="Stable pydantic-ai agent name. It is part of every activity name, so it cannot "
+        "change after creation."
+    )
+    model: str | None = Field(
+        None,
+        description="Model, as pydantic-ai names it: `openai-chat:gpt-4.1`, `anthropic:claude-sonnet-4-5`, "
+        "`test` (offline).",
+    )
+    instructions: str | None = Field(None, description="System instructions.")
+    model_settings: dict[str, Any] | None = Field(
+        None,
+        description="pydantic-ai model settings (temperature, max_tokens, ...).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    output: OutputSpec | None = Field(None, description="Output type; plain text when unset.")
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP servers used as tools.")
+    toolsets: list[ToolsetSpec] = Field(default_factory=list, description="Python toolsets, by import path.")
+    retries: int | None = Field(None, ge=0, description="How often the model may retry a tool call or output.")
+    image: str | None = Field(None, description="Code agents: the image holding the agent's code.")
+    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
+        None,
+        description="Code agents: `package.module:attribute` naming a pydantic-ai Agent (made durable "
+        "here) or an already durable one.",
+    )
+
+    @property
+    def is_code(self) -> bool:
+        return self.entrypoint is not None
+
+    @model_validator(mode="after")
+    def _declarative_xor_code(self) -> Self:
+        declarative = [
+            f
+            for f in ("model", "instructions", "model_settings", "output")
+            if getattr(self, f) is not None
+        ] + [f for f in ("mcp_servers", "toolsets") if getattr(self, f)]
+        if self.entrypoint is None and self.model is None:
+            raise ValueError(
+                "agent needs either `model` (a declarative agent) or `entrypoint` (a code agent): set one"
+            )
+        if self.entrypoint is not None and declarative:
+            names = ", ".join(to_camel(f) for f in declarative)
+            raise ValueError(
+                f"agent sets `entrypoint` (a code agent) and also {names} (declarative fields): "
+                "a code agent defines these in code, so remove them or remove `entrypoint`"
+            )
+        if self.image is not None and self.entrypoint is None:
+            raise ValueError("agent.image is only used with agent.entrypoint (code agents): add an entrypoint")
+        ids = [s.id for s in self.mcp_servers] + [t.id for t in self.toolsets]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"toolset ids must be unique across mcpServers and toolsets; repeated: {duplicates}")
+        return self
+
+
+# --- model provider -------------------------------------------------------------------------------------
+
+
+class ModelSpec(Spec):
+    """Provider settings that are not secrets. Credentials come from the environment only."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server (sets OPENAI_BASE_URL for `openai-chat:` models).",
+    )
+
+
+# --- worker ---------------------------------------------------------------------------------------------
+
+
+class EventStreamSpec(Spec):
+    """Live run events (tool calls, text) published on the workflow for `durable-agents run --stream`."""
+
+    enabled: bool = Field(True, description="Publish run events to a workflow stream topic.")
+
+
+class WorkerSpec(Spec):
+    """How the worker process polls and shuts down."""
+
+    max_concurrent_activities: int | None = Field(None, ge=1, description="Activity slots per worker.")
+    max_concurrent_workflow_tasks: int | None = Field(None, ge=1, description="Workflow task slots per worker.")
+    graceful_shutdown_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="On SIGTERM, how long in-flight activities may finish before they are cancelled. Keep it "
+        "below the pod's terminationGracePeriodSeconds.",
+    )
+    sticky_schedule_to_start_timeout: Duration = Field(
+        timedelta(seconds=2),
+        description="How long a workflow task waits for the worker that has the run cached before any "
+        "worker takes it. Short values make a dead worker cost seconds.",
+    )
+    run_context_type: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
+        None, description="`module:Class`, a TemporalRunContext subclass carrying extra fields into activities."
+    )
+    passthrough_modules: list[str] = Field(
+        default_factory=list,
+        description="Modules the workflow sandbox imports once and shares (e.g. `pandas`).",
+    )
+    sandbox: bool = Field(
+        True, description="Run workflow code in Temporal's sandbox. Turning it off is faster and less safe."
+    )
+    event_stream: EventStreamSpec = Field(default_factory=EventStreamSpec, description="Run event stream.")
+    health_port: int = Field(DEFAULT_HEALTH_PORT, ge=0, le=65535, description="Liveness/readiness HTTP port.")
+
+
+# --- observability --------------------------------------------------------------------------------------
+
+
+class LogfireSpec(Spec):
+    """Logfire tracing. Off the network unless a token is present and `send` is true."""
+
+    enabled: bool = Field(True, description="Instrument the agent and Temporal with Logfire spans.")
+    send: bool = Field(
+        True, description="Send to Logfire when a token (LOGFIRE_TOKEN) is in the environment."
+    )
+    metrics: bool = Field(False, description="Also export Temporal SDK metrics through Logfire.")
+    service_name: str | None = Field(None, description="Service name on spans (default: the agent name).")
+    environment: str | None = Field(None, description="Deployment environment label.")
+
+
+class ObservabilitySpec(Spec):
+    """Tracing and metrics."""
+
+    logfire: LogfireSpec = Field(default_factory=LogfireSpec, description="Logfire settings.")
+    otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="OTLP/HTTP endpoint for traces (e.g. an OpenTelemetry collector)."
+    )
+    prometheus_port: int | None = Field(
+        DEFAULT_METRICS_PORT, ge=0, le=65535, description="Prometheus metrics port; null turns it off."
+    )
+
+
+# --- temporal connection (runtime side) -----------------------------------------------------------------
+
+
+class TemporalTLSSpec(Spec):
+    """TLS to the Temporal frontend; file paths as mounted in the worker pod."""
+
+    server_name: str | None = Field(None, description="Expected server name (SNI).")
+    ca_file: str | None = Field(None, description="CA bundle file.")
+    client_cert_file: str | None = Field(None, description="mTLS client certificate file.")
+    client_key_file: str | None = Field(None, description="mTLS client key file.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("tls.clientCertFile and tls.clientKeyFile must be set together")
+        return self
+
+
+class TemporalSpec(Spec):
+    """Where the worker connects. The API key, if any, is read from an environment variable."""
+
+    address: str = Field("127.0.0.1:7233", description="Temporal frontend `host:port`.")
+    namespace: str = Field("default", description="Temporal namespace.")
+    task_queue: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="Task queue the agent's workflows and activities run on."
+    )
+    tls: TemporalTLSSpec | None = Field(None, description="TLS settings; plain TCP when unset.")
+    api_key_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = Field(
+        None, description="Name of the environment variable holding a Temporal Cloud API key."
+    )
+
+    @model_validator(mode="after")
+    def _mtls_xor_api_key(self) -> Self:
+        if self.api_key_env and self.tls and self.tls.client_cert_file:
+            raise ValueError("use either an API key (apiKeyEnv) or an mTLS client certificate, not both")
+        return self
+
+
+# --- the contract ---------------------------------------------------------------------------------------
+
+
+class RuntimeConfig(Spec):
+    """Everything a worker needs, rendered by the operator into a ConfigMap (key `runtime.json`)."""
+
+    agent: AgentSpec = Field(description="The agent.")
+    temporal: TemporalSpec = Field(description="Temporal connection and task queue.")
+    activities: ActivitiesSpec = Field(default_factory=ActivitiesSpec, description="Activity settings.")
+    worker: WorkerSpec = Field(default_factory=WorkerSpec, description="Worker settings.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Model provider settings.")
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec, description="Tracing and metrics."
+    )
+
+    @model_validator(mode="after")
+    def _tool_settings_name_known_toolsets(self) -> Self:
+        known = {s.id for s in self.agent.mcp_servers} | {t.id for t in self.agent.toolsets}
+        if self.agent.is_code:
+            return self  # code agents define their toolsets in code; ids are checked when the agent loads
+        for section in ("toolsets", "tools"):
+            unknown = sorted(set(getattr(self.activities, section)) - known)
+            if unknown:
+                raise ValueError(
+                    f"activities.{section} names toolset ids {unknown} that the agent does not have; "
+                    f"known ids: {sorted(known) or 'none'}"
+                )
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=2)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RuntimeConfig:
+        """Read the JSON (or YAML) file the operator renders."""
+        from durable_agents_runtime.errors import ConfigError
+
+        text = Path(path).read_text()
+        try:
+            if str(path).endswith((".yaml", ".yml")):
+                import yaml
+
+                return cls.model_validate(yaml.safe_load(text))
+            return cls.model_validate_json(text)
+        except ValueError as exc:
+            raise ConfigError.from_validation(exc, source=str(path)) from None

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build the testcluster binary (etcd + kube-apiserver + kube-controller-manager
+# + kube-scheduler) once per machine and print its path on the last line of
+# stdout.
+#
+# The binary is cached outside the repository under
+#   ${DA_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents}/testcluster-<hash>
+# where <hash> covers go.mod, go.sum, the Go sources and the Go version, so an
+# unchanged tree reuses the binary instantly. A cold build compiles most of
+# Kubernetes (tens of minutes on 2 cores); later builds reuse the normal Go
+# module and build caches (GOMODCACHE, GOCACHE), so they are much faster.
+#
+# Progress goes to stderr; only the binary path goes to stdout.
+set -euo pipefail
+
+src_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_dir="${DA_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents}"
+
+if command -v go >/dev/null 2>&1; then
+    go_bin="$(command -v go)"
+elif [[ -x /usr/local/go/bin/go ]]; then
+    go_bin=/usr/local/go/bin/go
+else
+    echo "build.sh: no Go toolchain found (need Go >= 1.26 on PATH or at /usr/local/go/bin/go)" >&2
+    exit 1
+fi
+
+cd "$src_dir"
+hash="$(
+    {
+        "$go_bin" version
+        for f in go.mod go.sum $(ls ./*.go | LC_ALL=C sort); do
+            echo "== $f"
+            cat "$f"
+        done
+    } | sha256sum | cut -c1-16
+)"
+binary="$cache_dir/testcluster-$hash"
+
+if [[ -x "$binary" ]]; then
+    echo "build.sh: reusing $binary" >&2
+    echo "$binary"
+    exit 0
+fi
+
+mkdir -p "$cache_dir"
+# Serialise concurrent builds (e.g. parallel test sessions): the second one
+# waits and then finds the finished binary.
+exec 9>"$cache_dir/.testcluster.lock"
+flock 9
+if [[ ! -x "$binary" ]]; then
+    echo "build.sh: building $binary (a cold build takes a long time)" >&2
+    start=$(date +%s)
+    tmp="$binary.tmp.$$"
+    trap 'rm -f "$tmp"' EXIT
+    # -trimpath and stripped symbols keep the binary smaller and independent
+    # of the checkout path; the binary is only ever run, never debugged.
+    "$go_bin" build -trimpath -ldflags="-s -w" -o "$tmp" .
+    mv "$tmp" "$binary"
+    trap - EXIT
+    echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
+    # Older builds are dead weight (each is ~100 MB).
+    find "$cache_dir" -maxdepth 1 -name 'testcluster-*' ! -name "testcluster-$hash" -type f -delete
+fi
+echo "$binary"
