@@ -1,0 +1,86 @@
+"""Names and payloads that cross a process boundary. Changing any of them is a breaking change.
+
+The worker registers the workflow under `WORKFLOW_NAME`; the CLI and the operator start it with a
+`RunInput` and read a `RunOutput` back. Environment variable names are what the operator puts in worker
+pods and what the worker reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "CONFIG_FILE_KEY",
+    "CONFIG_MOUNT_DIR",
+    "ENV_BIND_HOST",
+    "ENV_CONFIG",
+    "ENV_HEALTH_PORT",
+    "ENV_METRICS_PORT",
+    "ENV_TEMPORAL_API_KEY",
+    "LIVENESS_PATH",
+    "METRICS_PATH",
+    "READINESS_PATH",
+    "WORKFLOW_NAME",
+    "RunInput",
+    "RunOutput",
+    "RunUsageSummary",
+    "ToolCallRecord",
+]
+
+WORKFLOW_NAME = "DurableAgentRun"
+"""Workflow type every agent worker registers (one agent per task queue)."""
+
+ENV_CONFIG = "DURABLE_AGENTS_CONFIG"
+"""Path of the RuntimeConfig file (JSON or YAML) the worker reads."""
+ENV_BIND_HOST = "DURABLE_AGENTS_BIND_HOST"
+"""Address the worker's HTTP endpoints bind to (pods set it to their pod IP; default 0.0.0.0)."""
+ENV_HEALTH_PORT = "DURABLE_AGENTS_HEALTH_PORT"
+"""Overrides `worker.healthPort`."""
+ENV_METRICS_PORT = "DURABLE_AGENTS_METRICS_PORT"
+"""Overrides `observability.prometheusPort`."""
+ENV_TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
+"""Temporal's standard name for an API key; the operator mounts the key from a Secret under this name."""
+
+CONFIG_MOUNT_DIR = "/etc/durable-agents"
+CONFIG_FILE_KEY = "runtime.json"
+
+LIVENESS_PATH = "/livez"
+READINESS_PATH = "/readyz"
+METRICS_PATH = "/metrics"
+
+
+class RunInput(BaseModel):
+    """Workflow input: one agent run."""
+
+    prompt: str
+    deps: dict[str, Any] | None = None
+    model: str | None = Field(None, description="Model override for this run.")
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call the agent made, for display."""
+
+    tool_name: str
+    args: dict[str, Any] | str | None = None
+
+
+class RunUsageSummary(BaseModel):
+    """Token usage of a run."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+
+
+class RunOutput(BaseModel):
+    """Workflow result."""
+
+    output: Any
+    """The agent's output: a string for text agents, a JSON value for structured output."""
+    output_text: str
+    """`output` rendered as text (JSON for structured output)."""
+    usage: RunUsageSummary
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
