@@ -28,12 +28,13 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "AGENT_NAME_PATTERN",
     "DEFAULT_HEALTH_PORT",
     "DEFAULT_METRICS_PORT",
     "DURATION_PATTERN",
-    "AGENT_NAME_PATTERN",
     "ActivitiesSpec",
     "ActivitySpec",
     "AgentSpec",
@@ -96,6 +97,15 @@ def format_duration(value: timedelta) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
     return "".join(parts) or "0s"
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """A cross-field validation error located at `field` (a camelCase path relative to the model).
+
+    A model validator's errors are otherwise reported at the model itself; `format_validation` appends
+    `field` to the location so the error line names the field to change.
+    """
+    return PydanticCustomError("invalid_field", "{message}", {"message": message, "field_path": field})
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -166,17 +176,16 @@ class ActivitySpec(Spec):
     retry: RetrySpec | None = Field(None, description="Retry policy.")
 
     @model_validator(mode="after")
-    def _needs_a_timeout(self) -> Self:
-        if self.start_to_close_timeout is None and self.schedule_to_close_timeout is None:
-            return self
+    def _start_to_close_within_schedule_to_close(self) -> Self:
         if (
             self.start_to_close_timeout is not None
             and self.schedule_to_close_timeout is not None
             and self.start_to_close_timeout > self.schedule_to_close_timeout
         ):
-            raise ValueError(
-                "startToCloseTimeout must not exceed scheduleToCloseTimeout: raise scheduleToCloseTimeout "
-                "or lower startToCloseTimeout"
+            raise field_error(
+                "startToCloseTimeout",
+                "must not exceed scheduleToCloseTimeout: raise scheduleToCloseTimeout or lower "
+                "startToCloseTimeout",
             )
         return self
 
@@ -253,9 +262,9 @@ class OutputSpec(Spec):
     @model_validator(mode="after")
     def _schema_iff_json(self) -> Self:
         if self.type == "json" and not self.json_schema:
-            raise ValueError("output.schema is required when output.type is 'json': add a JSON schema object")
+            raise field_error("schema", "required when output.type is 'json': add a JSON schema object")
         if self.type == "text" and self.json_schema:
-            raise ValueError("output.schema is only used when output.type is 'json': set type: json")
+            raise field_error("schema", "only used when output.type is 'json': set type: json")
         return self
 
 
@@ -280,7 +289,9 @@ class AgentSpec(Spec):
     output: OutputSpec | None = Field(None, description="Output type; plain text when unset.")
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP servers used as tools.")
     toolsets: list[ToolsetSpec] = Field(default_factory=list, description="Python toolsets, by import path.")
-    retries: int | None = Field(None, ge=0, description="How often the model may retry a tool call or output.")
+    retries: int | None = Field(
+        None, ge=0, description="How often the model may retry a tool call or output."
+    )
     image: str | None = Field(None, description="Code agents: the image holding the agent's code.")
     entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
         None,
@@ -295,26 +306,34 @@ class AgentSpec(Spec):
     @model_validator(mode="after")
     def _declarative_xor_code(self) -> Self:
         declarative = [
-            f
-            for f in ("model", "instructions", "model_settings", "output")
-            if getattr(self, f) is not None
+            f for f in ("model", "instructions", "model_settings", "output") if getattr(self, f) is not None
         ] + [f for f in ("mcp_servers", "toolsets") if getattr(self, f)]
         if self.entrypoint is None and self.model is None:
-            raise ValueError(
-                "agent needs either `model` (a declarative agent) or `entrypoint` (a code agent): set one"
+            raise field_error(
+                "model",
+                "agent needs either `model` (a declarative agent) or `entrypoint` (a code agent): set one",
             )
         if self.entrypoint is not None and declarative:
             names = ", ".join(to_camel(f) for f in declarative)
-            raise ValueError(
-                f"agent sets `entrypoint` (a code agent) and also {names} (declarative fields): "
-                "a code agent defines these in code, so remove them or remove `entrypoint`"
+            raise field_error(
+                "entrypoint",
+                f"a code agent cannot also set {names} (declarative fields): a code agent defines these in "
+                "code, so remove them or remove `entrypoint`",
             )
         if self.image is not None and self.entrypoint is None:
-            raise ValueError("agent.image is only used with agent.entrypoint (code agents): add an entrypoint")
-        ids = [s.id for s in self.mcp_servers] + [t.id for t in self.toolsets]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"toolset ids must be unique across mcpServers and toolsets; repeated: {duplicates}")
+            raise field_error("image", "only used with agent.entrypoint (code agents): add an entrypoint")
+        seen: set[str] = set()
+        paths = [(f"mcpServers[{i}].id", s.id) for i, s in enumerate(self.mcp_servers)] + [
+            (f"toolsets[{i}].id", t.id) for i, t in enumerate(self.toolsets)
+        ]
+        for path, toolset_id in paths:
+            if toolset_id in seen:
+                raise field_error(
+                    path,
+                    f"toolset id {toolset_id!r} is already used: ids must be unique across mcpServers and "
+                    "toolsets, so rename one",
+                )
+            seen.add(toolset_id)
         return self
 
 
@@ -326,7 +345,8 @@ class ModelSpec(Spec):
 
     base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
         None,
-        description="Base URL of an OpenAI-compatible server (sets OPENAI_BASE_URL for `openai-chat:` models).",
+        description="Base URL of an OpenAI-compatible server "
+        "(sets OPENAI_BASE_URL for `openai-chat:` models).",
     )
 
 
@@ -343,7 +363,9 @@ class WorkerSpec(Spec):
     """How the worker process polls and shuts down."""
 
     max_concurrent_activities: int | None = Field(None, ge=1, description="Activity slots per worker.")
-    max_concurrent_workflow_tasks: int | None = Field(None, ge=1, description="Workflow task slots per worker.")
+    max_concurrent_workflow_tasks: int | None = Field(
+        None, ge=1, description="Workflow task slots per worker."
+    )
     graceful_shutdown_timeout: Duration = Field(
         timedelta(seconds=30),
         description="On SIGTERM, how long in-flight activities may finish before they are cancelled. Keep it "
@@ -355,7 +377,8 @@ class WorkerSpec(Spec):
         "worker takes it. Short values make a dead worker cost seconds.",
     )
     run_context_type: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
-        None, description="`module:Class`, a TemporalRunContext subclass carrying extra fields into activities."
+        None,
+        description="`module:Class`, a TemporalRunContext subclass carrying extra fields into activities.",
     )
     passthrough_modules: list[str] = Field(
         default_factory=list,
@@ -409,7 +432,8 @@ class TemporalTLSSpec(Spec):
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> Self:
         if (self.client_cert_file is None) != (self.client_key_file is None):
-            raise ValueError("tls.clientCertFile and tls.clientKeyFile must be set together")
+            missing = "clientKeyFile" if self.client_key_file is None else "clientCertFile"
+            raise field_error(missing, "tls.clientCertFile and tls.clientKeyFile must be set together")
         return self
 
 
@@ -429,7 +453,11 @@ class TemporalSpec(Spec):
     @model_validator(mode="after")
     def _mtls_xor_api_key(self) -> Self:
         if self.api_key_env and self.tls and self.tls.client_cert_file:
-            raise ValueError("use either an API key (apiKeyEnv) or an mTLS client certificate, not both")
+            raise field_error(
+                "apiKeyEnv",
+                "use either an API key (apiKeyEnv) or an mTLS client certificate (tls.clientCertFile), not "
+                "both: remove one",
+            )
         return self
 
 
@@ -456,9 +484,11 @@ class RuntimeConfig(Spec):
         for section in ("toolsets", "tools"):
             unknown = sorted(set(getattr(self.activities, section)) - known)
             if unknown:
-                raise ValueError(
-                    f"activities.{section} names toolset ids {unknown} that the agent does not have; "
-                    f"known ids: {sorted(known) or 'none'}"
+                raise field_error(
+                    f"activities.{section}",
+                    f"names toolset ids {unknown} that the agent does not have (known ids: "
+                    f"{sorted(known) or 'none'}): fix the id or add the toolset to agent.toolsets or "
+                    "agent.mcpServers",
                 )
         return self
 

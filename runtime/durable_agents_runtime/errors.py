@@ -33,7 +33,9 @@ def format_validation(exc: ValueError, *, prefix: str = "") -> str:
         return f"  {prefix or '(root)'}: {exc}"
     lines = []
     for error in exc.errors(include_url=False):
-        parts = [*(prefix.split(".") if prefix else []), *error["loc"]]
+        # `field_error` (config.py) locates cross-field errors below the model that raised them.
+        field = (error.get("ctx") or {}).get("field_path")
+        parts = [*(prefix.split(".") if prefix else []), *error["loc"], *(field.split(".") if field else [])]
         path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
