@@ -1,0 +1,57 @@
+"""A toolset for crash and shutdown tests: a fast tool and a slow one, each logging to a file.
+
+Workers under test are separate processes that get killed, so executions are counted in a file, not in
+memory: every tool appends `start <tool> <pid>` and `end <tool> <pid>` lines to the file named by
+`SLOW_TOOLS_LOG`. `SLOW_TOOLS_SECONDS` sets how long the slow tool sleeps (default 4).
+
+Loaded by the worker as the toolset entrypoint `slow_tools:toolset` (with this directory on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from pydantic_ai import FunctionToolset
+
+__all__ = ["ENV_LOG", "ENV_SECONDS", "TOOLSET_ID", "executions", "toolset"]
+
+ENV_LOG = "SLOW_TOOLS_LOG"
+ENV_SECONDS = "SLOW_TOOLS_SECONDS"
+TOOLSET_ID = "slow"
+
+toolset: FunctionToolset[None] = FunctionToolset(id=TOOLSET_ID)
+
+
+def _record(event: str, tool: str) -> None:
+    with Path(os.environ[ENV_LOG]).open("a") as log:
+        log.write(f"{event} {tool} {os.getpid()}\n")
+
+
+@toolset.tool_plain
+async def fast_step(item: str) -> str:
+    """Look an item up instantly."""
+    _record("start", "fast_step")
+    _record("end", "fast_step")
+    return f"fast:{item}"
+
+
+@toolset.tool_plain
+async def slow_step(item: str) -> str:
+    """Process an item slowly."""
+    _record("start", "slow_step")
+    await asyncio.sleep(float(os.environ.get(ENV_SECONDS, "4")))
+    _record("end", "slow_step")
+    return f"slow:{item}"
+
+
+def executions(log: Path) -> list[tuple[str, str, int]]:
+    """The log as `(event, tool, pid)` tuples, in order."""
+    if not log.exists():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        event, tool, pid = line.split()
+        rows.append((event, tool, int(pid)))
+    return rows
