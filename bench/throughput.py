@@ -1,0 +1,223 @@
+"""Throughput and latency: agent runs with one tool call (three activities) on one dev server.
+
+Sides: our worker with our defaults (`durable-agents worker` from a RuntimeConfig), the bare
+pydantic-ai + Temporal worker with library defaults, and — as a separate, opt-in row — our worker with
+the workflow sandbox off. Each scenario (sequential, 20 and 50 concurrent) is a closed loop: that many
+clients each start a run and wait for its result, then start the next. Repetitions alternate the sides'
+order; every figure is the median of the repetitions with the min-max beside it.
+
+Run: `.venv/bin/python -m bench.throughput [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from bench._agents import prompt_for
+from bench._harness import connect, dev_server, wait_for_poller, workdir
+from bench._stats import Row, Summary, machine_line, markdown_table, percentile, ratio, summarize
+from bench._targets import Target, baseline_target, ours_available, ours_target
+
+__all__ = ["Trial", "run", "scenario_rows", "trial_from"]
+
+THROUGHPUT_GOAL = 2.0
+"""ours runs/s >= 2x baseline."""
+LATENCY_GOAL = 0.7
+"""ours p50 latency <= 0.7x baseline."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One closed-loop measurement of one side."""
+
+    runs_per_second: float
+    p50: float
+    p95: float
+
+
+def trial_from(latencies: list[float], elapsed: float) -> Trial:
+    """Runs/s and latency percentiles of one closed loop (`elapsed` = wall time of the whole loop)."""
+    if elapsed <= 0:
+        raise ValueError("elapsed time must be positive")
+    return Trial(
+        runs_per_second=len(latencies) / elapsed,
+        p50=percentile(latencies, 50),
+        p95=percentile(latencies, 95),
+    )
+
+
+async def closed_loop(client: Client, target: Target, task_queue: str, concurrency: int, runs: int) -> Trial:
+    """`concurrency` clients run `runs` agent runs in total, back to back; latency is start → result."""
+    latencies: list[float] = []
+    remaining = runs
+    argument = target.argument(prompt_for(0))
+
+    async def client_loop() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.monotonic()
+            await client.execute_workflow(
+                target.workflow, argument, id=f"bench-{uuid.uuid4()}", task_queue=task_queue
+            )
+            latencies.append(time.monotonic() - started)
+
+    began = time.monotonic()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return trial_from(latencies, time.monotonic() - began)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    concurrency: int
+    runs: int
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    """Sequential, 20 and 50 concurrent; quick mode runs fewer runs per trial."""
+    if quick:
+        return [
+            Scenario("sequential", 1, 10),
+            Scenario("20 concurrent", 20, 40),
+            Scenario("50 concurrent", 50, 100),
+        ]
+    return [
+        Scenario("sequential", 1, 30),
+        Scenario("20 concurrent", 20, 120),
+        Scenario("50 concurrent", 50, 200),
+    ]
+
+
+def scenario_rows(
+    scenario: str, side: str, ours: list[Trial], baseline: list[Trial], *, judged: bool
+) -> list[Row]:
+    """Two table rows (runs/s; p50 latency with p95 in the note) for one side against the baseline.
+
+    `judged` is False for opt-in variants: they are shown against the baseline but have no goal.
+    """
+    ours_rate = summarize(t.runs_per_second for t in ours)
+    base_rate = summarize(t.runs_per_second for t in baseline)
+    ours_p50 = summarize(t.p50 for t in ours)
+    base_p50 = summarize(t.p50 for t in baseline)
+    ours_p95 = summarize(t.p95 for t in ours)
+    base_p95 = summarize(t.p95 for t in baseline)
+    rate_ratio = ratio(ours_rate.median, base_rate.median)
+    p50_ratio = ratio(ours_p50.median, base_p50.median)
+    p95_ratio = ratio(ours_p95.median, base_p95.median)
+    prefix = f"throughput, {scenario}" + ("" if side == "ours" else f" [{side}]")
+    p95_note = f"p95 {_ms(ours_p95)} vs {_ms(base_p95)}" + (f" ({p95_ratio:.2f}x)" if p95_ratio else "")
+    return [
+        Row(
+            benchmark=f"{prefix}: runs/s",
+            ours=ours_rate.format("runs/s"),
+            baseline=base_rate.format("runs/s"),
+            ratio=rate_ratio,
+            goal=f">= {THROUGHPUT_GOAL:g}x" if judged else "opt-in, no goal",
+            met=(rate_ratio is not None and rate_ratio >= THROUGHPUT_GOAL) if judged else None,
+            note=f"{len(ours)} repetitions",
+        ),
+        Row(
+            benchmark=f"{prefix}: p50 latency",
+            ours=_ms(ours_p50),
+            baseline=_ms(base_p50),
+            ratio=p50_ratio,
+            goal=f"<= {LATENCY_GOAL:g}x" if judged else "opt-in, no goal",
+            met=(p50_ratio is not None and p50_ratio <= LATENCY_GOAL) if judged else None,
+            note=p95_note,
+        ),
+    ]
+
+
+def _ms(summary: Summary) -> str:
+    return summary.format("ms", digits=0, scale=1000)
+
+
+async def run(quick: bool = False, *, repeats: int | None = None) -> list[Row]:
+    """Measure every scenario for every side and return the table rows."""
+    repeats = repeats or (3 if quick else 5)
+    baseline = baseline_target()
+    sides: list[tuple[Target, bool]] = [(baseline, False)]
+    unavailable = ours_available()
+    if unavailable is None:
+        sides += [
+            (ours_target(), True),
+            (ours_target(label="ours, sandbox off", worker={"sandbox": False}), False),
+        ]
+    results: dict[tuple[str, str], list[Trial]] = {}
+    with workdir("bench-throughput-") as work, dev_server(work) as server:
+        client = await connect(server.address)
+        workers = []
+        try:
+            queues: dict[str, str] = {}
+            for target, _ in sides:
+                queue = f"bench-{target.label.replace(' ', '-').replace(',', '')}"
+                worker = target.worker(server.address, queue, work).start()
+                workers.append(worker)
+                queues[target.label] = queue
+                await wait_for_poller(client, queue, worker.pid, timeout=120, worker=worker)
+            # Warm-up: imports inside the sandbox, sticky caches, connection pools.
+            for target, _ in sides:
+                await closed_loop(client, target, queues[target.label], 10, 30)
+            for scenario in scenarios(quick):
+                for repetition in range(repeats):
+                    order = sides if repetition % 2 == 0 else list(reversed(sides))
+                    for target, _ in order:
+                        trial = await closed_loop(
+                            client, target, queues[target.label], scenario.concurrency, scenario.runs
+                        )
+                        results.setdefault((scenario.name, target.label), []).append(trial)
+            for worker in workers:
+                worker.check_alive()
+        finally:
+            for worker in workers:
+                worker.stop()
+    rows: list[Row] = []
+    for scenario in scenarios(quick):
+        base_trials = results[(scenario.name, baseline.label)]
+        if unavailable is not None:
+            rows.append(
+                Row(
+                    f"throughput, {scenario.name}",
+                    "not measured",
+                    summarize(t.runs_per_second for t in base_trials).format("runs/s"),
+                    None,
+                    f">= {THROUGHPUT_GOAL:g}x runs/s, <= {LATENCY_GOAL:g}x p50",
+                    None,
+                    unavailable,
+                )
+            )
+            continue
+        for target, judged in sides[1:]:
+            rows += scenario_rows(
+                scenario.name,
+                target.label,
+                results[(scenario.name, target.label)],
+                base_trials,
+                judged=judged,
+            )
+    return rows
+
+
+def main() -> None:
+    """Command line: print the Markdown table and the machine line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer runs and repetitions")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions per scenario and side")
+    args = parser.parse_args()
+    start = machine_line()
+    rows = asyncio.run(run(args.quick, repeats=args.repeats))
+    print(markdown_table(rows))
+    print(f"\nstart: {start}\nend:   {machine_line()}")
+
+
+if __name__ == "__main__":
+    main()
