@@ -23,19 +23,29 @@ VERSION = "v1alpha1"
 API_VERSION = f"{API_GROUP}/{VERSION}"
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Names of namespaced objects (DurableAgents, TemporalConnections, Secrets) are DNS-1123 subdomains.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Keys of a Secret's data.
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 
 class LocalObjectReference(Spec):
     """A reference to an object in the same namespace."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="Name of the object.")
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = Field(
+        description="Name of the object."
+    )
 
 
 class SecretKeySelector(Spec):
     """A key of a Secret in the same namespace."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="Name of the Secret.")
-    key: Annotated[str, Field(min_length=1)] = Field(description="Key within the Secret.")
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = Field(
+        description="Name of the Secret."
+    )
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)] = Field(
+        description="Key within the Secret."
+    )
 
 
 class Condition(Spec):
