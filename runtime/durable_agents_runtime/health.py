@@ -1,0 +1,398 @@
+"""Workflow health of agents' task queues, read from Temporal.
+
+`durable-agents status` and the operator's health timer both call `read_health`, so the CLI shows exactly
+what the operator writes into a DurableAgent's status.
+
+What is read for each task queue:
+
+- **workers**: identities that polled the queue (workflow or activity pollers, merged by identity) within
+  `live_within`. Temporal keeps a dead worker in the poller list for minutes after it died (measured
+  190 s after SIGKILL), so the list alone cannot tell a live worker from a dead one; the time of each
+  poller's last poll can. An idle live worker only shows a new poll when its long poll returns, which
+  took up to 57 s on the dev server (60 s is the server default): `live_within` must stay above that, or
+  idle workers are counted as gone. The comparison uses this process's clock against the server's, so
+  a clock skew adds to the window.
+- **backlog**: tasks waiting on the workflow queue plus the activity queue (`approximate_backlog_count`
+  summed; the age is that of the oldest task of either). Temporal omits a zero backlog; missing is 0.
+- **runs**: run counts by execution status from visibility; `failed` counts Failed, TimedOut and
+  Terminated runs.
+- **last failure**: the failed (or timed out, or terminated) run that closed last, with the first
+  message of each failure in its cause chain: never stack traces or failure details.
+
+Calls per read, for N task queues on one connection (all through one semaphore, `concurrency` at a time):
+
+    calls = 2N DescribeTaskQueue + N CountWorkflowExecutions
+            + F * (1 ListWorkflowExecutions + at most 1 GetWorkflowExecutionHistory)
+
+F is the number of queues whose failed count differs from `previous` (every queue with failures when
+there is no previous read); the history call is skipped when the newest failure is a timeout. A steady
+state costs 3N calls; the worst case 5N. The run counts cannot be merged into one query: the dev server's
+SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field. The two describe calls
+are the non-deprecated way to read both queue types. A visibility query cannot match a task queue name
+containing `"` or `\\` on the dev server; such a queue reports zero runs.
+
+Temporal failures never raise: the affected queues come back with `reachable=False` and a short `error`.
+After a connection-level failure (unreachable, timeout) the remaining calls of the read are not made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
+from temporalio.api.enums.v1 import EventType, HistoryEventFilterType, TaskQueueType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    DescribeTaskQueueResponse,
+    GetWorkflowExecutionHistoryRequest,
+)
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionCountAggregationGroup,
+    WorkflowExecutionStatus,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+__all__ = [
+    "DEFAULT_LIVE_WITHIN",
+    "AgentHealth",
+    "FailureInfo",
+    "backlog_of",
+    "failure_message",
+    "last_polls",
+    "live_workers",
+    "needs_failure_lookup",
+    "read_health",
+    "run_counts",
+]
+
+DEFAULT_LIVE_WITHIN = timedelta(seconds=75)
+"""A poller counts as a live worker if it polled this recently (above the 60 s long-poll interval)."""
+MAX_MESSAGE_CHARS = 500
+"""Failure messages are cut to this length."""
+_MAX_DETAIL_CHARS = 200
+_CAUSE_DEPTH = 5
+_FAILURE_PAGE = 10
+_FAILED_STATUSES = ("Failed", "TimedOut", "Terminated")
+_CONNECTION_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+_QUEUE_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class FailureInfo:
+    """The most recent failed run of an agent."""
+
+    workflow_id: str
+    message: str
+    time: datetime | None
+
+
+@dataclass(frozen=True)
+class AgentHealth:
+    """What Temporal says about one agent's task queue.
+
+    `failed` counts runs that Failed, TimedOut or were Terminated. When Temporal could not be read,
+    `reachable` is False, `error` says why, and the counts are 0 (unknown, not observed as zero).
+    """
+
+    task_queue: str
+    workers: int
+    backlog_count: int
+    backlog_age_seconds: float
+    running: int
+    completed: int
+    failed: int
+    last_failure: FailureInfo | None
+    error: str | None = None
+    reachable: bool = True
+
+    @classmethod
+    def unreachable(cls, task_queue: str, error: str) -> AgentHealth:
+        """The health of a queue Temporal could not be read for."""
+        return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The observed fields of `DurableAgentStatus` (camelCase, JSON-ready).
+
+        Empty when Temporal could not be read, so a status patch keeps the last observed values; the
+        caller reports `error` in a condition instead.
+        """
+        if not self.reachable:
+            return {}
+        last_failure = None
+        if self.last_failure is not None:
+            last_failure = {
+                "workflowId": self.last_failure.workflow_id,
+                "message": self.last_failure.message,
+                "time": _iso(self.last_failure.time),
+            }
+        return {
+            "taskQueue": self.task_queue,
+            "workers": self.workers,
+            "backlog": {"count": self.backlog_count, "ageSeconds": self.backlog_age_seconds},
+            "runs": {"running": self.running, "completed": self.completed, "failed": self.failed},
+            "lastFailure": last_failure,
+        }
+
+
+async def read_health(
+    client: Client,
+    task_queues: Sequence[str],
+    *,
+    live_within: timedelta = DEFAULT_LIVE_WITHIN,
+    now: datetime | None = None,
+    previous: Mapping[str, AgentHealth] | None = None,
+    concurrency: int = 8,
+    rpc_timeout: timedelta = timedelta(seconds=10),
+) -> dict[str, AgentHealth]:
+    """Read the health of each task queue on `client`'s namespace (see the module docstring for costs).
+
+    `now` (timezone-aware) is the reference for poller liveness; default: the time each queue's pollers
+    were read. With `previous` (the last read's result), the last failure of a queue is looked up again
+    only when its failed count changed; otherwise it is carried over. Never raises for Temporal-side
+    failures: those queues come back with `reachable=False` and `error` set.
+    """
+    reader = _Reader(client, concurrency=concurrency, rpc_timeout=rpc_timeout)
+    previous = previous or {}
+    unique = list(dict.fromkeys(task_queues))
+    results = await asyncio.gather(
+        *(
+            _read_queue(reader, queue, live_within=live_within, now=now, previous=previous.get(queue))
+            for queue in unique
+        )
+    )
+    return dict(zip(unique, results, strict=True))
+
+
+class _ReadError(Exception):
+    """A Temporal call failed; the message is short and safe to put into a status."""
+
+
+class _Reader:
+    """Makes the Temporal calls of one read: bounded concurrency, one timeout, fail-fast once unreachable."""
+
+    def __init__(self, client: Client, *, concurrency: int, rpc_timeout: timedelta) -> None:
+        self.client = client
+        self.timeout = rpc_timeout
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._down: str | None = None
+
+    async def call(self, make_call: Callable[[], Awaitable[_T]]) -> _T:
+        async with self._semaphore:
+            if self._down is not None:
+                raise _ReadError(self._down)
+            try:
+                return await make_call()
+            # temporalio raises RuntimeError when the (lazy) connection cannot be established.
+            except (RPCError, RuntimeError) as exc:
+                message = _error_text(exc)
+                if not isinstance(exc, RPCError) or exc.status in _CONNECTION_STATUSES:
+                    self._down = message
+                raise _ReadError(message) from exc
+
+    async def describe(self, queue: str, queue_type: TaskQueueType.ValueType) -> DescribeTaskQueueResponse:
+        request = DescribeTaskQueueRequest(
+            namespace=self.client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=queue_type,
+            report_stats=True,
+        )
+        return await self.call(
+            lambda: self.client.workflow_service.describe_task_queue(request, timeout=self.timeout)
+        )
+
+    async def count(self, queue: str) -> Sequence[WorkflowExecutionCountAggregationGroup]:
+        query = f"TaskQueue={_quote(queue)} GROUP BY ExecutionStatus"
+        result = await self.call(lambda: self.client.count_workflows(query, rpc_timeout=self.timeout))
+        return result.groups
+
+    async def newest_failed(self, queue: str) -> WorkflowExecution | None:
+        statuses = ", ".join(_quote(status) for status in _FAILED_STATUSES)
+        query = f"TaskQueue={_quote(queue)} AND ExecutionStatus IN ({statuses})"
+
+        async def first_page() -> list[WorkflowExecution]:
+            listing = self.client.list_workflows(
+                query, limit=_FAILURE_PAGE, page_size=_FAILURE_PAGE, rpc_timeout=self.timeout
+            )
+            return [execution async for execution in listing]
+
+        # Visibility lists the last closed first; taking the newest of a page does not rely on that.
+        executions = await self.call(first_page)
+        return max(executions, key=_close_time, default=None)
+
+    async def close_event(self, execution: WorkflowExecution) -> HistoryEvent | None:
+        request = GetWorkflowExecutionHistoryRequest(
+            namespace=self.client.namespace,
+            execution=ExecutionRef(workflow_id=execution.id, run_id=execution.run_id),
+            history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+        )
+        response = await self.call(
+            lambda: self.client.workflow_service.get_workflow_execution_history(request, timeout=self.timeout)
+        )
+        return response.history.events[-1] if response.history.events else None
+
+
+async def _read_queue(
+    reader: _Reader, queue: str, *, live_within: timedelta, now: datetime | None, previous: AgentHealth | None
+) -> AgentHealth:
+    try:
+        async with asyncio.TaskGroup() as group:
+            describes = [group.create_task(reader.describe(queue, queue_type)) for queue_type in _QUEUE_TYPES]
+            count = group.create_task(reader.count(queue))
+    except* _ReadError as failures:
+        error = str(failures.exceptions[0])
+    else:
+        described = [task.result() for task in describes]
+        workers = live_workers(described, now=now or datetime.now(UTC), live_within=live_within)
+        running, completed, failed = run_counts(count.result())
+        backlog_count, backlog_age = backlog_of(described)
+        try:
+            if needs_failure_lookup(previous, failed):
+                last_failure = await _last_failure(reader, queue)
+            else:
+                last_failure = previous.last_failure if previous is not None and failed else None
+        except _ReadError as exc:
+            return AgentHealth.unreachable(queue, str(exc))
+        return AgentHealth(
+            task_queue=queue,
+            workers=workers,
+            backlog_count=backlog_count,
+            backlog_age_seconds=backlog_age,
+            running=running,
+            completed=completed,
+            failed=failed,
+            last_failure=last_failure,
+        )
+    return AgentHealth.unreachable(queue, error)
+
+
+async def _last_failure(reader: _Reader, queue: str) -> FailureInfo | None:
+    execution = await reader.newest_failed(queue)
+    if execution is None:
+        return None
+    if execution.status == WorkflowExecutionStatus.TIMED_OUT:
+        message = "timed out: the run exceeded its execution or run timeout"
+    else:
+        event = await reader.close_event(execution)
+        message = close_event_message(event) if event is not None else ""
+    return FailureInfo(workflow_id=execution.id, message=message, time=execution.close_time)
+
+
+def last_polls(described: Iterable[DescribeTaskQueueResponse]) -> dict[str, datetime]:
+    """The latest poll time of each poller identity, merged over the queue types described."""
+    latest: dict[str, datetime] = {}
+    for response in described:
+        for poller in response.pollers:
+            polled = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            if poller.identity not in latest or polled > latest[poller.identity]:
+                latest[poller.identity] = polled
+    return latest
+
+
+def live_workers(
+    described: Iterable[DescribeTaskQueueResponse], *, now: datetime, live_within: timedelta
+) -> int:
+    """How many poller identities polled within `live_within` before `now` (a timezone-aware time)."""
+    return sum(1 for polled in last_polls(described).values() if now - polled <= live_within)
+
+
+def backlog_of(described: Iterable[DescribeTaskQueueResponse]) -> tuple[int, float]:
+    """Backlog `(count, age in seconds)`: counts summed over the queue types, age of the oldest task."""
+    count, age = 0, 0.0
+    for response in described:
+        if response.HasField("stats"):
+            count += response.stats.approximate_backlog_count
+            age = max(age, response.stats.approximate_backlog_age.ToTimedelta().total_seconds())
+    return count, age
+
+
+def run_counts(groups: Iterable[WorkflowExecutionCountAggregationGroup]) -> tuple[int, int, int]:
+    """`(running, completed, failed)` from a `GROUP BY ExecutionStatus` count; failed includes TimedOut
+    and Terminated; Canceled and ContinuedAsNew runs are in none of them."""
+    by_status: dict[str, int] = {}
+    for group in groups:
+        status = str(group.group_values[0]) if group.group_values else ""
+        by_status[status] = by_status.get(status, 0) + group.count
+    failed = sum(by_status.get(status, 0) for status in _FAILED_STATUSES)
+    return by_status.get("Running", 0), by_status.get("Completed", 0), failed
+
+
+def needs_failure_lookup(previous: AgentHealth | None, failed: int) -> bool:
+    """Whether the last failure must be looked up: there are failures, and the previous read does not
+    already hold the newest one (no previous read, it failed, found none, or the failed count changed).
+
+    A failure that replaces one removed by retention between two reads leaves the count unchanged and is
+    picked up on the next change.
+    """
+    if failed == 0:
+        return False
+    return (
+        previous is None
+        or not previous.reachable
+        or previous.last_failure is None
+        or previous.failed != failed
+    )
+
+
+def close_event_message(event: HistoryEvent) -> str:
+    """A one-line reason from a workflow's close event."""
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        return failure_message(event.workflow_execution_failed_event_attributes.failure)
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        reason = event.workflow_execution_terminated_event_attributes.reason
+        return _shorten(f"terminated: {reason}" if reason else "terminated")
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        return "timed out: the run exceeded its execution or run timeout"
+    return ""
+
+
+def failure_message(failure: Failure) -> str:
+    """The messages of a failure and its causes joined with ": ", on one line, at most 500 characters.
+
+    Stack traces and details are left out: they can hold data the workflow handled. A failure encoded by
+    a payload codec shows Temporal's placeholder message.
+    """
+    parts: list[str] = []
+    current: Failure | None = failure
+    while current is not None and len(parts) < _CAUSE_DEPTH:
+        message = " ".join(current.message.split())
+        if message and (not parts or parts[-1] != message):
+            parts.append(message)
+        current = current.cause if current.HasField("cause") else None
+    return _shorten(": ".join(parts))
+
+
+def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_text(exc: BaseException) -> str:
+    detail = f"{exc.status.name}: {exc.message}" if isinstance(exc, RPCError) else str(exc)
+    detail = _shorten(" ".join(detail.split()), _MAX_DETAIL_CHARS)
+    return (
+        f"cannot read Temporal ({detail}); check the connection's address, namespace, TLS and API key, "
+        "and that the frontend is up"
+    )
+
+
+def _quote(value: str) -> str:
+    """A visibility query string literal (a quote is escaped by doubling it)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _close_time(execution: WorkflowExecution) -> datetime:
+    return execution.close_time or datetime.min.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
