@@ -15,6 +15,9 @@ from dataclasses import dataclass
 __all__ = [
     "Row",
     "Summary",
+    "bounded_median",
+    "bounded_ratio",
+    "format_bounded",
     "machine_line",
     "markdown_table",
     "percentile",
@@ -69,6 +72,40 @@ def ratio(ours: float, baseline: float) -> float | None:
     return ours / baseline
 
 
+def bounded_median(values: Sequence[float | None]) -> float:
+    """Median where None means "exceeded the bound" (counted as infinite); inf if that is the median."""
+    if not values:
+        raise ValueError("median of no values: measure at least one sample")
+    ordered = sorted(math.inf if v is None else v for v in values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    low, high = ordered[middle - 1], ordered[middle]
+    return math.inf if math.isinf(high) else (low + high) / 2
+
+
+def format_bounded(values: Sequence[float | None], bound: float, unit: str = "s", digits: int = 1) -> str:
+    """Like `Summary.format`, for measurements capped at `bound` (None = did not finish within it)."""
+    measured = [v for v in values if v is not None]
+    exceeded = len(values) - len(measured)
+    if math.isinf(bounded_median(values)):
+        return f"> {bound:g} {unit}" + (f" ({exceeded} of {len(values)})" if len(values) > 1 else "")
+    text = summarize(measured).format(unit, digits)
+    if exceeded:
+        text += f", {exceeded} of {len(values)} > {bound:g} {unit}"
+    return text
+
+
+def bounded_ratio(ours: float, baseline: float, bound: float) -> tuple[float | None, str]:
+    """ours / baseline, where an infinite baseline (it exceeded `bound`) gives an upper bound `< ours/bound`.
+
+    Returns the ratio and the prefix to print before it ("" or "<").
+    """
+    if math.isinf(baseline):
+        return (None, "") if math.isinf(ours) else (ours / bound, "<")
+    return ratio(ours, baseline), ""
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the results table."""
@@ -81,10 +118,12 @@ class Row:
     met: bool | None
     """None when the goal could not be judged (e.g. the benchmark did not run)."""
     note: str = ""
+    ratio_prefix: str = ""
+    """"<" when the baseline was capped, so the ratio is an upper bound."""
 
 
-def _format_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _format_ratio(value: float | None, prefix: str = "") -> str:
+    return "n/a" if value is None else f"{prefix}{value:.2f}x"
 
 
 def _format_met(value: bool | None) -> str:
@@ -101,7 +140,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
             row.benchmark,
             row.ours,
             row.baseline,
-            _format_ratio(row.ratio),
+            _format_ratio(row.ratio, row.ratio_prefix),
             row.goal,
             _format_met(row.met),
             row.note,

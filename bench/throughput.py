@@ -11,7 +11,6 @@ Run: `.venv/bin/python -m bench.throughput [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -20,8 +19,9 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from bench._agents import prompt_for
+from bench._cli import run_cli
 from bench._harness import connect, dev_server, wait_for_poller, workdir
-from bench._stats import Row, Summary, machine_line, markdown_table, percentile, ratio, summarize
+from bench._stats import Row, Summary, percentile, ratio, summarize
 from bench._targets import Target, baseline_target, ours_available, ours_target
 
 __all__ = ["Trial", "run", "scenario_rows", "trial_from"]
@@ -206,17 +206,8 @@ async def run(quick: bool = False, *, repeats: int | None = None) -> list[Row]:
 
 
 def main() -> None:
-    """Command line: print the Markdown table and the machine line."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer runs and repetitions")
-    parser.add_argument("--repeats", type=int, default=None, help="repetitions per scenario and side")
-    args = parser.parse_args()
-    start = machine_line()
-    rows = asyncio.run(run(args.quick, repeats=args.repeats))
-    print(markdown_table(rows))
-    print(f"\nstart: {start}\nend:   {machine_line()}")
+    """Command line: print the Markdown table and the machine's load."""
+    run_cli(__doc__, run, quick_help="fewer runs per trial and 3 repetitions instead of 5")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""Smoke test of bench/: every benchmark imports, and its arithmetic and report helpers are right.
+
+No timing is asserted here (the machine is shared and noisy); the numbers come from running the benchmarks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+# bench/ is a top-level directory of the repository, not an installed package.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import _stats, cold_start, recovery, throughput  # noqa: E402
+from bench._agents import agent, baseline_agent, prompt_for  # noqa: E402
+from bench.run_all import BENCHMARKS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [*BENCHMARKS, "run_all"])
+def test_every_benchmark_module_imports_and_has_a_run_function(name: str) -> None:
+    module = importlib.import_module(f"bench.{name}")
+    assert callable(getattr(module, "run", None) or module.main)
+    assert callable(module.main)
+
+
+def test_percentile_interpolates_between_ranks_like_numpy() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert _stats.percentile(values, 50) == 2.5
+    assert _stats.percentile(values, 0) == 1.0
+    assert _stats.percentile(values, 100) == 4.0
+    assert _stats.percentile(values, 95) == pytest.approx(3.85)
+    assert _stats.percentile([7.0], 95) == 7.0
+
+
+def test_percentile_rejects_empty_input_and_out_of_range_q() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        _stats.percentile([], 50)
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        _stats.percentile([1.0], 101)
+
+
+def test_summary_reports_median_and_min_max() -> None:
+    summary = _stats.summarize([5.0, 1.0, 3.0])
+    assert (summary.median, summary.low, summary.high, summary.n) == (3.0, 1.0, 5.0, 3)
+    assert summary.format("runs/s") == "3.00 runs/s (1.00-5.00)"
+    assert _stats.summarize([0.25]).format("ms", digits=0, scale=1000) == "250 ms"
+
+
+def test_ratio_is_ours_over_baseline_and_none_for_a_zero_baseline() -> None:
+    assert _stats.ratio(10.0, 4.0) == 2.5
+    assert _stats.ratio(1.0, 0.0) is None
+
+
+def test_runs_that_exceeded_the_bound_count_as_infinitely_long() -> None:
+    assert _stats.bounded_median([3.0, None, 1.0]) == 3.0
+    assert math.isinf(_stats.bounded_median([3.0, None]))
+    assert _stats.format_bounded([None], bound=20) == "> 20 s"
+    assert _stats.format_bounded([2.0, 4.0, None], bound=20) == "3.0 s (2.0-4.0), 1 of 3 > 20 s"
+    # A capped baseline turns the ratio into an upper bound.
+    assert _stats.bounded_ratio(5.0, math.inf, 20.0) == (0.25, "<")
+    assert _stats.bounded_ratio(5.0, 10.0, 20.0) == (0.5, "")
+
+
+def test_markdown_table_has_one_line_per_row_and_escapes_pipes() -> None:
+    rows = [
+        _stats.Row("a", "1 s", "2 s", 0.5, "<= 1 s", True),
+        _stats.Row("b|c", "x", "y", None, "", None, note="not measured"),
+        _stats.Row("d", "1 s", "> 9 s", 0.11, "", False, ratio_prefix="<"),
+    ]
+    lines = _stats.markdown_table(rows).splitlines()
+    assert lines[0] == "| benchmark | ours | baseline | ratio | goal | met? | note |"
+    assert lines[2] == "| a | 1 s | 2 s | 0.50x | <= 1 s | yes |  |"
+    assert lines[3] == "| b\\|c | x | y | n/a |  | n/a | not measured |"
+    assert lines[4] == "| d | 1 s | > 9 s | <0.11x |  | no |  |"
+
+
+def test_machine_line_names_date_cores_and_load() -> None:
+    line = _stats.machine_line(lambda: datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.UTC))
+    assert line.startswith("2026-01-02 03:04 UTC; ")
+    assert "cores" in line and "load average" in line
+
+
+def test_throughput_rows_judge_the_two_goals_on_median_ratios() -> None:
+    trial = throughput.trial_from([0.1, 0.2, 0.3, 0.4], elapsed=2.0)
+    assert trial.runs_per_second == 2.0
+    assert trial.p50 == pytest.approx(0.25)
+    ours = [throughput.Trial(runs_per_second=r, p50=0.1, p95=0.2) for r in (20.0, 22.0, 18.0)]
+    base = [throughput.Trial(runs_per_second=r, p50=0.2, p95=0.3) for r in (10.0, 12.0, 8.0)]
+    rate, latency = throughput.scenario_rows("20 concurrent", "ours", ours, base, judged=True)
+    assert rate.ratio == 2.0 and rate.met is True
+    assert latency.ratio == 0.5 and latency.met is True
+    assert rate.ours == "20.00 runs/s (18.00-22.00)"
+    slow = [throughput.Trial(runs_per_second=15.0, p50=0.19, p95=0.3)]
+    rate, latency = throughput.scenario_rows("sequential", "ours", slow, base[:1], judged=True)
+    assert (rate.met, latency.met) == (False, False)
+    opt_in = throughput.scenario_rows("sequential", "ours, sandbox off", slow, base[:1], judged=False)
+    assert all(row.met is None and "sandbox off" in row.benchmark for row in opt_in)
+
+
+def test_recovery_row_compares_medians_and_caps_the_baseline() -> None:
+    ours = [recovery.Trial(recovery=v, replacement_start=1.0) for v in (4.0, 6.0, 5.0)]
+    capped = [recovery.Trial(recovery=None, replacement_start=1.0)]
+    row = recovery.recovery_row(ours, capped, baseline_bound=20.0)
+    assert row.ours == "5.0 s (4.0-6.0)" and row.baseline == "> 20 s"
+    assert (row.ratio, row.ratio_prefix, row.met) == (0.25, "<", True)
+    measured = [recovery.Trial(recovery=62.0, replacement_start=1.0)]
+    row = recovery.recovery_row(ours, measured, baseline_bound=150.0)
+    assert row.ratio == pytest.approx(5.0 / 62.0) and row.ratio_prefix == ""
+
+
+def test_cold_start_rows_judge_first_poll_and_readiness() -> None:
+    ours = [cold_start.Trial(first_poll=0.8, ready=0.9), cold_start.Trial(first_poll=1.2, ready=1.3)]
+    base = [cold_start.Trial(first_poll=2.0, ready=None)]
+    poll, ready = cold_start.cold_start_rows(ours, base)
+    assert poll.ratio == pytest.approx(0.5) and poll.met is True
+    assert ready.ratio == pytest.approx(0.55) and ready.met is False
+
+
+def test_benchmark_agent_calls_one_tool_then_answers() -> None:
+    # Outside a workflow the durable capability is transparent, so both agents run in-process here.
+    for candidate in (agent, baseline_agent):
+        result = candidate.run_sync(prompt_for(0))
+        assert result.output == "done: worked 0s"
+        kinds = [part.part_kind for message in result.all_messages() for part in message.parts]
+        assert kinds.count("tool-call") == 1 and kinds.count("tool-return") == 1
