@@ -1,0 +1,224 @@
+"""The pure parts of the health read: poller liveness, backlog, run counts, failure messages. No I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import (
+    HistoryEvent,
+    WorkflowExecutionFailedEventAttributes,
+    WorkflowExecutionTerminatedEventAttributes,
+)
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
+from temporalio.client import WorkflowExecutionCountAggregationGroup
+
+from durable_agents_runtime.health import (
+    MAX_MESSAGE_CHARS,
+    AgentHealth,
+    FailureInfo,
+    backlog_of,
+    close_event_message,
+    failure_message,
+    last_polls,
+    live_workers,
+    needs_failure_lookup,
+    run_counts,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+
+def _at(seconds_ago: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(NOW - timedelta(seconds=seconds_ago))
+    return stamp
+
+
+def _described(*pollers: tuple[str, float], backlog: int | None = None, age: float = 0.0):
+    response = DescribeTaskQueueResponse(
+        pollers=[PollerInfo(identity=identity, last_access_time=_at(ago)) for identity, ago in pollers]
+    )
+    if backlog is not None:
+        duration = Duration()
+        duration.FromTimedelta(timedelta(seconds=age))
+        response.stats.CopyFrom(
+            TaskQueueStats(approximate_backlog_count=backlog, approximate_backlog_age=duration)
+        )
+    return response
+
+
+def _health(**changes) -> AgentHealth:
+    fields = dict(
+        task_queue="ns.agent",
+        workers=1,
+        backlog_count=0,
+        backlog_age_seconds=0.0,
+        running=0,
+        completed=0,
+        failed=0,
+        last_failure=None,
+    )
+    fields.update(changes)
+    return AgentHealth(**fields)
+
+
+def test_pollers_that_stopped_polling_are_not_live_workers():
+    described = [_described(("live", 2.0), ("dead", 190.0))]
+
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=75)) == 1
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=300)) == 2
+
+
+def test_a_worker_polling_workflow_and_activity_queues_counts_once_by_its_newest_poll():
+    workflow_queue = _described(("worker-a", 80.0), ("worker-b", 5.0))
+    activity_queue = _described(("worker-a", 3.0))
+
+    assert last_polls([workflow_queue, activity_queue]) == {
+        "worker-a": NOW - timedelta(seconds=3),
+        "worker-b": NOW - timedelta(seconds=5),
+    }
+    assert live_workers([workflow_queue, activity_queue], now=NOW, live_within=timedelta(seconds=30)) == 2
+
+
+def test_a_poll_exactly_at_the_window_edge_is_live():
+    assert live_workers([_described(("w", 30.0))], now=NOW, live_within=timedelta(seconds=30)) == 1
+
+
+def test_no_pollers_means_no_workers():
+    assert live_workers([_described(), _described()], now=NOW, live_within=timedelta(seconds=30)) == 0
+
+
+def test_backlog_sums_counts_of_both_queue_types_and_keeps_the_oldest_age():
+    workflow_queue = _described(backlog=3, age=12.5)
+    activity_queue = _described(backlog=2, age=40.0)
+
+    assert backlog_of([workflow_queue, activity_queue]) == (5, 40.0)
+
+
+def test_a_backlog_left_out_of_the_response_is_zero():
+    assert backlog_of([_described(), DescribeTaskQueueResponse(stats=TaskQueueStats())]) == (0, 0.0)
+
+
+def test_failed_runs_include_timed_out_and_terminated_runs():
+    groups = [
+        WorkflowExecutionCountAggregationGroup(count=4, group_values=["Running"]),
+        WorkflowExecutionCountAggregationGroup(count=7, group_values=["Completed"]),
+        WorkflowExecutionCountAggregationGroup(count=2, group_values=["Failed"]),
+        WorkflowExecutionCountAggregationGroup(count=1, group_values=["TimedOut"]),
+        WorkflowExecutionCountAggregationGroup(count=1, group_values=["Terminated"]),
+        WorkflowExecutionCountAggregationGroup(count=5, group_values=["Canceled"]),
+        WorkflowExecutionCountAggregationGroup(count=3, group_values=["ContinuedAsNew"]),
+    ]
+
+    assert run_counts(groups) == (4, 7, 4)
+
+
+def test_no_runs_count_as_zero():
+    assert run_counts([]) == (0, 0, 0)
+
+
+def test_failure_message_joins_the_cause_chain_on_one_line_without_stack_traces():
+    failure = Failure(
+        message="Activity task failed",
+        stack_trace='File "secret_module.py", line 1',
+        cause=Failure(message="boom:\n  the tool\tsaid no", stack_trace="trace"),
+    )
+
+    assert failure_message(failure) == "Activity task failed: boom: the tool said no"
+
+
+def test_failure_message_skips_a_cause_that_repeats_its_parent():
+    failure = Failure(message="boom", cause=Failure(message="boom", cause=Failure(message="root cause")))
+
+    assert failure_message(failure) == "boom: root cause"
+
+
+def test_long_failure_messages_are_cut():
+    message = failure_message(Failure(message="x" * 5000))
+
+    assert len(message) == MAX_MESSAGE_CHARS
+    assert message.endswith("…")
+
+
+def test_close_event_of_a_failed_run_gives_its_failure_message():
+    event = HistoryEvent(
+        event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        workflow_execution_failed_event_attributes=WorkflowExecutionFailedEventAttributes(
+            failure=Failure(message="boom")
+        ),
+    )
+
+    assert close_event_message(event) == "boom"
+
+
+def test_close_event_of_a_terminated_run_gives_the_reason():
+    event = HistoryEvent(
+        event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        workflow_execution_terminated_event_attributes=WorkflowExecutionTerminatedEventAttributes(
+            reason="stuck"
+        ),
+    )
+
+    assert close_event_message(event) == "terminated: stuck"
+
+
+def test_close_event_of_a_timed_out_run_says_so():
+    event = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
+
+    assert close_event_message(event).startswith("timed out")
+
+
+def test_failure_lookup_happens_only_when_the_failed_count_changed():
+    known = FailureInfo(workflow_id="run-1", message="boom", time=NOW)
+
+    assert not needs_failure_lookup(None, failed=0)
+    assert needs_failure_lookup(None, failed=1)
+    assert not needs_failure_lookup(_health(failed=1, last_failure=known), failed=1)
+    assert needs_failure_lookup(_health(failed=1, last_failure=known), failed=2)
+
+
+def test_failure_lookup_is_repeated_when_the_previous_read_could_not_tell():
+    assert needs_failure_lookup(AgentHealth.unreachable("ns.agent", "down"), failed=1)
+    assert needs_failure_lookup(_health(failed=1, last_failure=None), failed=1)
+
+
+def test_to_dict_uses_the_status_field_names_and_is_json_ready():
+    health = _health(
+        workers=2,
+        backlog_count=3,
+        backlog_age_seconds=1.5,
+        running=1,
+        completed=5,
+        failed=1,
+        last_failure=FailureInfo(workflow_id="run-1", message="boom", time=NOW),
+    )
+
+    status = health.to_dict()
+
+    assert status == {
+        "taskQueue": "ns.agent",
+        "workers": 2,
+        "backlog": {"count": 3, "ageSeconds": 1.5},
+        "runs": {"running": 1, "completed": 5, "failed": 1},
+        "lastFailure": {"workflowId": "run-1", "message": "boom", "time": "2026-11-26T12:00:00Z"},
+    }
+    assert json.loads(json.dumps(status)) == status
+
+
+def test_to_dict_without_failures_clears_last_failure():
+    assert _health().to_dict()["lastFailure"] is None
+
+
+def test_unreachable_health_reports_nothing_observed():
+    health = AgentHealth.unreachable("ns.agent", "cannot read Temporal (UNAVAILABLE)")
+
+    assert not health.reachable
+    assert health.error == "cannot read Temporal (UNAVAILABLE)"
+    assert (health.workers, health.backlog_count, health.running, health.failed) == (0, 0, 0, 0)
+    assert health.to_dict() == {}
