@@ -54,6 +54,9 @@ HEADER = (
 # them small (without maxLength it assumes a string as large as a whole request).
 DURATION_MAX_LENGTH = 32
 
+# Toolsets and MCP servers one agent may configure activity settings for.
+MAX_TOOLSETS = 64
+
 # OpenAPI v3 keywords a structural schema may carry, in the order they are written out (readable YAML).
 _KEY_ORDER = (
     "description",
@@ -268,6 +271,8 @@ DURABLE_AGENT = CrdKind(
         ("spec", "agent", "mcpServers"): _LIST_BY_ID,
         ("spec", "agent", "toolsets"): _LIST_BY_ID,
         **{path: _activity_timeouts(path) for path in _ACTIVITY_SPEC_PATHS},
+        # Bounded so the API server can afford the per-toolset rule above (an agent has a handful).
+        ("spec", "activities", "toolsets"): {"maxProperties": MAX_TOOLSETS},
         ("spec", "autoscaling"): _rules(
             Rule(
                 "(has(self.minReplicas) ? self.minReplicas : 1) <= "
@@ -386,16 +391,14 @@ class _Converter:
                     for name, sub in value.items()
                 }
             elif key == "items":
-                out["items"] = self._child(value, f"{path}[]", seen, node.get("description", ""))
+                out["items"] = self._child(value, f"{path}[]", seen)
             elif key == "additionalProperties":
                 # `False` is implied by structural pruning (and forbidden next to properties); `True`
                 # means any value, which is `x-kubernetes-preserve-unknown-fields`.
                 if value is True:
                     out["x-kubernetes-preserve-unknown-fields"] = True
                 elif isinstance(value, dict):
-                    out["additionalProperties"] = self._child(
-                        value, f"{path}{{}}", seen, node.get("description", "")
-                    )
+                    out["additionalProperties"] = self._child(value, f"{path}{{}}", seen)
             elif key == "default":
                 if value is not None:
                     out["default"] = value
@@ -423,13 +426,12 @@ class _Converter:
             out["nullable"] = True
         return out
 
-    def _child(self, node: JSON, path: str, seen: tuple[str, ...], field_description: str) -> JSON:
-        """An array item or map value: takes its field's description when its own schema has none."""
+    def _child(self, node: JSON, path: str, seen: tuple[str, ...]) -> JSON:
+        """An array item or map value. It keeps its own description (a model's docstring) but gets no
+        copy of its field's: `kubectl explain` prints both, one after the other."""
         out = self.convert(node, path, seen)
         if out.pop(_MAY_BE_NULL, False):
             out["nullable"] = True
-        if not out.get("description"):
-            out["description"] = field_description
         return out
 
     def _union(self, node: JSON, path: str, seen: tuple[str, ...]) -> JSON:

@@ -133,11 +133,26 @@ def test_schemas_are_structural() -> None:
     assert not errors, "\n".join(errors)
 
 
-def test_every_schema_node_has_a_description() -> None:
-    missing = [
-        path for path, node in all_nodes() if not node.get("description") and not path.endswith(".metadata")
-    ]
+def test_every_field_and_every_object_kind_has_a_description() -> None:
+    # Fields (properties) and objects in lists and maps are what `kubectl explain` documents. Scalar items
+    # and map values carry none: explain would print it right after the field's own.
+    missing = []
+    for kind in CRDS:
+        for path, node in walk(schema_of(kind), kind):
+            documented = bool(node.get("description"))
+            is_field = not path.endswith(("[]", "{}"))
+            is_object = "properties" in node or ("type" not in node and not path.endswith(".metadata"))
+            if not documented and (is_object or is_field) and path != f"{kind}.metadata":
+                missing.append(path)
     assert not missing, f"nodes without a description (kubectl explain shows nothing): {missing}"
+
+
+def test_explain_text_is_not_repeated_for_list_items_and_map_values() -> None:
+    for path, node in all_nodes():
+        for child in ("items", "additionalProperties"):
+            sub = node.get(child)
+            if isinstance(sub, dict) and "description" in sub:
+                assert sub["description"] != node.get("description"), path
 
 
 def test_defaults_are_valid_values_of_their_own_schema() -> None:
