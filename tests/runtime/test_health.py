@@ -1,0 +1,401 @@
+"""Workflow health read from a real Temporal dev server: live workers, backlog, run counts, last failure,
+an unreachable server, and the number of calls one read makes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from durable_agents_runtime.health import AgentHealth, read_health
+
+pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
+
+TEMPORAL = Path(sys.executable).parent / "temporal"
+READ_CALLS = (
+    "describe_task_queue",
+    "count_workflow_executions",
+    "list_workflow_executions",
+    "get_workflow_execution_history",
+)
+
+
+@workflow.defn
+class Probe:
+    """Completes, fails with "boom", or waits forever, as asked."""
+
+    @workflow.run
+    async def run(self, mode: str) -> str:
+        if mode == "fail":
+            raise ApplicationError("boom: the probe was told to fail")
+        if mode == "wait":
+            await workflow.wait_condition(lambda: False)
+        return "done"
+
+
+# A worker in its own process, so the test can SIGKILL it like a crashed pod.
+_WORKER_SCRIPT = """
+import asyncio, sys
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+@workflow.defn(name="Probe")
+class Probe:
+    @workflow.run
+    async def run(self, mode: str) -> str:
+        return "done"
+
+async def main(address, namespace, queue, identity):
+    client = await Client.connect(address, namespace=namespace)
+    worker = Worker(client, task_queue=queue, workflows=[Probe], identity=identity,
+                    workflow_runner=UnsandboxedWorkflowRunner())
+    await worker.run()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    namespace: str
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def temporal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The session's dev server when the suite provides one, else a dev server for this module."""
+    try:
+        shared = request.getfixturevalue("temporal_dev_server")
+    except pytest.FixtureLookupError:
+        pass
+    else:
+        yield Target(shared.address, shared.namespace)
+        return
+    ports = [_free_port() for _ in range(3)]
+    state = tmp_path_factory.mktemp("temporal")
+    log = (state / "temporal.log").open("w")
+    server = subprocess.Popen(
+        [
+            str(TEMPORAL),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(ports[0]),
+            "--http-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+            "--db-filename",
+            str(state / "temporal.db"),
+            "--log-level",
+            "warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        target = Target(f"127.0.0.1:{ports[0]}", "default")
+        _wait_until_serving(target, server)
+        yield target
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+async def client(temporal: Target) -> Client:
+    return await Client.connect(temporal.address, namespace=temporal.namespace)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(target: Target, server: subprocess.Popen[bytes]) -> None:
+    async def connect() -> None:
+        deadline = time.monotonic() + 15
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the dev server exited with {server.returncode}; see its temporal.log")
+            try:
+                await Client.connect(target.address, namespace=target.namespace)
+                return
+            # The frontend listens before it is healthy; connecting fails until then.
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    asyncio.run(connect())
+
+
+def _queue(purpose: str) -> str:
+    return f"health-{purpose}-{uuid.uuid4().hex[:8]}"
+
+
+def _worker(client: Client, queue: str, identity: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[Probe],
+        identity=identity,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+
+
+async def _health_until(
+    client: Client,
+    queue: str,
+    done: Callable[[AgentHealth], bool],
+    *,
+    timeout: float = 15.0,
+    **options: Any,
+) -> AgentHealth:
+    """Read until `done` holds (visibility and task queue stats are eventually consistent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = (await read_health(client, [queue], **options))[queue]
+        if done(health) or time.monotonic() > deadline:
+            return health
+        await asyncio.sleep(0.2)
+
+
+async def _poller_identities(client: Client, queue: str) -> set[str]:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return {poller.identity for poller in response.pollers}
+
+
+@asynccontextmanager
+async def _worker_process(
+    temporal: Target, queue: str, identity: str
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WORKER_SCRIPT, temporal.address, temporal.namespace, queue, identity],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+class CallCounter:
+    """Counts the read's gRPC calls on one client, and the most that were in flight at once."""
+
+    def __init__(self, client: Client) -> None:
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        service = client.workflow_service
+        for name in READ_CALLS:
+            setattr(service, name, self._counting(name, getattr(service, name)))
+
+    def _counting(self, name: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                self.in_flight -= 1
+
+        return counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+async def test_each_polling_worker_identity_counts_once(client: Client, temporal: Target):
+    queue = _queue("workers")
+    # The SDK allows one worker per queue on a client: the second worker gets its own connection.
+    other = await Client.connect(temporal.address, namespace=temporal.namespace)
+
+    async with _worker(client, queue, "worker-a"):
+        one = await _health_until(client, queue, lambda h: h.workers >= 1)
+        async with _worker(other, queue, "worker-b"):
+            two = await _health_until(client, queue, lambda h: h.workers >= 2)
+
+    assert one.workers == 1
+    assert two.workers == 2
+    assert two.reachable and two.error is None
+
+
+async def test_a_sigkilled_worker_stays_listed_but_stops_counting_after_live_within(
+    client: Client, temporal: Target
+):
+    queue = _queue("killed")
+    window = timedelta(seconds=3)
+
+    async with _worker(client, queue, "survivor"), _worker_process(temporal, queue, "doomed") as doomed:
+        both = await _health_until(client, queue, lambda h: h.workers >= 2, timeout=30)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+        await asyncio.sleep(window.total_seconds() + 1)
+        # A task makes the live worker poll again; the killed one cannot.
+        await client.execute_workflow(Probe.run, "ok", id=f"{queue}-refresh", task_queue=queue)
+
+        listed = await _poller_identities(client, queue)
+        short = (await read_health(client, [queue], live_within=window))[queue]
+        long = (await read_health(client, [queue], live_within=timedelta(minutes=5)))[queue]
+
+    assert both.workers == 2
+    assert listed == {"survivor", "doomed"}
+    assert short.workers == 1
+    assert long.workers == 2
+
+
+async def test_a_worker_killed_long_enough_ago_leaves_no_active_pollers(client: Client, temporal: Target):
+    queue = _queue("gone")
+    window = timedelta(seconds=3)
+
+    async with _worker_process(temporal, queue, "doomed") as doomed:
+        alive = await _health_until(client, queue, lambda h: h.workers >= 1, timeout=30)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    await asyncio.sleep(window.total_seconds() + 1)
+
+    listed = await _poller_identities(client, queue)
+    health = (await read_health(client, [queue], live_within=window))[queue]
+
+    assert alive.workers == 1
+    assert "doomed" in listed
+    assert health.workers == 0
+    assert health.reachable
+
+
+async def test_workflows_nobody_polls_for_show_as_backlog(client: Client):
+    queue = _queue("backlog")
+    handles = [
+        await client.start_workflow(Probe.run, "ok", id=f"{queue}-{index}", task_queue=queue)
+        for index in range(3)
+    ]
+    try:
+        health = await _health_until(client, queue, lambda h: h.backlog_count >= 1 and h.running == 3)
+    finally:
+        for handle in handles:
+            await handle.terminate(reason="test cleanup")
+
+    assert health.backlog_count >= 1
+    assert health.backlog_age_seconds > 0
+    assert health.workers == 0
+    assert health.running == 3
+
+
+async def test_run_counts_and_the_last_failure_message(client: Client):
+    queue = _queue("runs")
+
+    async with _worker(client, queue, "worker"):
+        await client.execute_workflow(Probe.run, "ok", id=f"{queue}-ok", task_queue=queue)
+        with pytest.raises(WorkflowFailureError):
+            await client.execute_workflow(Probe.run, "fail", id=f"{queue}-fail", task_queue=queue)
+        waiting = await client.start_workflow(Probe.run, "wait", id=f"{queue}-wait", task_queue=queue)
+        health = await _health_until(
+            client,
+            queue,
+            lambda h: (h.running, h.completed, h.failed) == (1, 1, 1) and h.last_failure is not None,
+        )
+        await waiting.terminate(reason="stopped by the test")
+        after = await _health_until(client, queue, lambda h: h.failed == 2, previous={queue: health})
+
+    assert (health.running, health.completed, health.failed) == (1, 1, 1)
+    assert health.last_failure is not None
+    assert health.last_failure.workflow_id == f"{queue}-fail"
+    assert "boom" in health.last_failure.message
+    assert "Traceback" not in health.last_failure.message and "File " not in health.last_failure.message
+    assert health.last_failure.time is not None
+    assert after.failed == 2
+    assert after.last_failure is not None
+    assert after.last_failure.workflow_id == f"{queue}-wait"
+    assert after.last_failure.message == "terminated: stopped by the test"
+
+
+async def test_an_unreachable_server_marks_every_queue_without_raising():
+    client = await Client.connect(f"127.0.0.1:{_free_port()}", lazy=True)
+    counter = CallCounter(client)
+    queues = [_queue("down-a"), _queue("down-b"), _queue("down-c")]
+
+    started = time.monotonic()
+    result = await read_health(client, queues, concurrency=1)
+    elapsed = time.monotonic() - started
+
+    assert set(result) == set(queues)
+    for health in result.values():
+        assert not health.reachable
+        assert health.error is not None and health.error.startswith("cannot read Temporal")
+        assert (health.workers, health.running, health.failed) == (0, 0, 0)
+        assert health.to_dict() == {}
+    # After the first connection failure the rest of the read makes no calls.
+    assert counter.total == 1
+    assert elapsed < 5
+
+
+async def test_calls_per_read_follow_the_documented_formula(temporal: Target, client: Client):
+    queues = [_queue("batch-a"), _queue("batch-b"), _queue("batch-c")]
+    async with _worker(client, queues[0], "worker"):
+        with pytest.raises(WorkflowFailureError):
+            await client.execute_workflow(Probe.run, "fail", id=f"{queues[0]}-fail", task_queue=queues[0])
+    await _health_until(client, queues[0], lambda h: h.failed == 1)
+    counted = await Client.connect(temporal.address, namespace=temporal.namespace)
+    counter = CallCounter(counted)
+
+    first = await read_health(counted, queues, concurrency=4)
+    first_calls = dict(counter.calls)
+    counter.calls.clear()
+    second = await read_health(counted, queues, previous=first, concurrency=4)
+    n, failed_queues = len(queues), 1
+
+    # 2N describe + N count + F * (list + close event), F = queues whose failed count changed.
+    assert first_calls == {
+        "describe_task_queue": 2 * n,
+        "count_workflow_executions": n,
+        "list_workflow_executions": failed_queues,
+        "get_workflow_execution_history": failed_queues,
+    }
+    assert counter.calls == {"describe_task_queue": 2 * n, "count_workflow_executions": n}
+    assert counter.most_in_flight <= 4
+    assert second[queues[0]].last_failure == first[queues[0]].last_failure
+    assert first[queues[0]].last_failure is not None
+    assert all(second[queue].last_failure is None for queue in queues[1:])
