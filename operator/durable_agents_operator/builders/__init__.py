@@ -1,0 +1,30 @@
+"""Pure builders: a DurableAgent (and its resolved Temporal connection) in, Kubernetes manifests out.
+
+No client, clock, environment or randomness here: everything a builder needs is an argument.
+"""
+
+from .common import labels, owner_reference, selector_labels, selector_string, stable_hash
+from .configmap import build_configmap, config_hash, render_config
+from .deployment import build_deployment, desired_replicas, termination_grace_period
+from .pdb import build_pdb
+from .service import build_service
+from .temporal import DefaultConnection, WorkerTemporal, resolve_temporal
+
+__all__ = [
+    "DefaultConnection",
+    "WorkerTemporal",
+    "build_configmap",
+    "build_deployment",
+    "build_pdb",
+    "build_service",
+    "config_hash",
+    "desired_replicas",
+    "labels",
+    "owner_reference",
+    "render_config",
+    "resolve_temporal",
+    "selector_labels",
+    "selector_string",
+    "stable_hash",
+    "termination_grace_period",
+]

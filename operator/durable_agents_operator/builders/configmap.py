@@ -1,0 +1,35 @@
+"""The ConfigMap holding an agent's runtime config (`runtime.json`), which the worker pods mount."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durable_agents_operator.naming import configmap_name
+from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.contract import CONFIG_FILE_KEY
+
+from .common import object_meta, stable_hash
+
+__all__ = ["build_configmap", "config_hash", "render_config"]
+
+
+def render_config(config: RuntimeConfig) -> str:
+    """The exact text of `runtime.json`: what the worker reads and what the config hash covers."""
+    return config.to_json()
+
+
+def config_hash(config: RuntimeConfig) -> str:
+    """sha256 of the rendered config; written on the pod template so a config change rolls the workers."""
+    return stable_hash(render_config(config))
+
+
+def build_configmap(
+    *, agent: str, namespace: str, config: RuntimeConfig, owner: dict[str, Any]
+) -> dict[str, Any]:
+    """The ConfigMap `<agent>-runtime` with one key, `runtime.json`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(name=configmap_name(agent), namespace=namespace, agent=agent, owner=owner),
+        "data": {CONFIG_FILE_KEY: render_config(config)},
+    }

@@ -1,0 +1,120 @@
+"""The operator's shared state, built once in the entrypoint and handed to handlers through kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_operator.builders.temporal import DefaultConnection
+from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
+from durable_agents_operator.health import HealthBatcher
+from durable_agents_operator.kube import Kube
+from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.settings import OperatorSettings
+from durable_agents_operator.temporal_clients import (
+    ConnectionParams,
+    TemporalPool,
+    params_from_connection,
+    secret_keys_of,
+)
+
+__all__ = ["Operator", "connection_key", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC, at second precision (what Kubernetes timestamps keep)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def connection_key(namespace: str, name: str) -> ObjectKey:
+    """The key of a TemporalConnection."""
+    return ObjectKey(
+        TemporalConnection.model_fields["api_version"].default, "TemporalConnection", namespace, name
+    )
+
+
+@dataclass
+class _Cached:
+    connection: TemporalConnection
+    params: ConnectionParams
+    at: float
+
+
+@dataclass
+class Operator:
+    """Settings, API clients and caches shared by every handler."""
+
+    settings: OperatorSettings
+    kube: Kube
+    temporal: TemporalPool
+    health: HealthBatcher
+    default_params: ConnectionParams
+    clock: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
+    runs: dict[str, ConnectionParams] = field(default_factory=dict)
+    """AgentRun uid → the connection its workflow was started on."""
+    _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
+
+    @property
+    def default_connection(self) -> DefaultConnection:
+        """The default connection as worker pods see it."""
+        return DefaultConnection.from_settings(self.settings)
+
+    async def fetch_connection(self, namespace: str, name: str) -> TemporalConnection:
+        """The TemporalConnection `name` (read now); `DependencyNotReady` if it does not exist."""
+        body = await self.kube.get(connection_key(namespace, name))
+        if body is None:
+            raise DependencyNotReady(
+                f"TemporalConnection {name!r} does not exist in namespace {namespace}: create it, or remove "
+                "spec.temporal.connectionRef to use the operator's default connection",
+                reason="TemporalConnectionNotFound",
+            )
+        try:
+            return TemporalConnection.model_validate(body)
+        except ValueError as exc:
+            raise InvalidSpec(f"TemporalConnection {name!r} is invalid: {exc}") from None
+
+    async def connection_params(self, connection: TemporalConnection) -> ConnectionParams:
+        """Read the Secrets `connection` refers to and cache the resulting parameters."""
+        namespace = connection.metadata.namespace or "default"
+        keys = secret_keys_of(connection)
+        names = sorted({name for name, _ in keys})
+        bodies = await asyncio.gather(
+            *(self.kube.get(ObjectKey("v1", "Secret", namespace, n)) for n in names)
+        )
+        secrets: dict[tuple[str, str], bytes] = {}
+        for name, body in zip(names, bodies, strict=True):
+            for key, value in ((body or {}).get("data") or {}).items():
+                secrets[(name, key)] = base64.b64decode(value)
+        params = params_from_connection(connection, secrets)
+        self._connections[(namespace, connection.metadata.name or "")] = _Cached(
+            connection, params, self.monotonic()
+        )
+        return params
+
+    async def resolve(self, agent: DurableAgent) -> tuple[TemporalConnection | None, ConnectionParams]:
+        """`agent`'s TemporalConnection (None: the default) and how the operator reaches it.
+
+        TemporalConnections and their Secrets are cached for one health interval, so health timers of
+        many agents cost no extra API calls.
+        """
+        ref = agent.spec.temporal.connection_ref
+        if ref is None:
+            return None, self.default_params
+        namespace = agent.metadata.namespace or "default"
+        cached = self._connections.get((namespace, ref.name))
+        if cached is not None and self.monotonic() - cached.at < self.settings.health_interval:
+            return cached.connection, cached.params
+        connection = await self.fetch_connection(namespace, ref.name)
+        return connection, await self.connection_params(connection)
+
+    def forget_connection(self, namespace: str, name: str) -> None:
+        """Drop the cached parameters (and client) of a TemporalConnection that changed or went away."""
+        cached = self._connections.pop((namespace, name), None)
+        if cached is not None:
+            self.temporal.forget(cached.params)

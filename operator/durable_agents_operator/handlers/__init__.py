@@ -1,0 +1,79 @@
+"""kopf handlers. `register` wires them into a registry; the logic lives in one module per kind.
+
+Handlers receive the shared `Operator` through kopf's memo (`memo.operator`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from durable_agents_operator.api import API_GROUP, VERSION
+from durable_agents_operator.context import Operator
+from durable_agents_operator.settings import OperatorSettings
+
+from . import agentrun, durableagent, temporalconnection
+
+__all__ = ["operator_of", "plain", "register"]
+
+AGENTS = (API_GROUP, VERSION, "durableagents")
+RUNS = (API_GROUP, VERSION, "agentruns")
+CONNECTIONS = (API_GROUP, VERSION, "temporalconnections")
+
+
+def operator_of(memo: Any) -> Operator:
+    """The shared `Operator` from kopf's memo."""
+    operator = getattr(memo, "operator", None)
+    if not isinstance(operator, Operator):
+        raise RuntimeError("kopf's memo carries no Operator: start the operator through main.run")
+    return operator
+
+
+def plain(value: Any) -> Any:
+    """A deep plain-dict copy of a kopf body (whose nested values are read-only mapping views)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def _running(status: Any, **_: Any) -> bool:
+    return (status or {}).get("phase") == "Running"
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Register every handler in `registry`, with intervals from `settings`."""
+
+    @kopf.on.resume(*AGENTS, registry=registry)
+    @kopf.on.create(*AGENTS, registry=registry)
+    @kopf.on.update(*AGENTS, field="spec", registry=registry)
+    async def durableagent_reconcile(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await durableagent.reconcile(operator_of(memo), plain(body))
+
+    @kopf.timer(*AGENTS, interval=settings.health_interval, registry=registry)
+    async def durableagent_health(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await durableagent.check_health(operator_of(memo), plain(body))
+
+    @kopf.on.resume(*RUNS, registry=registry)
+    @kopf.on.create(*RUNS, registry=registry)
+    async def agentrun_start(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await agentrun.start(operator_of(memo), plain(body))
+
+    @kopf.timer(*RUNS, interval=settings.run_poll_interval, when=_running, registry=registry)
+    async def agentrun_poll(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await agentrun.poll(operator_of(memo), plain(body))
+
+    @kopf.on.delete(*RUNS, registry=registry)
+    async def agentrun_cancel(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+        await agentrun.cancel(operator_of(memo), plain(body), retry=retry)
+
+    @kopf.timer(*CONNECTIONS, interval=settings.health_interval, registry=registry)
+    async def temporalconnection_check(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await temporalconnection.check(operator_of(memo), plain(body))
+
+    @kopf.on.update(*CONNECTIONS, field="spec", registry=registry)
+    async def temporalconnection_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await temporalconnection.spec_changed(operator_of(memo), plain(body))

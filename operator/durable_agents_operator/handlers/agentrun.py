@@ -1,0 +1,239 @@
+"""AgentRun: start the agent's workflow once, follow it to the end, cancel it when the run is deleted.
+
+The workflow id derives from the AgentRun's uid and the start uses "use existing / reject duplicate"
+policies, so a second start (an operator restart mid-start, a retried handler) attaches to the first
+workflow instead of starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import kopf
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
+from durable_agents_operator.context import Operator
+from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
+from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.runs import failed_status, failure_message, run_input, succeeded_status
+from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
+from durable_agents_runtime.errors import format_validation
+
+from .reporting import emit
+
+__all__ = ["cancel", "poll", "start"]
+
+KIND = "AgentRun"
+TERMINAL = ("Succeeded", "Failed")
+CANCEL_ATTEMPTS = 5
+"""Deleting a run retries cancelling its workflow this often; then the run is let go (with a Warning)."""
+
+_T = TypeVar("_T")
+
+
+def _key(body: Mapping[str, Any]) -> ObjectKey:
+    meta = body["metadata"]
+    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])
+
+
+def _phase(body: Mapping[str, Any]) -> str | None:
+    return (body.get("status") or {}).get("phase")
+
+
+async def start(ops: Operator, body: Mapping[str, Any]) -> None:
+    """Start the run's workflow (or attach to the one already started) and mark the run Running."""
+    if body["metadata"].get("deletionTimestamp") or _phase(body) in TERMINAL:
+        return
+    now = ops.clock()
+    try:
+        run = AgentRun.model_validate(dict(body))
+    except ValidationError as exc:
+        message = f"invalid AgentRun:\n{format_validation(exc)}"
+        await _set_status(ops, body, failed_status(message, completed=now))
+        raise kopf.PermanentError(message) from None
+    if _phase(body) == "Running":
+        return  # started before; the poll timer follows it
+    workflow_id = workflow_id_for_run(run.metadata.uid or "")
+    try:
+        agent = await _agent(ops, run)
+        client = await _client(ops, run, agent)
+        await _timed(ops, _start_workflow(client, run, agent, workflow_id, ops.settings.temporal_timeout))
+    except OperatorError as exc:
+        await _set_status(ops, body, {"phase": "Pending", "message": str(exc)})
+        raise to_kopf(exc) from None
+    except RPCError as exc:
+        message = f"Temporal refused to start workflow {workflow_id}: {exc}"
+        await _set_status(ops, body, {"phase": "Pending", "message": message})
+        raise kopf.TemporaryError(message, delay=TemporalUnavailable.retry_after) from None
+    await _set_status(
+        ops,
+        body,
+        {
+            "phase": "Running",
+            "workflowId": workflow_id,
+            "taskQueue": agent.task_queue,
+            "startTime": now.isoformat().replace("+00:00", "Z"),
+            "observedGeneration": run.metadata.generation,
+            "message": None,
+        },
+    )
+    await emit(ops, body, reason="Started", message=f"started workflow {workflow_id}", warning=False, now=now)
+
+
+async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
+    """Check a Running run's workflow; when it has finished, write output, usage and times (or the error)."""
+    if _phase(body) != "Running":
+        return
+    run = AgentRun.model_validate(dict(body))
+    workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")
+    try:
+        client = await _client(ops, run)
+        handle = client.get_workflow_handle(workflow_id, result_type=RunOutput)
+        description = await _timed(ops, handle.describe())
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            return
+        finished = description.close_time or ops.clock()
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await _timed(ops, handle.result())
+            status = succeeded_status(result, completed=finished)
+        else:
+            status = failed_status(await _failure(ops, handle, description.status), completed=finished)
+    except OperatorError as exc:
+        # Temporal or the agent is unavailable: keep Running and say why; the next tick tries again.
+        await _set_status(ops, body, {"message": str(exc)})
+        return
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            await _set_status(ops, body, {"message": f"could not check workflow {workflow_id}: {exc}"})
+            return
+        status = failed_status(
+            f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
+            completed=None,
+        )
+    ops.runs.pop(run.metadata.uid or "", None)
+    await _set_status(ops, body, status)
+    await emit(
+        ops,
+        body,
+        reason=status["phase"],
+        message=f"workflow {workflow_id} {status['phase'].lower()}"
+        + (f": {status['message']}" if status.get("message") else ""),
+        warning=status["phase"] == "Failed",
+        now=ops.clock(),
+    )
+
+
+async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
+    """On deletion: cancel the run's workflow unless it has finished. Gives up after a few attempts."""
+    if _phase(body) in TERMINAL:
+        return
+    try:
+        run = AgentRun.model_validate(dict(body))
+    except ValidationError:
+        return  # never started
+    workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")
+    try:
+        client = await _client(ops, run)
+        await _timed(ops, client.get_workflow_handle(workflow_id).cancel(reason="AgentRun deleted"))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            await _retry_or_let_go(ops, body, f"could not cancel workflow {workflow_id}: {exc}", retry)
+    except DependencyNotReady:
+        pass  # no agent, so no Temporal to cancel on; a workflow, if any, ends by its own timeout
+    except OperatorError as exc:
+        await _retry_or_let_go(ops, body, f"could not cancel workflow {workflow_id}: {exc}", retry)
+    finally:
+        ops.runs.pop(run.metadata.uid or "", None)
+
+
+async def _retry_or_let_go(ops: Operator, body: Mapping[str, Any], message: str, retry: int) -> None:
+    if retry + 1 < CANCEL_ATTEMPTS:
+        raise kopf.TemporaryError(message, delay=10)
+    await emit(
+        ops,
+        body,
+        reason="CancelFailed",
+        message=f"{message}; the AgentRun is deleted anyway, cancel the workflow with the Temporal CLI",
+        warning=True,
+        now=ops.clock(),
+    )
+
+
+async def _agent(ops: Operator, run: AgentRun) -> DurableAgent:
+    namespace = run.metadata.namespace or "default"
+    name = run.spec.agent_ref.name
+    body = await ops.kube.get(ObjectKey(API_VERSION, "DurableAgent", namespace, name))
+    if body is None:
+        raise DependencyNotReady(
+            f"DurableAgent {name!r} does not exist in namespace {namespace}: create it or fix spec.agentRef",
+            reason="AgentNotFound",
+        )
+    try:
+        return DurableAgent.model_validate(body)
+    except ValidationError as exc:
+        raise DependencyNotReady(
+            f"DurableAgent {name!r} is invalid; fix it first:\n{format_validation(exc)}",
+            reason="AgentInvalid",
+        ) from None
+
+
+async def _client(ops: Operator, run: AgentRun, agent: DurableAgent | None = None) -> Client:
+    """The client of the run's Temporal; the connection is remembered per run, so a running run can
+    still be followed (and cancelled) after its DurableAgent is gone, until the operator restarts."""
+    uid = run.metadata.uid or ""
+    params = ops.runs.get(uid)
+    if params is None:
+        _, params = await ops.resolve(agent or await _agent(ops, run))
+        ops.runs[uid] = params
+    return await ops.temporal.client(params)
+
+
+async def _start_workflow(
+    client: Client, run: AgentRun, agent: DurableAgent, workflow_id: str, timeout: float
+) -> None:
+    # WorkflowAlreadyStarted: it ran and closed earlier; the poll timer reads its result.
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            WORKFLOW_NAME,
+            run_input(run),
+            id=workflow_id,
+            task_queue=agent.task_queue,
+            execution_timeout=run.spec.timeout,
+            # A running workflow with this id is the same run: attach to it. A closed one is too: do not
+            # run the prompt again.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            rpc_timeout=timedelta(seconds=timeout),
+        )
+
+
+async def _failure(
+    ops: Operator, handle: WorkflowHandle[Any, Any], status: WorkflowExecutionStatus | None
+) -> str:
+    try:
+        await _timed(ops, handle.result())
+    except WorkflowFailureError as exc:
+        return failure_message(exc.cause)
+    name = status.name.lower().replace("_", " ") if status is not None else "closed"
+    return f"workflow {name}"
+
+
+async def _timed(ops: Operator, call: Awaitable[_T]) -> _T:
+    timeout = ops.settings.temporal_timeout
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except TimeoutError:
+        raise TemporalUnavailable(f"Temporal did not answer within {timeout:g}s") from None
+
+
+async def _set_status(ops: Operator, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    await ops.kube.patch_status(_key(body), status)

@@ -1,0 +1,53 @@
+"""Writing what handlers found: a status patch, then one Event per condition transition."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from durable_agents_operator.conditions import Transition
+from durable_agents_operator.context import Operator
+from durable_agents_operator.errors import KubeApiError
+from durable_agents_operator.events import build_event
+from durable_agents_operator.objects import ObjectKey
+
+__all__ = ["emit", "report"]
+
+logger = logging.getLogger(__name__)
+
+
+async def report(
+    ops: Operator,
+    body: Mapping[str, Any],
+    key: ObjectKey,
+    status: Mapping[str, Any],
+    transitions: Sequence[Transition],
+    now: datetime,
+) -> None:
+    """Patch `status` (fields left out keep their values), then announce each transition as an Event."""
+    if await ops.kube.patch_status(key, status) is None:
+        return  # deleted meanwhile: nobody to tell
+    for transition in transitions:
+        await emit(
+            ops,
+            body,
+            reason=transition.reason,
+            message=transition.event_message,
+            warning=transition.warning,
+            now=now,
+        )
+
+
+async def emit(
+    ops: Operator, body: Mapping[str, Any], *, reason: str, message: str, warning: bool, now: datetime
+) -> None:
+    """Record an Event; a failure to record it is logged, never raised (the status already says it)."""
+    event = build_event(
+        body, reason=reason, message=message, type="Warning" if warning else "Normal", now=now
+    )
+    try:
+        await ops.kube.create_event(event)
+    except KubeApiError as exc:
+        logger.warning("could not record event %s for %s: %s", reason, body["metadata"].get("name"), exc)

@@ -1,0 +1,98 @@
+"""TemporalConnection: a timer that checks reachability, and re-reconciling agents when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+from durable_agents_operator.api import API_VERSION, TemporalConnection
+from durable_agents_operator.conditions import connection_conditions
+from durable_agents_operator.context import Operator
+from durable_agents_operator.errors import OperatorError
+from durable_agents_operator.objects import ObjectKey
+from durable_agents_runtime.errors import format_validation
+
+from . import durableagent
+from .reporting import report
+
+__all__ = ["check", "spec_changed"]
+
+KIND = "TemporalConnection"
+
+logger = logging.getLogger(__name__)
+
+
+async def check(ops: Operator, body: Mapping[str, Any]) -> None:
+    """Describe the connection's Temporal namespace and write the `Reachable` condition."""
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    now = ops.clock()
+    error: str | None = None
+    try:
+        connection = TemporalConnection.model_validate(dict(body))
+        params = await ops.connection_params(connection)
+        client = await ops.temporal.client(params)
+        timeout = ops.settings.temporal_timeout
+        request = DescribeNamespaceRequest(namespace=params.namespace)
+        await asyncio.wait_for(
+            client.workflow_service.describe_namespace(request, timeout=timedelta(seconds=timeout)), timeout
+        )
+    except ValidationError as exc:
+        error = f"invalid TemporalConnection:\n{format_validation(exc)}"
+    except OperatorError as exc:
+        error = str(exc)
+    except TimeoutError:
+        error = f"Temporal did not answer within {ops.settings.temporal_timeout:g}s"
+    except Exception as exc:  # an RPC failure is an observation here, not a crash
+        error = f"describing the namespace failed: {exc}"
+    previous = (body.get("status") or {}).get("conditions") or []
+    update = connection_conditions(reachable=error is None, error=error, previous=previous, now=now)
+    status = {"lastCheckTime": now.isoformat().replace("+00:00", "Z"), "conditions": update.to_api()}
+    key = _key(body)
+    try:
+        await report(ops, body, key, status, update.transitions, now)
+    except OperatorError as exc:
+        logger.warning("could not update the status of %s: %s", key, exc)
+
+
+async def spec_changed(ops: Operator, body: Mapping[str, Any]) -> None:
+    """Drop cached clients of this connection and reconcile the agents that use it (their pods change)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    ops.forget_connection(namespace, name)
+    try:
+        agents = await ops.kube.list(API_VERSION, "DurableAgent", namespace)
+    except OperatorError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.retry_after or 30) from None
+    for agent in agents:
+        if _connection_name(agent) != name:
+            continue
+        try:
+            await durableagent.reconcile(ops, agent)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            # The agent's own handlers retry; its status already says what is wrong.
+            logger.info(
+                "agent %s/%s not reconciled after %s changed: %s",
+                namespace,
+                agent["metadata"]["name"],
+                name,
+                exc,
+            )
+
+
+def _connection_name(agent: Mapping[str, Any]) -> str | None:
+    ref = ((agent.get("spec") or {}).get("temporal") or {}).get("connectionRef") or {}
+    return ref.get("name")
+
+
+def _key(body: Mapping[str, Any]) -> ObjectKey:
+    meta = body["metadata"]
+    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])

@@ -1,0 +1,126 @@
+"""Health of many agents from few Temporal calls: one batched read per connection per interval.
+
+Every DurableAgent has a health timer. The first timer of a connection that finds no fresh result starts
+one `read_health(client, [every task queue recently asked about on that connection])`; timers firing
+while it runs, or later in the same interval, reuse its result. A read that fails or times out yields an
+unreachable `AgentHealth` for every queue of the batch: never an exception, never longer than the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.client import Client
+
+from durable_agents_operator.errors import OperatorError
+from durable_agents_operator.temporal_clients import ConnectionParams, TemporalPool
+from durable_agents_runtime.health import AgentHealth, read_health
+
+__all__ = ["HealthBatcher", "HealthReader", "runtime_reader"]
+
+HealthReader = Callable[
+    [Client, Sequence[str], Mapping[str, AgentHealth]], Awaitable[Mapping[str, AgentHealth]]
+]
+"""Reads several task queues of one Temporal namespace in one go, given the previous read's result."""
+
+
+def runtime_reader(*, live_within: float, rpc_timeout: float) -> HealthReader:
+    """The runtime's `read_health`: what `durable-agents status` shows is what the operator writes."""
+
+    async def read(
+        client: Client, task_queues: Sequence[str], previous: Mapping[str, AgentHealth]
+    ) -> Mapping[str, AgentHealth]:
+        return await read_health(
+            client,
+            task_queues,
+            live_within=timedelta(seconds=live_within),
+            previous=previous,
+            rpc_timeout=timedelta(seconds=rpc_timeout),
+        )
+
+    return read
+
+
+@dataclass
+class _Connection:
+    asked: dict[str, float] = field(default_factory=dict)
+    """Task queue → when a timer last asked for it (monotonic seconds)."""
+    result: Mapping[str, AgentHealth] = field(default_factory=dict)
+    read_at: float = float("-inf")
+    inflight: asyncio.Task[Mapping[str, AgentHealth]] | None = None
+    inflight_queues: frozenset[str] = frozenset()
+
+
+class HealthBatcher:
+    """Shares health reads between the agents of one connection. Lives in the operator's memo."""
+
+    def __init__(
+        self,
+        *,
+        pool: TemporalPool,
+        reader: HealthReader,
+        interval: float,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._reader = reader
+        self._interval = interval
+        self._timeout = timeout
+        self._clock = clock
+        self._connections: dict[str, _Connection] = {}
+
+    async def read(self, params: ConnectionParams, task_queue: str) -> AgentHealth:
+        """The health of `task_queue`, at most one interval old. Never raises for Temporal problems."""
+        conn = self._connections.setdefault(params.key, _Connection())
+        now = self._clock()
+        conn.asked[task_queue] = now
+        if now - conn.read_at < self._interval and task_queue in conn.result:
+            return conn.result[task_queue]
+        if conn.inflight is None or task_queue not in conn.inflight_queues:
+            # Queues nobody asked about for three intervals belong to deleted agents: leave them out.
+            horizon = now - 3 * self._interval
+            conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon}
+            queues = frozenset(conn.asked)
+            task = asyncio.ensure_future(self._read(params, sorted(queues), conn.result))
+            task.add_done_callback(lambda done: self._done(conn, done))
+            conn.inflight, conn.inflight_queues = task, queues
+        # Shielded: a timer cancelled mid-read (its agent deleted) must not cancel the others' read.
+        result = await asyncio.shield(conn.inflight)
+        return result[task_queue]
+
+    def peek(self, params: ConnectionParams, task_queue: str) -> AgentHealth | None:
+        """The last known health of `task_queue`, however old, without reading Temporal."""
+        conn = self._connections.get(params.key)
+        return None if conn is None else conn.result.get(task_queue)
+
+    def _done(self, conn: _Connection, task: asyncio.Task[Mapping[str, AgentHealth]]) -> None:
+        if conn.inflight is task:
+            conn.inflight, conn.inflight_queues = None, frozenset()
+        if not task.cancelled():
+            conn.result = task.result()
+            conn.read_at = self._clock()
+
+    async def _read(
+        self, params: ConnectionParams, queues: list[str], previous: Mapping[str, AgentHealth]
+    ) -> Mapping[str, AgentHealth]:
+        try:
+            client = await self._pool.client(params)
+            result = await asyncio.wait_for(self._reader(client, queues, previous), self._timeout)
+        except OperatorError as exc:
+            return {q: AgentHealth.unreachable(q, str(exc)) for q in queues}
+        except TimeoutError:
+            message = f"Temporal at {params} did not answer within {self._timeout:g}s"
+            return {q: AgentHealth.unreachable(q, message) for q in queues}
+        except Exception as exc:  # any failure of a read must become a condition, not a crashed timer
+            return {
+                q: AgentHealth.unreachable(q, f"reading Temporal at {params} failed: {exc}") for q in queues
+            }
+        missing = {
+            q: AgentHealth.unreachable(q, "no health was returned for this task queue") for q in queues
+        }
+        return {**missing, **result}

@@ -1,0 +1,304 @@
+"""A thin async layer over the Kubernetes API: get, list, server-side apply, delete, status, events.
+
+No decisions are made here; handlers decide, this module performs. Credentials come from the
+`kubernetes` package's loaders (in-cluster service account or KUBECONFIG), including their token
+refresh, and requests go out through one `httpx.AsyncClient` created in the entrypoint.
+
+Only the kinds the operator touches are known (`RESOURCES`), so no discovery requests are made.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from durable_agents_operator.api import API_GROUP, VERSION
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
+from durable_agents_operator.objects import ObjectKey, key_of
+
+__all__ = ["RESOURCES", "Kube", "KubeClient", "KubeInvalid", "Resource", "resource_for"]
+
+
+class KubeInvalid(KubeApiError):
+    """The API server rejected an object as invalid (HTTP 422); its message names the field."""
+
+    retry_after = None
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The URL path of the collection, or of one object (and its subresource)."""
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        parts = [base]
+        if namespace is not None:
+            parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(self.plural)
+        if name is not None:
+            parts.append(quote(name, safe=""))
+        if subresource is not None:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+_CRD_VERSION = f"{API_GROUP}/{VERSION}"
+RESOURCES: dict[tuple[str, str], Resource] = {
+    (r.api_version, r.kind): r
+    for r in (
+        Resource("v1", "ConfigMap", "configmaps"),
+        Resource("v1", "Service", "services"),
+        Resource("v1", "Secret", "secrets"),
+        Resource("v1", "Event", "events"),
+        Resource("apps/v1", "Deployment", "deployments"),
+        Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Resource(_CRD_VERSION, "DurableAgent", "durableagents"),
+        Resource(_CRD_VERSION, "AgentRun", "agentruns"),
+        Resource(_CRD_VERSION, "TemporalConnection", "temporalconnections"),
+    )
+}
+
+
+def resource_for(api_version: str, kind: str) -> Resource:
+    """The resource of a kind the operator manages."""
+    try:
+        return RESOURCES[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"kube.py does not know {kind} ({api_version}): add it to RESOURCES") from None
+
+
+class Kube(Protocol):
+    """What handlers need from the Kubernetes API (a recording fake implements it in tests)."""
+
+    async def get(self, key: ObjectKey) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        ...
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace."""
+        ...
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager (force); returns the live object."""
+        ...
+
+    async def delete(self, key: ObjectKey, *, uid: str | None = None) -> None:
+        """Delete (in the background); a missing object is not an error. `uid` guards against a newcomer."""
+        ...
+
+    async def patch_status(self, key: ObjectKey, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the `/status` subresource; None if the object is gone."""
+        ...
+
+    async def create_event(self, event: dict[str, Any]) -> None:
+        """Record a core/v1 Event."""
+        ...
+
+
+AuthHeaders = Callable[[], dict[str, str]]
+
+
+class KubeClient:
+    """`Kube` over HTTP. One instance per operator process, created in the entrypoint."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, field_manager: str, auth: AuthHeaders | None = None
+    ) -> None:
+        self._http = http
+        self._field_manager = field_manager
+        self._auth = auth or dict
+
+    @classmethod
+    def from_configuration(
+        cls, configuration: Any, *, field_manager: str, timeout: float = 30.0
+    ) -> KubeClient:
+        """Build from a loaded `kubernetes.client.Configuration` (host, TLS files, token with refresh)."""
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file and configuration.key_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        if not configuration.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+
+        def auth() -> dict[str, str]:
+            # Asked per request: the in-cluster loader's hook re-reads the rotated service-account token.
+            token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+            if token:
+                return {"Authorization": token}
+            if configuration.username is not None:
+                return {"Authorization": configuration.get_basic_auth_token()}
+            return {}
+
+        http = httpx.AsyncClient(base_url=configuration.host, verify=context, timeout=timeout)
+        return cls(http, field_manager=field_manager, auth=auth)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def get(self, key: ObjectKey) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        resource = resource_for(key.api_version, key.kind)
+        response = await self._request("GET", resource.path(key.namespace, key.name), what=f"get {key}")
+        return None if response is None else response.json()
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace (each with apiVersion and kind filled in)."""
+        resource = resource_for(api_version, kind)
+        params = {"labelSelector": label_selector} if label_selector else None
+        response = await self._request(
+            "GET", resource.path(namespace), params=params, what=f"list {resource.plural} in {namespace}"
+        )
+        items = [] if response is None else response.json().get("items", [])
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager, forcing ownership of the fields it sets."""
+        key = key_of(manifest)
+        resource = resource_for(key.api_version, key.kind)
+        response = await self._request(
+            "PATCH",
+            resource.path(key.namespace, key.name),
+            params={"fieldManager": self._field_manager, "force": "true"},
+            content=json.dumps(manifest),  # JSON is YAML: the apply content type accepts it
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            what=f"apply {key}",
+            missing_ok=False,
+        )
+        assert response is not None
+        return response.json()
+
+    async def delete(self, key: ObjectKey, *, uid: str | None = None) -> None:
+        """Delete in the background; a missing object is fine. With `uid`, only that incarnation."""
+        resource = resource_for(key.api_version, key.kind)
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        await self._request(
+            "DELETE",
+            resource.path(key.namespace, key.name),
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            what=f"delete {key}",
+        )
+
+    async def patch_status(self, key: ObjectKey, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch `/status`: fields left out keep their values, lists are replaced whole."""
+        resource = resource_for(key.api_version, key.kind)
+        response = await self._request(
+            "PATCH",
+            resource.path(key.namespace, key.name, "status"),
+            content=json.dumps({"status": dict(status)}),
+            headers={"Content-Type": "application/merge-patch+json"},
+            what=f"update the status of {key}",
+        )
+        return None if response is None else response.json()
+
+    async def create_event(self, event: dict[str, Any]) -> None:
+        """Record a core/v1 Event (named by `metadata.generateName`)."""
+        namespace = event["metadata"]["namespace"]
+        await self._request(
+            "POST",
+            resource_for("v1", "Event").path(namespace),
+            content=json.dumps(event),
+            headers={"Content-Type": "application/json"},
+            what=f"create an event in {namespace}",
+            missing_ok=False,
+        )
+
+    async def can_i(self, verb: str, group: str, resource: str, namespace: str | None) -> tuple[bool, str]:
+        """Ask the API server whether the operator may `verb` `resource` (a SelfSubjectAccessReview)."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource.split("/")[0],
+                    **({"subresource": resource.split("/")[1]} if "/" in resource else {}),
+                    **({"namespace": namespace} if namespace else {}),
+                }
+            },
+        }
+        response = await self._request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            content=json.dumps(review),
+            headers={"Content-Type": "application/json"},
+            what=f"check permission to {verb} {resource}",
+            missing_ok=False,
+        )
+        assert response is not None
+        status = response.json().get("status") or {}
+        return bool(status.get("allowed")), status.get("reason") or ""
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        content: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        missing_ok: bool = True,
+    ) -> httpx.Response | None:
+        try:
+            response = await self._http.request(
+                method, path, params=params, content=content, headers={**self._auth(), **(headers or {})}
+            )
+        except httpx.TransportError as exc:
+            raise KubeUnavailable(
+                f"could not {what}: the Kubernetes API did not answer ({type(exc).__name__}: {exc})"
+            ) from None
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.is_success:
+            return response
+        raise _error(response, what)
+
+
+def _error(response: httpx.Response, what: str) -> KubeApiError:
+    status = response.status_code
+    try:
+        detail = response.json().get("message") or response.text
+    except ValueError:
+        detail = response.text
+    if status == 403:
+        return KubeForbidden(
+            f"could not {what}: the operator's service account is not allowed to ({detail}). Grant it in "
+            "the operator's RBAC, or, when the operator watches only some namespaces, make sure this "
+            "namespace is one of them (DURABLE_AGENTS_WATCH_NAMESPACES / the chart's watchNamespaces)",
+            status=status,
+        )
+    if status == 422:
+        return KubeInvalid(f"could not {what}: the API server rejected it: {detail}", status=status)
+    if status == 404:
+        return KubeApiError(
+            f"could not {what}: not found ({detail}); if this is a durable-agents kind, install the CRDs "
+            "(`durable-agents crds | kubectl apply -f -`)",
+            status=status,
+        )
+    return KubeApiError(f"could not {what}: HTTP {status}: {detail}", status=status)

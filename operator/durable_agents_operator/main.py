@@ -1,0 +1,158 @@
+"""`durable-agents operator`: read the settings once, build the clients, run kopf with our handlers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from durable_agents_operator.context import Operator
+from durable_agents_operator.handlers import register
+from durable_agents_operator.health import HealthBatcher, runtime_reader
+from durable_agents_operator.kube import KubeClient
+from durable_agents_operator.preflight import check_permissions
+from durable_agents_operator.settings import OperatorSettings
+from durable_agents_operator.temporal_clients import TemporalPool, default_params
+
+__all__ = ["kopf_settings", "load_kube_configuration", "run", "serve"]
+
+logger = logging.getLogger("durable_agents_operator")
+
+ANNOTATION_PREFIX = "durable-agents.dev"
+FINALIZER = "durable-agents.dev/finalizer"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `durable-agents operator [--verbose]`. Settings come from `DURABLE_AGENTS_*` env."""
+    parser = argparse.ArgumentParser(
+        prog="durable-agents operator",
+        description="Run the Kubernetes operator for DurableAgent, AgentRun and TemporalConnection. "
+        "Configured by DURABLE_AGENTS_* environment variables (see the Helm chart's values).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    args = parser.parse_args(argv)
+    kopf.configure(verbose=args.verbose)
+    try:
+        settings = OperatorSettings()  # pyright: ignore[reportCallIssue]  # fields come from the environment
+    except ValidationError as exc:
+        lines = [f"  DURABLE_AGENTS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        sys.exit("invalid operator settings:\n" + "\n".join(lines))
+    try:
+        configuration = load_kube_configuration()
+    except Exception as exc:
+        sys.exit(f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG.")
+    asyncio.run(serve(settings, configuration))
+    return 0
+
+
+def load_kube_configuration() -> Any:
+    """In-cluster service-account credentials, else the current KUBECONFIG context."""
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    """kopf's settings for this operator."""
+    result = kopf.OperatorSettings()
+    # Handler failures become Events on the object; explicit condition events are posted by handlers.
+    result.posting.enabled = True
+    result.posting.loggers = True
+    result.posting.level = logging.ERROR
+    # kopf's bookkeeping lives in annotations: status is our API and its schema prunes unknown fields.
+    result.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    result.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    result.persistence.finalizer = FINALIZER
+    # Bounded requests and watches: a stuck connection is replaced instead of silencing the operator.
+    result.networking.request_timeout = 30
+    result.networking.connect_timeout = 10
+    result.watching.server_timeout = 300
+    result.watching.client_timeout = 330
+    result.watching.connect_timeout = 10
+    result.peering.standalone = True
+    return result
+
+
+async def serve(
+    settings: OperatorSettings,
+    configuration: Any,
+    *,
+    stop_flag: asyncio.Future[Any] | asyncio.Event | None = None,
+    ready_flag: asyncio.Future[Any] | asyncio.Event | None = None,
+    liveness: bool = True,
+) -> None:
+    """Run the operator until stopped: one Kubernetes client and one Temporal pool for every handler."""
+    kube = KubeClient.from_configuration(configuration, field_manager=settings.field_manager)
+    pool = TemporalPool(timeout=settings.temporal_timeout)
+    health = HealthBatcher(
+        pool=pool,
+        reader=runtime_reader(live_within=settings.live_within, rpc_timeout=settings.temporal_timeout),
+        interval=settings.health_interval,
+        # One batched read makes 3 calls per task queue (8 at a time); it may take up to an interval.
+        timeout=max(settings.health_interval, settings.temporal_timeout),
+    )
+    operator = Operator(
+        settings=settings, kube=kube, temporal=pool, health=health, default_params=default_params(settings)
+    )
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return _connection_info(configuration)
+
+    scope = "all namespaces" if settings.clusterwide else "namespaces " + ", ".join(settings.watch_namespaces)
+    logger.info(
+        "durable-agents operator watching %s; default Temporal %s (namespace %s)",
+        scope,
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    await check_permissions(kube, settings)
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            standalone=True,
+            clusterwide=settings.clusterwide,
+            namespaces=settings.watch_namespaces,
+            liveness_endpoint=f"http://{settings.bind_host}:{settings.liveness_port}/healthz"
+            if liveness
+            else None,
+            memo=kopf.Memo(operator=operator),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        await pool.close()
+        await kube.aclose()
+
+
+def _connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration the operator's own client uses."""
+    header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )

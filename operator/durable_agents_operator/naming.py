@@ -1,0 +1,85 @@
+"""Names that cross a process or API boundary: label and annotation keys, child object names.
+
+Changing any of these orphans objects created by earlier operator versions (or breaks a Deployment's
+immutable selector), so treat a change as breaking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from durable_agents_operator.api import API_GROUP
+
+__all__ = [
+    "ANNOTATION_CONFIG_HASH",
+    "ANNOTATION_SPEC_HASH",
+    "COMPONENT",
+    "FIELD_MANAGER_DEFAULT",
+    "LABEL_AGENT",
+    "LABEL_COMPONENT",
+    "LABEL_INSTANCE",
+    "LABEL_MANAGED_BY",
+    "LABEL_NAME",
+    "MANAGED_BY",
+    "MAX_AGENT_NAME",
+    "WORKER_APP_NAME",
+    "child_name",
+    "configmap_name",
+    "deployment_name",
+    "pdb_name",
+    "service_name",
+]
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_AGENT = f"{API_GROUP}/agent"
+
+WORKER_APP_NAME = "durable-agents-worker"
+COMPONENT = "worker"
+MANAGED_BY = "durable-agents"
+FIELD_MANAGER_DEFAULT = "durable-agents"
+
+ANNOTATION_CONFIG_HASH = f"{API_GROUP}/config-hash"
+"""On the worker pod template: sha256 of the rendered runtime config, so a config change rolls the pods."""
+ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
+"""On every object the operator applies: sha256 of what it applied; the planner compares it."""
+
+MAX_AGENT_NAME = 63
+"""Agent names become label values, which Kubernetes limits to 63 characters."""
+
+_MAX_CHILD_NAME = 63
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """`<parent>-<suffix>`, shortened with a stable hash when it would exceed a DNS label (63 chars).
+
+    Service names must be DNS labels, so every child name stays within 63 characters.
+    """
+    name = f"{parent}-{suffix}"
+    if len(name) <= _MAX_CHILD_NAME:
+        return name
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:8]
+    keep = _MAX_CHILD_NAME - len(suffix) - len(digest) - 2
+    return f"{parent[:keep].rstrip('-')}-{digest}-{suffix}"
+
+
+def configmap_name(agent: str) -> str:
+    """The ConfigMap holding an agent's runtime config."""
+    return child_name(agent, "runtime")
+
+
+def deployment_name(agent: str) -> str:
+    """The Deployment running an agent's workers."""
+    return child_name(agent, "worker")
+
+
+def service_name(agent: str) -> str:
+    """The Service exposing the workers' metrics."""
+    return child_name(agent, "metrics")
+
+
+def pdb_name(agent: str) -> str:
+    """The PodDisruptionBudget of the workers."""
+    return child_name(agent, "worker")

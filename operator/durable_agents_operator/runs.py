@@ -1,0 +1,79 @@
+"""Pure pieces of an AgentRun's life: its workflow input, and the status of a finished workflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from durable_agents_operator.api import AgentRun
+from durable_agents_runtime.contract import RunInput, RunOutput
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_OUTPUT_BYTES",
+    "failed_status",
+    "failure_message",
+    "run_input",
+    "succeeded_status",
+]
+
+MAX_OUTPUT_BYTES = 4096
+"""Status keeps at most this much output: objects live in etcd, whose values should stay small."""
+MAX_MESSAGE_BYTES = 1024
+
+
+def run_input(run: AgentRun) -> RunInput:
+    """The workflow input for `run`."""
+    return RunInput(prompt=run.spec.prompt, deps=run.spec.deps, model=run.spec.model)
+
+
+def _truncate(text: str, limit: int) -> tuple[str, int, bool]:
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text, len(encoded), False
+    # Cut on a character boundary: drop a partial trailing UTF-8 sequence.
+    return encoded[:limit].decode(errors="ignore"), len(encoded), True
+
+
+def succeeded_status(output: RunOutput, *, completed: datetime) -> dict[str, Any]:
+    """Status of a run whose workflow completed: output (truncated, with its full size) and usage."""
+    text, size, truncated = _truncate(output.output_text, MAX_OUTPUT_BYTES)
+    usage = output.usage
+    return {
+        "phase": "Succeeded",
+        "output": text,
+        "outputSize": size,
+        "outputTruncated": truncated,
+        "usage": {
+            "requests": usage.requests,
+            "inputTokens": usage.input_tokens,
+            "outputTokens": usage.output_tokens,
+            "toolCalls": usage.tool_calls,
+        },
+        "completionTime": _timestamp(completed),
+        "message": None,
+    }
+
+
+def failed_status(message: str, *, completed: datetime | None) -> dict[str, Any]:
+    """Status of a run that failed, timed out, was cancelled or terminated, or cannot start."""
+    status: dict[str, Any] = {"phase": "Failed", "message": _truncate(message, MAX_MESSAGE_BYTES)[0]}
+    if completed is not None:
+        status["completionTime"] = _timestamp(completed)
+    return status
+
+
+def failure_message(error: BaseException) -> str:
+    """`error` and its causes, outermost first, e.g. `activity failed: RuntimeError: model said no`."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 8:
+        text = str(current) or type(current).__name__
+        if not parts or parts[-1] != text:
+            parts.append(text)
+        current = getattr(current, "cause", None) or current.__cause__
+    return ": ".join(parts)
+
+
+def _timestamp(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
