@@ -1,0 +1,105 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "durable-agents.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; the suffixed names ("-temporal", "-health") stay within 63 characters. */}}
+{{- define "durable-agents.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "durable-agents.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "durable-agents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: durable-agents
+{{- end }}
+
+{{/* Selector labels of one component (operator, temporal-dev); pass (dict "ctx" $ "component" "..."). */}}
+{{- define "durable-agents.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "durable-agents.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "durable-agents.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "durable-agents.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "durable-agents.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "durable-agents.runtimeImage" -}}
+{{- printf "%s:%s" .Values.runtimeImage.repository (default .Chart.AppVersion .Values.runtimeImage.tag) }}
+{{- end }}
+
+{{/* "true" when the chart runs the Temporal dev server: enabled, and no real Temporal named. */}}
+{{- define "durable-agents.temporalDev" -}}
+{{- if and .Values.temporal.dev.enabled (not .Values.temporal.address) }}true{{ end }}
+{{- end }}
+
+{{- define "durable-agents.temporalDevName" -}}
+{{- printf "%s-temporal" (include "durable-agents.fullname" .) }}
+{{- end }}
+
+{{/* The Temporal frontend the operator uses by default. */}}
+{{- define "durable-agents.temporalAddress" -}}
+{{- if .Values.temporal.address }}
+{{- .Values.temporal.address }}
+{{- else if include "durable-agents.temporalDev" . }}
+{{- default (printf "%s.%s.svc:%v" (include "durable-agents.temporalDevName" .) .Release.Namespace .Values.temporal.dev.port) .Values.temporal.dev.clientAddress }}
+{{- else }}
+{{- fail "no Temporal to connect to: set temporal.address (a real Temporal frontend, host:port) or temporal.dev.enabled=true" }}
+{{- end }}
+{{- end }}
+
+{{/* Container security context of every container: the restricted Pod Security Standard. */}}
+{{- define "durable-agents.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Pod security context; the images run as this numeric non-root user. */}}
+{{- define "durable-agents.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Checks of value combinations a schema cannot express; each message says what to change. */}}
+{{- define "durable-agents.validate" -}}
+{{- $tls := .Values.temporal.tls }}
+{{- if and .Values.temporal.apiKeySecret.name $tls.clientCertFile }}
+{{- fail "temporal.apiKeySecret and temporal.tls.clientCertFile (mTLS) exclude each other: authenticate with one of them" }}
+{{- end }}
+{{- if ne (empty $tls.clientCertFile) (empty $tls.clientKeyFile) }}
+{{- fail "temporal.tls.clientCertFile and temporal.tls.clientKeyFile go together: set both or neither" }}
+{{- end }}
+{{- if and (or $tls.caFile $tls.clientCertFile) (not $tls.secretName) }}
+{{- fail "temporal.tls.caFile/clientCertFile name keys of temporal.tls.secretName: set secretName" }}
+{{- end }}
+{{- end }}

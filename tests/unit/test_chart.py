@@ -1,0 +1,349 @@
+"""The Helm chart: lint, render, and check what it renders (offline Kubernetes schemas, RBAC, security)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "durable-agents"
+KUBERNETES_VERSION = "1.37.0"
+NAMESPACE = "agents-system"
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "external-temporal": {
+        "temporal": {
+            "address": "prod.tmprl.example.com:7233",
+            "namespace": "prod",
+            "apiKeySecret": {"name": "temporal-cloud", "key": "api-key"},
+            "tls": {"enabled": True, "serverName": "prod.tmprl.example.com", "secretName": "temporal-ca"},
+        }
+    },
+    "mtls": {
+        "temporal": {
+            "address": "temporal-frontend.temporal:7233",
+            "tls": {
+                "enabled": True,
+                "secretName": "temporal-client",
+                "caFile": "ca.crt",
+                "clientCertFile": "tls.crt",
+                "clientKeyFile": "tls.key",
+            },
+        }
+    },
+}
+
+
+def helm_binary() -> str:
+    for candidate in (REPO / ".venv" / "bin" / "helm", shutil.which("helm")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    pytest.fail(
+        "helm not found: run scripts/install-helm.sh (make test does) to install it into .venv/bin/helm"
+    )
+
+
+def helm(
+    *args: str, values: dict[str, Any] | None = None, tmp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [helm_binary(), *args]
+    if values:
+        assert tmp is not None
+        values_file = tmp / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        command += ["--values", str(values_file)]
+    # A clean environment: no user's helm config, cache or kube context leaks into the result.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp or REPO), "HELM_NAMESPACE": NAMESPACE}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+@functools.cache
+def rendered(name: str) -> tuple[dict[str, Any], ...]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = helm(
+            "template", "da", str(CHART), "--namespace", NAMESPACE, values=VALUE_SETS[name], tmp=Path(tmp)
+        )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def objects(name: str, kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in rendered(name) if doc["kind"] == kind]
+
+
+def one(name: str, kind: str, component: str | None = None) -> dict[str, Any]:
+    found = [
+        doc
+        for doc in objects(name, kind)
+        if component is None or doc["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    assert len(found) == 1, f"{name}: expected one {kind} {component or ''}, got {len(found)}"
+    return found[0]
+
+
+def operator_env(name: str) -> dict[str, Any]:
+    container = one(name, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def pod_specs(name: str) -> list[tuple[str, dict[str, Any]]]:
+    specs = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in objects(name, "Deployment")]
+    return specs + [(p["metadata"]["name"], p["spec"]) for p in objects(name, "Pod")]
+
+
+# --- lint and render ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_lints_cleanly(name: str, tmp_path: Path) -> None:
+    result = helm("lint", "--strict", str(CHART), values=VALUE_SETS[name], tmp=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_rendered_objects_are_valid_kubernetes_objects(name: str) -> None:
+    kinds = set()
+    for doc in rendered(name):
+        # Offline OpenAPI schemas of the core types, strict: unknown fields are errors too.
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        kinds.add(doc["kind"])
+    assert {"Deployment", "Service", "ServiceAccount", "Pod"} <= kinds
+    assert {"ClusterRole", "Role"} & kinds
+
+
+def test_crds_ship_in_the_chart_crds_directory(tmp_path: Path) -> None:
+    result = helm("template", "da", str(CHART), "--include-crds", tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    crds = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "CustomResourceDefinition"]
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "agentruns.durable-agents.dev",
+        "durableagents.durable-agents.dev",
+        "temporalconnections.durable-agents.dev",
+    ]
+
+
+# --- values.schema.json and template checks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("set_value", "complaint"),
+    [
+        ("replicaCount=abc", "/replicaCount"),
+        ("replicaCount=2", "/replicaCount"),
+        ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
+        ("operator.livenessPort=http", "/operator/livenessPort"),
+        ("temporal.adress=temporal:7233", "adress"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ],
+)
+def test_values_schema_rejects_bad_values(set_value: str, complaint: str, tmp_path: Path) -> None:
+    result = helm("lint", str(CHART), "--set", set_value, tmp=tmp_path)
+    assert result.returncode != 0
+    assert complaint in result.stdout + result.stderr
+
+
+def test_api_key_and_mtls_together_fail_with_a_fix(tmp_path: Path) -> None:
+    values = {"temporal": {**VALUE_SETS["mtls"]["temporal"], "apiKeySecret": {"name": "k", "key": "api-key"}}}
+    result = helm("template", "da", str(CHART), values=values, tmp=tmp_path)
+    assert result.returncode != 0
+    assert "exclude each other" in result.stderr
+
+
+# --- operator Deployment --------------------------------------------------------------------------------
+
+
+def test_operator_runs_one_replica_recreated_with_a_kopf_liveness_probe() -> None:
+    deployment = one("default", "Deployment", "operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["durable-agents", "operator"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+
+
+def test_operator_settings_come_from_values_and_the_downward_api() -> None:
+    env = operator_env("default")
+    assert env["DURABLE_AGENTS_BIND_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["DURABLE_AGENTS_LIVENESS_PORT"] == "8080"
+    assert env["DURABLE_AGENTS_HEALTH_INTERVAL"] == "10"
+    assert env["DURABLE_AGENTS_WATCH_NAMESPACES"] == ""
+    assert env["DURABLE_AGENTS_WORKER_IMAGE"] == "ghcr.io/durable-agents/runtime:0.1.0"
+    assert env["DURABLE_AGENTS_TEMPORAL_NAMESPACE"] == "default"
+    assert "DURABLE_AGENTS_TEMPORAL_API_KEY" not in env
+
+
+def test_every_container_runs_restricted() -> None:
+    for name in VALUE_SETS:
+        for pod, spec in pod_specs(name):
+            assert spec["securityContext"]["runAsNonRoot"] is True, pod
+            assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, pod
+            for container in spec["containers"]:
+                context = container["securityContext"]
+                assert context["runAsNonRoot"] is True, pod
+                assert context["readOnlyRootFilesystem"] is True, pod
+                assert context["allowPrivilegeEscalation"] is False, pod
+                assert context["capabilities"] == {"drop": ["ALL"]}, pod
+                assert context["seccompProfile"] == {"type": "RuntimeDefault"}, pod
+                assert "command" in container, f"{pod}: containers name their command"
+
+
+# --- Temporal: dev server or a real one -----------------------------------------------------------------
+
+
+def test_dev_temporal_server_runs_by_default_and_the_operator_points_at_it() -> None:
+    deployment = one("default", "Deployment", "temporal-dev")
+    service = one("default", "Service", "temporal-dev")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:4] == ["temporal", "server", "start-dev", "--headless"]
+    assert command[command.index("--ip") + 1] == "$(POD_IP)"
+    assert command[command.index("--port") + 1] == "7233"
+    assert "--http-port" in command and "--metrics-port" in command
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+    data = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "emptyDir": {}}
+    assert command[command.index("--db-filename") + 1].startswith("/data/")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    address = operator_env("default")["DURABLE_AGENTS_TEMPORAL_ADDRESS"]
+    assert address == f"{service['metadata']['name']}.{NAMESPACE}.svc:7233"
+
+
+def test_a_real_temporal_turns_the_dev_server_off_and_brings_its_credentials() -> None:
+    assert not [
+        d for d in rendered("external-temporal") if "temporal-dev" in str(d["metadata"].get("labels"))
+    ]
+    env = operator_env("external-temporal")
+    assert env["DURABLE_AGENTS_TEMPORAL_ADDRESS"] == "prod.tmprl.example.com:7233"
+    assert env["DURABLE_AGENTS_TEMPORAL_NAMESPACE"] == "prod"
+    assert env["DURABLE_AGENTS_TEMPORAL_API_KEY"] == {
+        "secretKeyRef": {"name": "temporal-cloud", "key": "api-key"}
+    }
+    assert env["DURABLE_AGENTS_TEMPORAL_TLS"] == "true"
+    assert env["DURABLE_AGENTS_TEMPORAL_TLS_SERVER_NAME"] == "prod.tmprl.example.com"
+
+
+def test_mtls_files_come_from_a_mounted_secret() -> None:
+    env = operator_env("mtls")
+    spec = one("mtls", "Deployment", "operator")["spec"]["template"]["spec"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "temporal-tls")
+    assert mount["readOnly"] is True
+    assert {"name": "temporal-tls", "secret": {"secretName": "temporal-client"}} in spec["volumes"]
+    for variable, key in (("CA_FILE", "ca.crt"), ("CERT_FILE", "tls.crt"), ("KEY_FILE", "tls.key")):
+        assert env[f"DURABLE_AGENTS_TEMPORAL_TLS_{variable}"] == f"{mount['mountPath']}/{key}"
+    assert "DURABLE_AGENTS_TEMPORAL_API_KEY" not in env
+
+
+# --- RBAC -----------------------------------------------------------------------------------------------
+
+CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_no_rbac_rule_uses_a_wildcard() -> None:
+    for name in VALUE_SETS:
+        for doc in rendered(name):
+            for rule in doc.get("rules", []):
+                for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                    assert not any("*" in item for item in rule.get(field, [])), f"{name}: {rule}"
+
+
+def test_cluster_mode_grants_what_the_operator_checks_for_at_start_up() -> None:
+    from durable_agents_operator.preflight import REQUIRED
+
+    granted = grants(one("default", "ClusterRole")["rules"])
+    missing = [
+        (group, resource, verb)
+        for group, resource, verbs in REQUIRED
+        for verb in verbs
+        if (group, resource, verb) not in granted
+    ]
+    assert not missing, f"the ClusterRole lacks {missing}"
+    # kopf: progress annotations and events; resource and namespace observation.
+    assert {("durable-agents.dev", "durableagents", "patch"), ("", "events", "create")} <= granted
+    assert {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")} <= granted
+    assert {("", "pods", v) for v in ("get", "list", "watch")} <= granted
+    assert {verb for group, resource, verb in granted if resource == "secrets"} == {"get"}
+    binding = one("default", "ClusterRoleBinding")
+    account = one("default", "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    assert (
+        one("default", "Deployment", "operator")["spec"]["template"]["spec"]["serviceAccountName"]
+        == (account["metadata"]["name"])
+    )
+
+
+def test_namespaced_mode_grants_roles_only_in_the_listed_namespaces() -> None:
+    roles = objects("namespaced", "Role")
+    bindings = objects("namespaced", "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert grants(roles[0]["rules"]) == grants(one("default", "ClusterRole")["rules"]) - {
+        (g, r, v) for g, r, v in grants(one("default", "ClusterRole")["rules"]) if (g, r) in CLUSTER_SCOPED
+    }
+    for cluster_role in objects("namespaced", "ClusterRole"):
+        resources = {(g, r) for g, r, _ in grants(cluster_role["rules"])}
+        assert resources <= CLUSTER_SCOPED, (
+            f"namespaced mode grants {resources - CLUSTER_SCOPED} cluster-wide"
+        )
+    assert operator_env("namespaced")["DURABLE_AGENTS_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+# --- helm test and NOTES --------------------------------------------------------------------------------
+
+
+def test_helm_test_pod_gets_healthz_through_the_operator_service() -> None:
+    pod = one("default", "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    service = one("default", "Service", "operator")
+    deployment = one("default", "Deployment", "operator")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"}
+    ]
+    url = pod["spec"]["containers"][0]["command"][-1]
+    assert url == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:8080/healthz"
+
+
+def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
+    # helm renders NOTES.txt only on install; render it here as the body of a ConfigMap in a copy.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text('{{- define "notes" }}' + notes + "{{- end }}")
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ include "notes" . | quote }}\n'
+    )
+    result = helm("template", "da", str(chart), "--show-only", "templates/notes.yaml", tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = yaml.safe_load(result.stdout)["data"]["notes"]
+    assert "kubectl apply -f examples/hello.yaml" in text
+    assert "kubectl get da" in text
+    assert "helm test da" in text
