@@ -5,7 +5,8 @@
 #
 # The binary is cached outside the repository under
 #   ${DA_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents}/testcluster-<hash>
-# where <hash> covers go.mod, go.sum, the Go sources and the Go version, so an
+# where <hash> covers go.mod, go.sum, the Go sources, this script and the Go
+# version, so an
 # unchanged tree reuses the binary instantly. A cold build compiles most of
 # Kubernetes (tens of minutes on 2 cores); later builds reuse the normal Go
 # module and build caches (GOMODCACHE, GOCACHE), so they are much faster.
@@ -29,7 +30,7 @@ cd "$src_dir"
 hash="$(
     {
         "$go_bin" version
-        for f in go.mod go.sum $(ls ./*.go | LC_ALL=C sort); do
+        for f in build.sh go.mod go.sum $(ls ./*.go | LC_ALL=C sort); do
             echo "== $f"
             cat "$f"
         done
@@ -53,9 +54,20 @@ if [[ ! -x "$binary" ]]; then
     start=$(date +%s)
     tmp="$binary.tmp.$$"
     trap 'rm -f "$tmp"' EXIT
+    # Stamp the Kubernetes version the way the upstream build does, otherwise
+    # the apiserver reports v0.0.0-master and version checks (kubectl skew,
+    # Helm kubeVersion constraints) misbehave.
+    k8s_version="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' go.mod)"
+    major="${k8s_version#v}"; major="${major%%.*}"
+    minor="${k8s_version#v*.}"; minor="${minor%%.*}"
+    ldflags=""
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+        ldflags+=" -X $pkg.gitTreeState=clean"
+    done
     # -trimpath and stripped symbols keep the binary smaller and independent
     # of the checkout path; the binary is only ever run, never debugged.
-    "$go_bin" build -trimpath -ldflags="-s -w" -o "$tmp" .
+    "$go_bin" build -trimpath -ldflags="-s -w$ldflags" -o "$tmp" .
     mv "$tmp" "$binary"
     trap - EXIT
     echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
