@@ -79,10 +79,14 @@ DEFAULT_LIVE_WITHIN = timedelta(seconds=75)
 MAX_MESSAGE_CHARS = 500
 """Failure messages are cut to this length."""
 _MAX_DETAIL_CHARS = 200
+_TIMEOUT_GRACE_SECONDS = 1.0
 _CAUSE_DEPTH = 5
 _FAILURE_PAGE = 10
 _FAILED_STATUSES = ("Failed", "TimedOut", "Terminated")
-_CONNECTION_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+# A timed-out call comes back CANCELLED ("Timeout expired"), not DEADLINE_EXCEEDED.
+_CONNECTION_STATUSES = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+)
 _QUEUE_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
 _T = TypeVar("_T")
@@ -192,9 +196,11 @@ class _Reader:
             if self._down is not None:
                 raise _ReadError(self._down)
             try:
-                return await make_call()
+                # The RPC timeout does not cover establishing a lazy client's connection (60 s in core).
+                async with asyncio.timeout(self.timeout.total_seconds() + _TIMEOUT_GRACE_SECONDS):
+                    return await make_call()
             # temporalio raises RuntimeError when the (lazy) connection cannot be established.
-            except (RPCError, RuntimeError) as exc:
+            except (RPCError, RuntimeError, TimeoutError) as exc:
                 message = _error_text(exc)
                 if not isinstance(exc, RPCError) or exc.status in _CONNECTION_STATUSES:
                     self._down = message
@@ -377,7 +383,12 @@ def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def _error_text(exc: BaseException) -> str:
-    detail = f"{exc.status.name}: {exc.message}" if isinstance(exc, RPCError) else str(exc)
+    if isinstance(exc, RPCError):
+        detail = f"{exc.status.name}: {exc.message}"
+    elif isinstance(exc, TimeoutError):
+        detail = "no answer in time"
+    else:
+        detail = str(exc)
     detail = _shorten(" ".join(detail.split()), _MAX_DETAIL_CHARS)
     return (
         f"cannot read Temporal ({detail}); check the connection's address, namespace, TLS and API key, "
