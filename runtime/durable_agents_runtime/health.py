@@ -27,12 +27,13 @@ Calls per read, for N task queues on one connection (all through one semaphore, 
 F is the number of queues whose failed count differs from `previous` (every queue with failures when
 there is no previous read); the history call is skipped when the newest failure is a timeout. A steady
 state costs 3N calls; the worst case 5N. The run counts cannot be merged into one query: the dev server's
-SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field. The two describe calls
-are the non-deprecated way to read both queue types. A visibility query cannot match a task queue name
-containing `"` or `\\` on the dev server; such a queue reports zero runs.
+SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field. Describing both queue
+types in one call needs the deprecated ENHANCED mode, hence two calls. A visibility query cannot match
+a task queue name containing `"` or `\\` on the dev server; such a queue reports zero runs.
 
 Temporal failures never raise: the affected queues come back with `reachable=False` and a short `error`.
-After a connection-level failure (unreachable, timeout) the remaining calls of the read are not made.
+Each call is bounded by `rpc_timeout`; after a connection-level failure (unreachable, timed out) the
+remaining calls of the read are not made, so a hung server costs one timeout, not one per queue.
 """
 
 from __future__ import annotations
