@@ -505,7 +505,11 @@ class RuntimeConfig(Spec):
             if str(path).endswith((".yaml", ".yml")):
                 import yaml
 
-                return cls.model_validate(yaml.safe_load(text))
+                try:
+                    data = yaml.safe_load(text)
+                except yaml.YAMLError as exc:
+                    raise ConfigError(f"invalid {path}: not valid YAML: {exc}") from None
+                return cls.model_validate(data)
             return cls.model_validate_json(text)
         except ValueError as exc:
             raise ConfigError.from_validation(exc, source=str(path)) from None
