@@ -11,11 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from pydantic_ai import FunctionToolset
 
-__all__ = ["ENV_LOG", "ENV_SECONDS", "TOOLSET_ID", "executions", "toolset"]
+from durable_agents_runtime.config import RuntimeConfig
+
+__all__ = [
+    "ENV_LOG",
+    "ENV_SECONDS",
+    "TOOLSET_ID",
+    "agent_config",
+    "executions",
+    "toolset",
+    "wait_for_entry",
+    "worker_env",
+]
 
 ENV_LOG = "SLOW_TOOLS_LOG"
 ENV_SECONDS = "SLOW_TOOLS_SECONDS"
@@ -55,3 +69,40 @@ def executions(log: Path) -> list[tuple[str, str, int]]:
         event, tool, pid = line.split()
         rows.append((event, tool, int(pid)))
     return rows
+
+
+async def wait_for_entry(log: Path, entry: tuple[str, str, int], *, timeout: float) -> None:
+    """Wait until the log holds `(event, tool, pid)`; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while entry not in executions(log):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{entry} not in the tool log after {timeout}s: {executions(log)}")
+        await asyncio.sleep(0.05)
+
+
+def agent_config(temporal: Any, name: str, **worker: Any) -> RuntimeConfig:
+    """A `test`-model agent using this toolset, with the runtime's default activity settings.
+
+    `temporal` is the session's dev server (`.address`, `.namespace`); each call gets its own task queue.
+    The `test` model calls both tools in its first response, then answers with their results.
+    """
+    return RuntimeConfig.model_validate(
+        {
+            "agent": {
+                "name": name,
+                "model": "test",
+                "toolsets": [{"id": TOOLSET_ID, "entrypoint": "slow_tools:toolset"}],
+            },
+            "temporal": {
+                "address": temporal.address,
+                "namespace": temporal.namespace,
+                "taskQueue": f"{name}-{uuid.uuid4().hex[:8]}",
+            },
+            "worker": worker,
+        }
+    )
+
+
+def worker_env(log: Path, seconds: float) -> dict[str, str]:
+    """Environment for a worker that serves `agent_config`: this directory importable, the log, the delay."""
+    return {ENV_LOG: str(log), ENV_SECONDS: str(seconds), "PYTHONPATH": str(Path(__file__).resolve().parent)}
