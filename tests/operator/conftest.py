@@ -333,6 +333,16 @@ def agent_manifest(name: str = "hello", *, namespace: str = "ns", **spec: Any) -
     }
 
 
+def connection_manifest(name: str, address: str, *, namespace: str = "ns") -> dict[str, Any]:
+    """A TemporalConnection without TLS or credentials."""
+    return {
+        "apiVersion": API,
+        "kind": "TemporalConnection",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"address": address},
+    }
+
+
 def agent_key(name: str = "hello", namespace: str = "ns") -> ObjectKey:
     return ObjectKey(API, "DurableAgent", namespace, name)
 

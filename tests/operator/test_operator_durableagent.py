@@ -14,6 +14,7 @@ from conftest import (
     RecordingReader,
     agent_key,
     agent_manifest,
+    connection_manifest,
     deployment_key,
     make_operator,
     roll_out,
@@ -30,8 +31,8 @@ SERVICE = ObjectKey("v1", "Service", "ns", "hello-metrics")
 PDB = ObjectKey("policy/v1", "PodDisruptionBudget", "ns", "hello-worker")
 
 
-def conditions(kube: FakeKube, key: ObjectKey = agent_key()) -> dict[str, tuple[str, str]]:
-    status = kube.objects[key].get("status") or {}
+def conditions(kube: FakeKube, key: ObjectKey | None = None) -> dict[str, tuple[str, str]]:
+    status = kube.objects[key or agent_key()].get("status") or {}
     return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
 
 
@@ -331,8 +332,7 @@ async def test_concurrent_timers_share_one_inflight_read(kube: FakeKube, clock: 
 async def test_agents_on_different_connections_are_read_separately(kube: FakeKube, clock: Clock) -> None:
     reader = RecordingReader()
     ops = make_operator(kube, clock=clock, reader=reader)
-    kube.put({"apiVersion": API, "kind": "TemporalConnection", "metadata": {"name": "other", "namespace": "ns"},
-              "spec": {"address": "other:7233"}})  # fmt: skip
+    kube.put(connection_manifest("other", "other:7233"))
     await durableagent.reconcile(ops, kube.put(agent_manifest("a")))
     await durableagent.reconcile(
         ops, kube.put(agent_manifest("b", temporal={"connectionRef": {"name": "other"}}))
@@ -345,8 +345,7 @@ async def test_agents_on_different_connections_are_read_separately(kube: FakeKub
 
 
 async def test_health_timer_costs_one_api_read_per_agent_per_interval(kube: FakeKube, clock: Clock) -> None:
-    kube.put({"apiVersion": API, "kind": "TemporalConnection", "metadata": {"name": "prod", "namespace": "ns"},
-              "spec": {"address": "prod:7233"}})  # fmt: skip
+    kube.put(connection_manifest("prod", "prod:7233"))
     ops = make_operator(kube, clock=clock)
     await durableagent.reconcile(ops, kube.put(agent_manifest(temporal={"connectionRef": {"name": "prod"}})))
     roll_out(kube)
@@ -361,8 +360,7 @@ async def test_changing_a_temporal_connection_reconciles_the_agents_that_use_it(
     kube: FakeKube, clock: Clock
 ) -> None:
     ops = make_operator(kube, clock=clock)
-    connection = kube.put({"apiVersion": API, "kind": "TemporalConnection",
-                           "metadata": {"name": "prod", "namespace": "ns"}, "spec": {"address": "prod:7233"}})  # fmt: skip
+    kube.put(connection_manifest("prod", "prod:7233"))
     await durableagent.reconcile(
         ops, kube.put(agent_manifest("uses", temporal={"connectionRef": {"name": "prod"}}))
     )
