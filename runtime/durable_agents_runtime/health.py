@@ -127,13 +127,11 @@ class AgentHealth:
         return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The observed fields of `DurableAgentStatus` (camelCase, JSON-ready).
+        """The observed fields of `DurableAgentStatus` (camelCase, JSON-ready), plus `error` when set.
 
-        Empty when Temporal could not be read, so a status patch keeps the last observed values; the
-        caller reports `error` in a condition instead.
+        `error` is not a status field. When Temporal could not be read the counts are zeros that were
+        not observed: check `reachable` before writing them into a status.
         """
-        if not self.reachable:
-            return {}
         last_failure = None
         if self.last_failure is not None:
             last_failure = {
@@ -141,13 +139,16 @@ class AgentHealth:
                 "message": self.last_failure.message,
                 "time": _iso(self.last_failure.time),
             }
-        return {
+        data: dict[str, Any] = {
             "taskQueue": self.task_queue,
             "workers": self.workers,
             "backlog": {"count": self.backlog_count, "ageSeconds": self.backlog_age_seconds},
             "runs": {"running": self.running, "completed": self.completed, "failed": self.failed},
             "lastFailure": last_failure,
         }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
 
 async def read_health(

@@ -209,16 +209,17 @@ def test_to_dict_uses_the_status_field_names_and_is_json_ready():
         "lastFailure": {"workflowId": "run-1", "message": "boom", "time": "2026-11-26T12:00:00Z"},
     }
     assert json.loads(json.dumps(status)) == status
+    assert "error" not in status
 
 
 def test_to_dict_without_failures_clears_last_failure():
     assert _health().to_dict()["lastFailure"] is None
 
 
-def test_unreachable_health_reports_nothing_observed():
+def test_unreachable_health_carries_the_error_and_no_counts():
     health = AgentHealth.unreachable("ns.agent", "cannot read Temporal (UNAVAILABLE)")
 
     assert not health.reachable
     assert health.error == "cannot read Temporal (UNAVAILABLE)"
     assert (health.workers, health.backlog_count, health.running, health.failed) == (0, 0, 0, 0)
-    assert health.to_dict() == {}
+    assert health.to_dict()["error"] == "cannot read Temporal (UNAVAILABLE)"
