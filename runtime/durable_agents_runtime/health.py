@@ -64,9 +64,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 __all__ = [
     "DEFAULT_LIVE_WITHIN",
+    "MAX_MESSAGE_CHARS",
     "AgentHealth",
     "FailureInfo",
     "backlog_of",
+    "close_event_message",
     "failure_message",
     "last_polls",
     "live_workers",
