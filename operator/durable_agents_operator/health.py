@@ -49,14 +49,21 @@ def runtime_reader(*, live_within: float, rpc_timeout: float) -> HealthReader:
 class _Connection:
     asked: dict[str, float] = field(default_factory=dict)
     """Task queue → when a timer last asked for it (monotonic seconds)."""
-    result: Mapping[str, AgentHealth] = field(default_factory=dict)
-    read_at: float = float("-inf")
+    result: dict[str, AgentHealth] = field(default_factory=dict)
+    read_at: dict[str, float] = field(default_factory=dict)
     inflight: asyncio.Task[Mapping[str, AgentHealth]] | None = None
     inflight_queues: frozenset[str] = frozenset()
+    follow_up: asyncio.Task[Mapping[str, AgentHealth]] | None = None
+    """The next read, for queues first asked about while `inflight` was running."""
 
 
 class HealthBatcher:
-    """Shares health reads between the agents of one connection. Lives in the operator's memo."""
+    """Shares health reads between the agents of one connection. Lives in the operator's memo.
+
+    At most one read per connection runs at a time. Timers asking for a queue the running read does not
+    cover share one follow-up read that starts when it finishes; so when the operator starts and every
+    agent's timer fires at once, the first interval costs two reads, not one per agent.
+    """
 
     def __init__(
         self,
@@ -79,18 +86,18 @@ class HealthBatcher:
         conn = self._connections.setdefault(params.key, _Connection())
         now = self._clock()
         conn.asked[task_queue] = now
-        if now - conn.read_at < self._interval and task_queue in conn.result:
+        if now - conn.read_at.get(task_queue, float("-inf")) < self._interval:
             return conn.result[task_queue]
-        if conn.inflight is None or task_queue not in conn.inflight_queues:
-            # Queues nobody asked about for three intervals belong to deleted agents: leave them out.
-            horizon = now - 3 * self._interval
-            conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon}
-            queues = frozenset(conn.asked)
-            task = asyncio.ensure_future(self._read(params, sorted(queues), conn.result))
-            task.add_done_callback(lambda done: self._done(conn, done))
-            conn.inflight, conn.inflight_queues = task, queues
+        if conn.inflight is not None and task_queue in conn.inflight_queues:
+            task = conn.inflight
+        elif conn.inflight is not None:
+            if conn.follow_up is None:
+                conn.follow_up = asyncio.ensure_future(self._after(conn, conn.inflight, params))
+            task = conn.follow_up
+        else:
+            task = self._start(conn, params)
         # Shielded: a timer cancelled mid-read (its agent deleted) must not cancel the others' read.
-        result = await asyncio.shield(conn.inflight)
+        result = await asyncio.shield(task)
         return result[task_queue]
 
     def peek(self, params: ConnectionParams, task_queue: str) -> AgentHealth | None:
@@ -98,12 +105,35 @@ class HealthBatcher:
         conn = self._connections.get(params.key)
         return None if conn is None else conn.result.get(task_queue)
 
+    def _start(self, conn: _Connection, params: ConnectionParams) -> asyncio.Task[Mapping[str, AgentHealth]]:
+        # Queues nobody asked about for three intervals belong to deleted agents: leave them out.
+        horizon = self._clock() - 3 * self._interval
+        conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon}
+        queues = frozenset(conn.asked)
+        task = asyncio.ensure_future(self._read(params, sorted(queues), dict(conn.result)))
+        task.add_done_callback(lambda done: self._done(conn, done))
+        conn.inflight, conn.inflight_queues = task, queues
+        return task
+
+    async def _after(
+        self, conn: _Connection, previous: asyncio.Task[Mapping[str, AgentHealth]], params: ConnectionParams
+    ) -> Mapping[str, AgentHealth]:
+        await asyncio.wait([previous])
+        conn.follow_up = None
+        return await asyncio.shield(self._start(conn, params))
+
     def _done(self, conn: _Connection, task: asyncio.Task[Mapping[str, AgentHealth]]) -> None:
         if conn.inflight is task:
             conn.inflight, conn.inflight_queues = None, frozenset()
         if not task.cancelled():
-            conn.result = task.result()
-            conn.read_at = self._clock()
+            now = self._clock()
+            for queue, health in task.result().items():
+                conn.result[queue] = health
+                conn.read_at[queue] = now
+        stale = set(conn.result) - set(conn.asked)
+        for queue in stale:
+            conn.result.pop(queue, None)
+            conn.read_at.pop(queue, None)
 
     async def _read(
         self, params: ConnectionParams, queues: list[str], previous: Mapping[str, AgentHealth]
