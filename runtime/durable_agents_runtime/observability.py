@@ -1,0 +1,60 @@
+"""Tracing (Logfire, OTLP) and metrics (Prometheus) for a worker, from `ObservabilitySpec`.
+
+Nothing leaves the process unless configured: Logfire sends only when `logfire.send` is true and a token
+(`LOGFIRE_TOKEN`) is present; spans go to an OTLP collector only when `otlpEndpoint` (or the standard
+`OTEL_EXPORTER_OTLP_*` variables) says where. Temporal SDK metrics and the worker's own run counters are
+served for Prometheus on `prometheusPort`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from durable_agents_runtime.config import RuntimeConfig
+
+if TYPE_CHECKING:
+    from temporalio.client import Plugin
+    from temporalio.runtime import Runtime
+
+__all__ = ["logfire_plugins", "prometheus_runtime"]
+
+
+def prometheus_runtime(host: str, port: int | None) -> Runtime | None:
+    """A Temporal runtime serving SDK metrics for Prometheus on `host:port`; None when the port is 0 (off)."""
+    if not port:
+        return None
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+
+
+def logfire_plugins(config: RuntimeConfig) -> Sequence[Plugin]:
+    """Configure Logfire as `observability` asks and return the Temporal client plugins that trace runs."""
+    spec = config.observability.logfire
+    if not spec.enabled:
+        return []
+    import logfire
+    from pydantic_ai.durable_exec.temporal import LogfirePlugin
+
+    def setup() -> logfire.Logfire:
+        processors = []
+        if config.observability.otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            endpoint = config.observability.otlp_endpoint.rstrip("/") + "/v1/traces"
+            processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        instance = logfire.configure(
+            send_to_logfire="if-token-present" if spec.send else False,
+            console=False,
+            service_name=spec.service_name or config.agent.name,
+            environment=spec.environment,
+            additional_span_processors=processors,
+            # The plugin exports Temporal SDK metrics only when Logfire's metrics are not turned off.
+            metrics=None if spec.metrics else False,
+        )
+        instance.instrument_pydantic_ai()
+        return instance
+
+    return [LogfirePlugin(setup, metrics=spec.metrics)]

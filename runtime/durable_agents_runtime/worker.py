@@ -1,0 +1,155 @@
+"""The worker: a Temporal `Worker` serving one durable agent, with probes, metrics and a graceful drain.
+
+`serve(config)` is what `durable-agents worker` (and so every worker pod) runs: build the agent, connect,
+poll the agent's task queue until SIGTERM, then stop polling and give in-flight activities
+`worker.gracefulShutdownTimeout` to finish before they are cancelled. `/readyz` answers 200 only while the
+worker polls; `/livez` answers 200 while the process is up. `create_worker` is the shared part, also used by
+`durable-agents dev` to run several agents in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic_ai.agent.abstract import AbstractAgent
+from pydantic_ai.durable_exec.temporal import AgentPlugin
+from temporalio.client import Client, Plugin
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from durable_agents_runtime import _registry
+from durable_agents_runtime._http import ProbeServer
+from durable_agents_runtime.agents import build_agent, event_topic
+from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.connect import connect
+from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
+from durable_agents_runtime.errors import ConfigError
+from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
+from durable_agents_runtime.workflow import AgentRunWorkflow
+
+__all__ = ["create_worker", "endpoint_settings", "serve"]
+
+log = logging.getLogger("durable_agents.worker")
+
+
+def _workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
+    if not config.worker.sandbox:
+        return UnsandboxedWorkflowRunner()
+    modules = config.worker.passthrough_modules
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def create_worker(
+    client: Client, config: RuntimeConfig, agent: AbstractAgent[Any, Any] | None = None
+) -> Worker:
+    """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
+    agent = agent if agent is not None else build_agent(config)
+    task_queue = config.temporal.task_queue
+    _registry.register(task_queue, _registry.ServedAgent(agent, event_topic(agent)))
+    worker_spec = config.worker
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentRunWorkflow],
+        plugins=[AgentPlugin(agent)],
+        workflow_runner=_workflow_runner(config),
+        max_concurrent_activities=worker_spec.max_concurrent_activities,
+        max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=worker_spec.graceful_shutdown_timeout,
+        sticky_queue_schedule_to_start_timeout=worker_spec.sticky_schedule_to_start_timeout,
+    )
+
+
+def _port_from_env(name: str, configured: int | None) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return configured or 0
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is not a port number: set it to 0-65535 (0 turns it off)"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name}={value!r} is not a port number: set it to 0-65535 (0 turns it off)")
+    return port
+
+
+def endpoint_settings(config: RuntimeConfig) -> tuple[str, int, int]:
+    """(bind host, probe port, metrics port) from the config and `DURABLE_AGENTS_*` overrides; 0 is off."""
+    host = os.environ.get(ENV_BIND_HOST) or "0.0.0.0"
+    health_port = _port_from_env(ENV_HEALTH_PORT, config.worker.health_port)
+    metrics_port = _port_from_env(ENV_METRICS_PORT, config.observability.prometheus_port)
+    return host, health_port, metrics_port
+
+
+async def serve(config: RuntimeConfig, *, plugins: Sequence[Plugin] = ()) -> None:
+    """Run the worker for `config` until SIGTERM/SIGINT, then drain and return."""
+    started = time.monotonic()
+    host, health_port, metrics_port = endpoint_settings(config)
+    worker: Worker | None = None
+    draining = False
+
+    def ready() -> bool:
+        return worker is not None and worker.is_running and not draining
+
+    probes = ProbeServer(host, health_port, ready)
+    await probes.start()
+    try:
+        agent = build_agent(config)
+        client = await connect(
+            config.temporal,
+            plugins=[*logfire_plugins(config), *plugins],
+            runtime=prometheus_runtime(host, metrics_port),
+        )
+        worker = create_worker(client, config, agent)
+
+        loop = asyncio.get_running_loop()
+        shutdown: list[asyncio.Task[None]] = []
+
+        def on_signal(signum: int) -> None:
+            nonlocal draining
+            if draining:
+                return
+            draining = True
+            log.info(
+                "%s: stopping polling; in-flight activities get %s to finish",
+                signal.Signals(signum).name,
+                config.worker.graceful_shutdown_timeout,
+            )
+            assert worker is not None
+            shutdown.append(asyncio.create_task(worker.shutdown()))
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+        async def announce() -> None:
+            while worker is not None and not worker.is_running and not draining:
+                await asyncio.sleep(0.01)
+            log.info(
+                "polling task queue %s at %s for agent %s (%.2fs after start)",
+                config.temporal.task_queue,
+                config.temporal.address,
+                config.agent.name,
+                time.monotonic() - started,
+            )
+
+        announcer = asyncio.create_task(announce())
+        try:
+            await worker.run()
+        finally:
+            announcer.cancel()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            if shutdown:
+                await shutdown[0]
+        log.info("worker stopped")
+    finally:
+        await probes.stop()

@@ -1,0 +1,166 @@
+"""The agent workflow: one workflow type (`contract.WORKFLOW_NAME`) that runs whichever agent serves the task
+queue it was started on.
+
+Deterministic code only. The worker builds the agent and registers it in `_registry` before it polls, so
+the workflow looks the agent up by `workflow.info().task_queue`; model requests and tool calls run as the
+agent's activities (registered with `AgentPlugin`).
+
+Run events are published on a workflow stream (`AgentEventStream`) when the agent has an event topic.
+The stream keeps a finished run open until a subscriber has read the final event; only runs that a
+subscriber announced with `SUBSCRIBE_SIGNAL` (sent with the start by `durable-agents run --stream`) wait
+for that, so runs nobody watches finish at once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic_ai.durable_exec.temporal import AgentEventStream
+    from pydantic_ai.exceptions import AgentRunError, UserError
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.run import AgentRunResult
+    from pydantic_core import to_jsonable_python
+
+    # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
+    # workflow sees the registry the worker filled in rather than a fresh copy.
+    import durable_agents_runtime._registry as _registry
+    from durable_agents_runtime.contract import (
+        WORKFLOW_NAME,
+        RunInput,
+        RunOutput,
+        RunUsageSummary,
+        ToolCallRecord,
+    )
+
+__all__ = [
+    "EVENT_TOPIC_QUERY",
+    "MAX_OUTPUT_BYTES",
+    "SUBSCRIBE_SIGNAL",
+    "AgentRunWorkflow",
+    "summarize",
+]
+
+SUBSCRIBE_SIGNAL = "durable-agents.subscribe"
+"""Signal a live subscriber sends (with the start) so the run waits for it to read the final event."""
+EVENT_TOPIC_QUERY = "durable-agents.event-topic"
+"""Query answering the workflow stream topic the run publishes its events to (`None`: no events)."""
+
+MAX_OUTPUT_BYTES = 1_900_000
+"""Largest run result returned; Temporal rejects payloads over 2 MB and says only "payload too large"."""
+
+_DRAIN_TIMEOUT = timedelta(seconds=30)
+
+
+def summarize(result: AgentRunResult[Any]) -> RunOutput:
+    """The workflow result for a finished agent run: output, usage and the tool calls made."""
+    output = to_jsonable_python(result.output)
+    # The output tool (structured output) is how the run ended, not a tool the agent used.
+    output_tool = getattr(result, "_output_tool_name", None)
+    tool_calls = [
+        ToolCallRecord(tool_name=part.tool_name, args=part.args_as_dict())
+        for message in result.all_messages()
+        if isinstance(message, ModelResponse)
+        for part in message.parts
+        if isinstance(part, ToolCallPart) and part.tool_name != output_tool
+    ]
+    usage = result.usage
+    return RunOutput(
+        output=output,
+        output_text=output if isinstance(output, str) else TypeAdapter(Any).dump_json(output).decode(),
+        usage=RunUsageSummary(
+            requests=usage.requests,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            tool_calls=usage.tool_calls,
+        ),
+        tool_calls=tool_calls,
+    )
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class AgentRunWorkflow:
+    """One agent run: the prompt in, the output, usage and tool calls out."""
+
+    @workflow.init
+    def __init__(self, run: RunInput) -> None:
+        self._served = _registry.lookup(workflow.info().task_queue)
+        # The stream must be created here (its handlers are registered from the workflow's init).
+        self._events = AgentEventStream(drain_timeout=_DRAIN_TIMEOUT) if self._served.event_topic else None
+        self._subscribed = False
+
+    @workflow.signal(name=SUBSCRIBE_SIGNAL)
+    def subscribe(self) -> None:
+        """A live subscriber is watching: keep the finished run open until it has read the final event."""
+        self._subscribed = True
+
+    @workflow.query(name=EVENT_TOPIC_QUERY)
+    def event_topic(self) -> str | None:
+        """The workflow stream topic this run publishes events to, or None."""
+        return self._served.event_topic
+
+    @workflow.run
+    async def run(self, run: RunInput) -> RunOutput:
+        """Run the agent on the prompt and return its output, usage and tool calls."""
+        meter = workflow.metric_meter()
+        meter.create_counter("durable_agents_runs_started", "Agent runs started.").add(1)
+        try:
+            output = await self._run(run)
+        except (FailureError, UserError, AgentRunError):
+            # These fail the workflow (PydanticAIPlugin); anything else fails the task, which is retried.
+            meter.create_counter("durable_agents_runs_failed", "Agent runs that failed.").add(1)
+            raise
+        meter.create_counter("durable_agents_runs_completed", "Agent runs that completed.").add(1)
+        return output
+
+    async def _run(self, run: RunInput) -> RunOutput:
+        agent = self._served.agent
+        deps = self._deps(run)
+        try:
+            result = await agent.run(run.prompt, deps=deps, model=run.model)
+        finally:
+            await self._close_events()
+        output = summarize(result)
+        size = len(output.model_dump_json())
+        if size > MAX_OUTPUT_BYTES:
+            raise ApplicationError(
+                f"the run's output is {size} bytes, over Temporal's 2 MB payload limit: ask the agent for a "
+                "shorter answer, or have a tool store the result and return a reference to it",
+                type="OutputTooLarge",
+                non_retryable=True,
+            )
+        return output
+
+    def _deps(self, run: RunInput) -> Any:
+        agent = self._served.agent
+        if run.deps is None:
+            return None
+        if agent.deps_type is type(None):
+            raise ApplicationError(
+                f"agent {agent.name!r} takes no deps, but the run passed some: leave deps out",
+                type="InvalidDeps",
+                non_retryable=True,
+            )
+        try:
+            return TypeAdapter(agent.deps_type).validate_python(run.deps)
+        except ValidationError as exc:
+            raise ApplicationError(
+                f"deps do not match agent {agent.name!r}'s deps type: {exc}",
+                type="InvalidDeps",
+                non_retryable=True,
+            ) from None
+
+    async def _close_events(self) -> None:
+        if self._events is None:
+            return
+        if self._subscribed:
+            await self._events.close()
+            return
+        # Nobody announced they are watching: release any pollers and finish without waiting for a reader.
+        self._events.stream.detach_pollers()
+        await workflow.wait_condition(workflow.all_handlers_finished)
