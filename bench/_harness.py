@@ -15,15 +15,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+
+T = TypeVar("T")
 
 __all__ = [
     "REPO_ROOT",
@@ -35,6 +38,7 @@ __all__ = [
     "poller_identities",
     "python",
     "wait_for_poller",
+    "within",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -170,12 +174,28 @@ class WorkerProcess:
             log.close()  # type: ignore[attr-defined]
             self._log = None
 
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the process's log (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
     def check_alive(self) -> None:
         """Raise with the log's tail if the worker died on its own."""
         assert self.process is not None, "start() the worker first"
         if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker exited with code {self.process.returncode}; log tail:\n{tail}")
+            raise RuntimeError(
+                f"worker exited with code {self.process.returncode}; log tail:\n{self.log_tail()}"
+            )
+
+
+async def within(awaitable: Awaitable[T], timeout: float, worker: WorkerProcess, what: str) -> T:
+    """Await with a timeout; a stuck run (e.g. a workflow task failing over and over) raises with the log."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise RuntimeError(
+            f"{what} did not finish within {timeout:.0f}s; worker log tail ({worker.log_path}):\n"
+            f"{worker.log_tail()}"
+        ) from None
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,7 @@ Measured on one real worker process per trial (ours when available, else the bas
 signal, not the worker, is under test):
 - start: process spawn → `read_health` reports 1 live worker (includes the worker's own cold start);
 - death: SIGKILL → `read_health` reports 0 live workers.
-`read_health` runs with the operator's default `liveWithin` (what the operator would write into status).
+`read_health` runs with its default `live_within` (DEFAULT_LIVE_WITHIN in durable_agents_runtime.health).
 
 Baseline: the raw poller list of `DescribeTaskQueue` (no last-access filtering) on the same worker —
 when the worker's identity first appears, and how long the dead worker stays listed (minutes). The first
@@ -56,19 +56,11 @@ def health_available() -> str | None:
     return None
 
 
-def _live_within() -> float:
-    from durable_agents_operator.settings import OperatorSettings
-
-    return float(OperatorSettings.model_fields["live_within"].default)
-
-
 def _ours_workers(client: Client, queue: str) -> Callable[[], Awaitable[int]]:
     from durable_agents_runtime.health import read_health
 
-    live_within = _live_within()
-
     async def workers() -> int:
-        health = await read_health(client, [queue], live_within=live_within)
+        health = await read_health(client, [queue])
         return health[queue].workers
 
     return workers
@@ -138,7 +130,7 @@ def health_rows(trials: list[Trial], raw_bound: float) -> list[Row]:
                 ratio_prefix=prefix,
                 goal=f"<= {GOAL_SECONDS:g} s",
                 met=ours_median <= GOAL_SECONDS,
-                note="read_health (operator default liveWithin) vs raw DescribeTaskQueue pollers"
+                note="read_health (default live_within) vs raw DescribeTaskQueue pollers"
                 + ("; start includes the worker's cold start" if event.startswith("start") else ""),
             )
         )

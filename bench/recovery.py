@@ -27,7 +27,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from bench._agents import TOOLSET_ID, prompt_for
 from bench._cli import run_cli
-from bench._harness import connect, dev_server, wait_for_poller, workdir
+from bench._harness import connect, dev_server, wait_for_poller, within, workdir
 from bench._stats import (
     Row,
     bounded_median,
@@ -54,9 +54,8 @@ class Trial:
     """Spawn of the replacement → its first poll (part of `recovery`)."""
 
 
-async def _tool_started(handle: WorkflowHandle, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def _tool_started(handle: WorkflowHandle) -> None:
+    while True:
         description = await handle.describe()
         for pending in description.raw_description.pending_activities:
             # Tool activities are named `agent__<agent>__toolset__<toolset id>__call_tool`.
@@ -64,7 +63,6 @@ async def _tool_started(handle: WorkflowHandle, timeout: float) -> None:
             if is_tool and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
                 return
         await asyncio.sleep(0.02)
-    raise TimeoutError(f"the tool activity of {handle.id} did not start within {timeout:.0f}s")
 
 
 async def trial(client: Client, target: Target, address: str, work: Path, index: int, bound: float) -> Trial:
@@ -80,7 +78,7 @@ async def trial(client: Client, target: Target, address: str, work: Path, index:
             id=f"bench-recovery-{uuid.uuid4()}",
             task_queue=queue,
         )
-        await _tool_started(handle, timeout=60)
+        await within(_tool_started(handle), 60, first, "the tool activity's start")
         await asyncio.sleep(KILL_AFTER)
         killed = first.kill9()
         replacement.start()

@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from bench._agents import prompt_for
 from bench._cli import run_cli
-from bench._harness import connect, dev_server, wait_for_poller, workdir
+from bench._harness import connect, dev_server, wait_for_poller, within, workdir
 from bench._stats import Row, Summary, percentile, ratio, summarize
 from bench._targets import Target, baseline_target, ours_available, ours_target
 
@@ -163,15 +163,19 @@ async def run(quick: bool = False, *, repeats: int | None = None) -> list[Row]:
                 queues[target.label] = queue
                 await wait_for_poller(client, queue, worker.pid, timeout=120, worker=worker)
             # Warm-up: imports inside the sandbox, sticky caches, connection pools.
+            by_label = dict(zip((t.label for t, _ in sides), workers, strict=True))
             for target, _ in sides:
-                await closed_loop(client, target, queues[target.label], 10, 30)
+                warm_up = closed_loop(client, target, queues[target.label], 10, 30)
+                await within(warm_up, 180, by_label[target.label], f"{target.label} warm-up")
             for scenario in scenarios(quick):
                 for repetition in range(repeats):
                     order = sides if repetition % 2 == 0 else list(reversed(sides))
                     for target, _ in order:
-                        trial = await closed_loop(
+                        loop = closed_loop(
                             client, target, queues[target.label], scenario.concurrency, scenario.runs
                         )
+                        what = f"{target.label}, {scenario.name}"
+                        trial = await within(loop, 60 + 2 * scenario.runs, by_label[target.label], what)
                         results.setdefault((scenario.name, target.label), []).append(trial)
             for worker in workers:
                 worker.check_alive()
