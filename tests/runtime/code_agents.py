@@ -1,0 +1,35 @@
+"""Code agents for the runtime tests, loaded by worker processes as `code_agents:<name>`.
+
+The worker imports this module by entrypoint (the tests put this directory on PYTHONPATH), so the agents are
+module-level objects, exactly as a user's package would define them.
+"""
+
+from __future__ import annotations
+
+from pydantic_ai import Agent
+from pydantic_ai.durable_exec.temporal import TemporalDurability
+from pydantic_ai.models.test import TestModel
+
+plain = Agent(TestModel(), name="plain_code", instructions="Look things up.")
+"""A plain agent: the worker makes it durable."""
+
+
+@plain.tool_plain
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"value-of-{key}"
+
+
+durable = Agent(
+    TestModel(),
+    name="durable_code",
+    instructions="Count things.",
+    capabilities=[TemporalDurability()],
+)
+"""An agent that is durable already: the worker runs it as it is."""
+
+
+@durable.tool_plain
+def count(word: str) -> int:
+    """Count the letters of a word."""
+    return len(word)
