@@ -12,7 +12,9 @@ any other prompt makes it return at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from collections.abc import AsyncIterator
 
 from pydantic_ai import Agent
 from pydantic_ai.durable_exec.temporal import TemporalDurability
@@ -24,7 +26,7 @@ from pydantic_ai.messages import (
     ToolCallPart,
     ToolReturnPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.toolsets import FunctionToolset
 
 __all__ = ["BASELINE_AGENT_NAME", "OURS_AGENT_NAME", "TOOLSET_ID", "agent", "baseline_agent", "prompt_for"]
@@ -42,19 +44,37 @@ def prompt_for(tool_seconds: float) -> str:
     return f"work {tool_seconds:g}"
 
 
-def _script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+def _decide(messages: list[ModelMessage]) -> tuple[str | None, float]:
+    """(answer text, or None to call the tool) and the tool's seconds, from the conversation so far."""
     last = messages[-1]
     if isinstance(last, ModelRequest):
         for part in last.parts:
             if isinstance(part, ToolReturnPart):
-                return ModelResponse(parts=[TextPart(f"done: {part.content}")])
+                return f"done: {part.content}", 0.0
     prompt = ""
     first = messages[0]
     if isinstance(first, ModelRequest):
         prompt = " ".join(str(p.content) for p in first.parts if p.part_kind == "user-prompt")
     match = _WORK_RE.match(prompt.strip())
-    seconds = float(match.group(1)) if match else 0.0
+    return None, float(match.group(1)) if match else 0.0
+
+
+def _script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    answer, seconds = _decide(messages)
+    if answer is not None:
+        return ModelResponse(parts=[TextPart(answer)])
     return ModelResponse(parts=[ToolCallPart(TOOL_NAME, {"seconds": seconds})])
+
+
+async def _stream_script(
+    messages: list[ModelMessage], info: AgentInfo
+) -> AsyncIterator[str | DeltaToolCalls]:
+    # The same script, streamed: a worker that publishes run events requests streamed responses.
+    answer, seconds = _decide(messages)
+    if answer is not None:
+        yield answer
+    else:
+        yield {0: DeltaToolCall(name=TOOL_NAME, json_args=json.dumps({"seconds": seconds}))}
 
 
 def _toolset() -> FunctionToolset:
@@ -72,7 +92,7 @@ def _toolset() -> FunctionToolset:
 
 def _build(name: str, *, durable: bool) -> Agent[None, str]:
     return Agent(
-        FunctionModel(_script, model_name="bench-script"),
+        FunctionModel(_script, stream_function=_stream_script, model_name="bench-script"),
         name=name,
         toolsets=[_toolset()],
         capabilities=[TemporalDurability()] if durable else None,

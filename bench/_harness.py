@@ -33,6 +33,7 @@ __all__ = [
     "DevServer",
     "WorkerProcess",
     "connect",
+    "cpu_seconds",
     "dev_server",
     "free_port",
     "poller_identities",
@@ -49,6 +50,13 @@ def python() -> str:
     """The project's interpreter (the venv's when it exists, else the one running this)."""
     candidate = VENV_BIN / "python"
     return str(candidate) if candidate.exists() else sys.executable
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -121,9 +129,19 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], *, timeout: floa
     raise TimeoutError(f"{what} did not listen on port {port} within {timeout:.0f}s")
 
 
-async def connect(address: str) -> Client:
-    """A client with the pydantic payload converter (what both workers use for their payloads)."""
-    return await Client.connect(address, data_converter=pydantic_data_converter)
+async def connect(address: str, timeout: float = 30) -> Client:
+    """A client with the pydantic payload converter (what both workers use for their payloads).
+
+    Retries while the dev server answers "Frontend is not healthy yet" (its port opens before that).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await Client.connect(address, data_converter=pydantic_data_converter)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from bench._agents import prompt_for
 from bench._cli import run_cli
-from bench._harness import connect, dev_server, wait_for_poller, within, workdir
+from bench._harness import connect, cpu_seconds, dev_server, wait_for_poller, within, workdir
 from bench._stats import Row, Summary, percentile, ratio, summarize
 from bench._targets import Target, baseline_target, ours_available, ours_target
 
@@ -39,21 +39,35 @@ class Trial:
     runs_per_second: float
     p50: float
     p95: float
+    cpu_per_run: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """CPU seconds per run used by the worker, the dev server and the client: where the time goes."""
 
 
-def trial_from(latencies: list[float], elapsed: float) -> Trial:
-    """Runs/s and latency percentiles of one closed loop (`elapsed` = wall time of the whole loop)."""
+def trial_from(
+    latencies: list[float], elapsed: float, cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> Trial:
+    """Runs/s and latency percentiles of one closed loop (`elapsed` = wall time of the whole loop).
+
+    `cpu` is the CPU seconds (worker, server, client) the loop used in total.
+    """
     if elapsed <= 0:
         raise ValueError("elapsed time must be positive")
+    runs = len(latencies)
     return Trial(
-        runs_per_second=len(latencies) / elapsed,
+        runs_per_second=runs / elapsed,
         p50=percentile(latencies, 50),
         p95=percentile(latencies, 95),
+        cpu_per_run=(cpu[0] / runs, cpu[1] / runs, cpu[2] / runs),
     )
 
 
-async def closed_loop(client: Client, target: Target, task_queue: str, concurrency: int, runs: int) -> Trial:
-    """`concurrency` clients run `runs` agent runs in total, back to back; latency is start → result."""
+async def closed_loop(
+    client: Client, target: Target, task_queue: str, concurrency: int, runs: int, pids: tuple[int, int]
+) -> Trial:
+    """`concurrency` clients run `runs` agent runs in total, back to back; latency is start → result.
+
+    `pids` are the worker's and the dev server's, whose CPU time is recorded alongside.
+    """
     latencies: list[float] = []
     remaining = runs
     argument = target.argument(prompt_for(0))
@@ -68,9 +82,13 @@ async def closed_loop(client: Client, target: Target, task_queue: str, concurren
             )
             latencies.append(time.monotonic() - started)
 
+    cpu_before = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time())
     began = time.monotonic()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    return trial_from(latencies, time.monotonic() - began)
+    elapsed = time.monotonic() - began
+    cpu_after = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time())
+    used = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1], cpu_after[2] - cpu_before[2])
+    return trial_from(latencies, elapsed, used)
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,8 @@ def scenario_rows(
             ratio=rate_ratio,
             goal=f">= {THROUGHPUT_GOAL:g}x" if judged else "opt-in, no goal",
             met=(rate_ratio is not None and rate_ratio >= THROUGHPUT_GOAL) if judged else None,
-            note=f"{len(ours)} repetitions",
+            note=f"{len(ours)} repetitions; CPU ms/run (worker, server, client): "
+            f"{_cpu(ours)} vs {_cpu(baseline)}",
         ),
         Row(
             benchmark=f"{prefix}: p50 latency",
@@ -133,6 +152,11 @@ def scenario_rows(
             note=p95_note,
         ),
     ]
+
+
+def _cpu(trials: list[Trial]) -> str:
+    medians = [summarize(t.cpu_per_run[i] for t in trials).median * 1000 for i in range(3)]
+    return "/".join(f"{m:.0f}" for m in medians)
 
 
 def _ms(summary: Summary) -> str:
@@ -165,15 +189,16 @@ async def run(quick: bool = False, *, repeats: int | None = None) -> list[Row]:
             # Warm-up: imports inside the sandbox, sticky caches, connection pools.
             by_label = dict(zip((t.label for t, _ in sides), workers, strict=True))
             for target, _ in sides:
-                warm_up = closed_loop(client, target, queues[target.label], 10, 30)
+                pids = (by_label[target.label].pid, server.process.pid)
+                warm_up = closed_loop(client, target, queues[target.label], 10, 30, pids)
                 await within(warm_up, 180, by_label[target.label], f"{target.label} warm-up")
             for scenario in scenarios(quick):
                 for repetition in range(repeats):
                     order = sides if repetition % 2 == 0 else list(reversed(sides))
                     for target, _ in order:
-                        loop = closed_loop(
-                            client, target, queues[target.label], scenario.concurrency, scenario.runs
-                        )
+                        pids = (by_label[target.label].pid, server.process.pid)
+                        queue = queues[target.label]
+                        loop = closed_loop(client, target, queue, scenario.concurrency, scenario.runs, pids)
                         what = f"{target.label}, {scenario.name}"
                         trial = await within(loop, 60 + 2 * scenario.runs, by_label[target.label], what)
                         results.setdefault((scenario.name, target.label), []).append(trial)
