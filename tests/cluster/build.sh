@@ -40,6 +40,7 @@ binary="$cache_dir/testcluster-$hash"
 
 if [[ -x "$binary" ]]; then
     echo "build.sh: reusing $binary" >&2
+    touch "$binary"  # marks it as recently used for the clean-up below
     echo "$binary"
     exit 0
 fi
@@ -71,7 +72,8 @@ if [[ ! -x "$binary" ]]; then
     mv "$tmp" "$binary"
     trap - EXIT
     echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
-    # Older builds are dead weight (each is ~100 MB).
-    find "$cache_dir" -maxdepth 1 -name 'testcluster-*' ! -name "testcluster-$hash" -type f -delete
+    # Builds unused for a week are dead weight (each is ~120 MB). Recent ones
+    # may belong to another checkout or a running test session, so they stay.
+    find "$cache_dir" -maxdepth 1 -name 'testcluster-*' ! -name "testcluster-$hash" -type f -mtime +7 -delete
 fi
 echo "$binary"

@@ -418,8 +418,8 @@ class ControlPlane:
                 f"--controllers={','.join(self.controllers)}",
             ],
         )
+        scheduler_port = free_port()
         if self.has_scheduler:
-            scheduler_port = free_port()
             self._spawn(
                 "kube-scheduler",
                 [

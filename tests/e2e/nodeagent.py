@@ -14,8 +14,9 @@ How a container maps onto a local process
   environment: the virtualenv the tests run in already contains the project's
   code, so ``durable-agents ...`` or ``python3 ...`` just work. ``PATH``
   (with the running interpreter's directory first), ``VIRTUAL_ENV``,
-  ``PYTHONPATH``, ``HOME`` and the locale are inherited; nothing else of the
-  agent's environment leaks in (in particular not its ``KUBECONFIG``). An
+  ``PYTHONPATH`` and the locale are inherited; nothing else of the agent's
+  environment leaks in (in particular not its ``KUBECONFIG``), and ``HOME`` is
+  the per-pod directory so ``~/.kube/config`` is not found either. An
   absolute ``command[0]`` that does not exist locally (an image path such as
   ``/usr/local/bin/durable-agents``) falls back to its basename on ``PATH``.
   A container without ``command`` cannot run (no image entrypoint) and stays
@@ -117,7 +118,7 @@ LEASE_DURATION_SECONDS = 40
 HEARTBEAT_SECONDS = 10.0
 CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 # Variables a container inherits from the agent so that venv commands resolve.
-INHERITED_ENV = ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+INHERITED_ENV = ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 Json = dict[str, Any]
 
@@ -170,6 +171,8 @@ class Api:
         self.token = token
         self.ca_path = str(ca_path)
         self._client = self._new_client()
+        self._watch_sockets: set[socket.socket] = set()
+        self._watches_lock = threading.Lock()
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -181,6 +184,18 @@ class Api:
         )
 
     def close(self) -> None:
+        """Close all connections, including open watches (their threads then end).
+
+        An apiserver shutting down waits for open watches, so they must not
+        linger after the agent stops.
+        """
+        with self._watches_lock:
+            sockets = list(self._watch_sockets)
+        for sock in sockets:
+            # Closing the client would not wake a thread blocked reading the
+            # stream; shutting the socket down does.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
 
     def request(
@@ -258,18 +273,25 @@ class Api:
         with client.stream("GET", path, params=query, timeout=httpx.Timeout(10.0, read=45.0)) as response:
             if response.status_code >= 300:
                 raise ApiError(response.status_code, response.read().decode(errors="replace"))
-            for line in response.iter_lines():
-                if stop.is_set():
-                    break
-                if not line:
-                    continue
-                event = json.loads(line)
-                if event["type"] == "ERROR":
-                    raise ApiError(event["object"].get("code", 500), json.dumps(event["object"]))
-                obj = event["object"]
-                version = obj["metadata"]["resourceVersion"]
-                if event["type"] != "BOOKMARK":
-                    on_event(event["type"], obj)
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+            with self._watches_lock:
+                self._watch_sockets.add(sock)
+            try:
+                for line in response.iter_lines():
+                    if stop.is_set():
+                        break
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        raise ApiError(event["object"].get("code", 500), json.dumps(event["object"]))
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        on_event(event["type"], obj)
+            finally:
+                with self._watches_lock:
+                    self._watch_sockets.discard(sock)
         return version
 
 
@@ -304,7 +326,7 @@ class MountMap:
     def rewrite(self, text: str) -> str:
         if self._pattern is None:
             return text
-        return self._pattern.sub(lambda m: str(self._mounts[m.lastindex - 1][1]), text)
+        return self._pattern.sub(lambda m: str(self._mounts[(m.lastindex or 1) - 1][1]), text)
 
     def local_path(self, mount_path: str) -> Path | None:
         for path, local in self._mounts:
@@ -376,7 +398,7 @@ class _Container:
         self.restart_count = 0
         self.started_at = ""
         self.started_mono = 0.0
-        self.waiting = ("ContainerCreating", "")
+        self.waiting: tuple[str, str] = ("ContainerCreating", "")  # (reason, message)
         self.terminated: Json | None = None  # final state when not restarting
         self.last_terminated: Json | None = None
         self.backoff_until = 0.0
@@ -512,16 +534,17 @@ class PodRunner:
 
     def _terminate(self, grace: float) -> None:
         """SIGTERM all running containers, SIGKILL whatever is left after *grace* seconds."""
-        running = [c for c in self.init_containers + self.containers if c.proc]
-        for container in running:
-            _killpg(container.proc.pid, signal.SIGTERM)
+        running = [(c, c.proc) for c in self.init_containers + self.containers if c.proc]
+        for container, proc in running:
+            self._log_line(container, f"stopping pid {proc.pid}: SIGTERM, SIGKILL after {grace:g}s")
+            _killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for container in running:
+        for _, proc in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                container.proc.wait(max(0.0, deadline - time.monotonic()))
-        for container in running:
-            _killpg(container.proc.pid, signal.SIGKILL)
-            container.proc.wait()
+                proc.wait(max(0.0, deadline - time.monotonic()))
+        for container, proc in running:
+            _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             container.proc = None
 
     # -- init containers ---------------------------------------------------------------
@@ -786,6 +809,8 @@ class PodRunner:
         env.update(
             {
                 "HOSTNAME": self.pod_name,
+                # Not the agent's home: its ~/.kube/config must not hand out credentials.
+                "HOME": str(self.pod_dir),
                 "KUBERNETES_SERVICE_HOST": POD_IP,
                 "KUBERNETES_SERVICE_PORT": port,
                 "KUBERNETES_SERVICE_PORT_HTTPS": port,
@@ -927,8 +952,8 @@ class PodRunner:
                 raise ConfigError(f"{kind} {self.namespace}/{name} not found") from error
             raise
         data = self._object_bytes(kind, obj)
-        mode = ref.get("defaultMode", default_mode if default_mode is not None else 0o644)
-        items = ref.get("items") or [{"key": key, "path": key} for key in data]
+        mode: int = ref.get("defaultMode", 0o644 if default_mode is None else default_mode)
+        items: list[Json] = ref.get("items") or [{"key": key, "path": key} for key in data]
         for item in items:
             if item["key"] not in data:
                 if ref.get("optional"):
@@ -1050,8 +1075,9 @@ class PodRunner:
             return "Failed"
         if not self._init_done():
             return "Pending"
-        if all(c.terminated for c in self.containers):
-            return "Succeeded" if all(c.terminated["exitCode"] == 0 for c in self.containers) else "Failed"
+        exits = [c.terminated["exitCode"] for c in self.containers if c.terminated]
+        if len(exits) == len(self.containers):
+            return "Succeeded" if not any(exits) else "Failed"
         if any(c.runs for c in self.containers):
             return "Running"
         return "Pending"
@@ -1141,7 +1167,6 @@ class NodeAgent:
         self._node: Json = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         # Last resort if stop() is never called and setpriv is unavailable.
         self._finalizer = weakref.finalize(self, _kill_all, self._runners, self._lock)
 
@@ -1154,7 +1179,7 @@ class NodeAgent:
         path = env.get("PATH", os.defpath).split(os.pathsep)
         env["PATH"] = os.pathsep.join([bin_dir, *(p for p in path if p != bin_dir)])
         if sys.prefix != sys.base_prefix:
-            env.setdefault("VIRTUAL_ENV", sys.prefix)
+            env["VIRTUAL_ENV"] = sys.prefix
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env
@@ -1183,8 +1208,8 @@ class NodeAgent:
                     "/api/v1/pods",
                     {"fieldSelector": "spec.nodeName="},
                     self._stop,
-                    lambda pods: [self._bind(p) for p in pods],
-                    lambda _kind, pod: self._bind(pod),
+                    self._bind_all,
+                    self._on_unbound_event,
                 ),
                 "pod-binder",
             )
@@ -1210,9 +1235,7 @@ class NodeAgent:
         self.stop()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        threading.Thread(target=target, name=name, daemon=True).start()
 
     # -- test API ------------------------------------------------------------------------
 
@@ -1364,6 +1387,15 @@ class NodeAgent:
 
     # -- pods ----------------------------------------------------------------------------
 
+    def _bind_all(self, pods: list[Json]) -> None:
+        for pod in pods:
+            self._bind(pod)
+
+    def _on_unbound_event(self, kind: str, pod: Json) -> None:
+        # DELETED here also means "left the selector", i.e. just bound.
+        if kind != "DELETED":
+            self._bind(pod)
+
     def _bind(self, pod: Json) -> None:
         meta = pod["metadata"]
         if pod["spec"].get("nodeName") or meta.get("deletionTimestamp"):
@@ -1468,6 +1500,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns everything else
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="nodeagent-"))
     logdir = Path(args.logdir or workdir / "logs")
     server, token, ca_path = _from_kubeconfig(args.kubeconfig)
