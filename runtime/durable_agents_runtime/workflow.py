@@ -22,7 +22,19 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import TypeAdapter, ValidationError
     from pydantic_ai.durable_exec.temporal import AgentEventStream
-    from pydantic_ai.exceptions import AgentRunError, UserError
+    from pydantic_ai.exceptions import (
+        AgentRunError,
+        ModelAPIError,
+        ModelAuthenticationError,
+        ModelConnectionError,
+        ModelContextWindowExceededError,
+        ModelHTTPError,
+        ModelNotFoundError,
+        ModelQuotaExceededError,
+        ModelRateLimitError,
+        ModelRequestRejectedError,
+        UserError,
+    )
     from pydantic_ai.messages import ModelResponse, ToolCallPart
     from pydantic_ai.run import AgentRunResult
     from pydantic_core import to_jsonable_python
@@ -43,6 +55,7 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "SUBSCRIBE_SIGNAL",
     "AgentRunWorkflow",
+    "explain_model_error",
     "summarize",
 ]
 
@@ -55,6 +68,50 @@ MAX_OUTPUT_BYTES = 1_900_000
 """Largest run result returned; Temporal rejects payloads over 2 MB and says only "payload too large"."""
 
 _DRAIN_TIMEOUT = timedelta(seconds=30)
+
+
+def _provider_message(error: ModelAPIError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return str(body) if body else error.message
+
+
+def explain_model_error(error: ModelAPIError) -> str:
+    """What a model request failure means and what to change, for the run's final error."""
+    status = f"HTTP {error.status_code}, " if isinstance(error, ModelHTTPError) else ""
+    said = f"{status}model {error.model_name}: {_provider_message(error)}"
+    if isinstance(error, ModelRateLimitError):
+        return (
+            f"the model provider rate-limited every attempt ({said}); the retry policy gave up. Raise "
+            "activities.model.retry (maximumAttempts, maximumInterval) or lower the request rate"
+        )
+    if isinstance(error, ModelQuotaExceededError):
+        return f"the model provider's quota is exhausted ({said}): raise the quota or wait for it to reset"
+    if isinstance(error, ModelAuthenticationError):
+        return f"the model provider refused the credentials ({said}): set a valid API key for the provider"
+    if isinstance(error, ModelNotFoundError):
+        return f"the model provider does not know this model ({said}): fix agent.model or the run's model"
+    if isinstance(error, ModelContextWindowExceededError):
+        return f"the conversation no longer fits the model's context window ({said}): shorten the prompt"
+    if isinstance(error, ModelRequestRejectedError) or (
+        isinstance(error, ModelHTTPError) and 400 <= error.status_code < 500
+    ):
+        return (
+            f"the model provider rejected the request ({said}); retrying cannot help. Fix what it names, "
+            "e.g. agent.modelSettings or the prompt"
+        )
+    if isinstance(error, ModelConnectionError):
+        return (
+            f"could not reach the model provider ({said}) within the retry policy: check model.baseUrl and "
+            "the network, or raise activities.model.retry"
+        )
+    return (
+        f"the model request kept failing ({said}) until the retry policy gave up: check the provider's "
+        "status, or raise activities.model.retry"
+    )
 
 
 def summarize(result: AgentRunResult[Any]) -> RunOutput:
@@ -123,6 +180,10 @@ class AgentRunWorkflow:
         deps = self._deps(run)
         try:
             result = await agent.run(run.prompt, deps=deps, model=run.model)
+        except ModelAPIError as error:
+            # Categorized HTTP errors are private subclasses: name the public class they belong to.
+            kind = next(cls.__name__ for cls in type(error).__mro__ if not cls.__name__.startswith("_"))
+            raise ApplicationError(explain_model_error(error), type=kind, non_retryable=True) from error
         finally:
             await self._close_events()
         output = summarize(result)
