@@ -1,10 +1,10 @@
 """A scriptable OpenAI-compatible chat-completions server for provider tests.
 
 The worker under test runs in another process and talks to this server over HTTP on 127.0.0.1, exactly as
-it would talk to a real provider. Each request to `/v1/chat/completions` takes the next scripted reply (an
-error status, a tool call, or text); when the script runs out, the server answers HTTP 500 with a message
-that says so, so a test that under-scripts fails loudly instead of hanging. Every request is recorded
-(headers and JSON body) for assertions.
+it would talk to a real provider, streamed (`stream: true`, server-sent events) or not. Each request to
+`/v1/chat/completions` takes the next scripted reply (an error status, a tool call, or text); when the
+script runs out, the server answers HTTP 500 with a message that says so, so a test that under-scripts
+fails loudly instead of hanging. Every request is recorded (headers and JSON body) for assertions.
 """
 
 from __future__ import annotations
@@ -80,6 +80,21 @@ def error(
     return Reply(status, {"error": {"message": message, "type": type_, "code": code, "param": None}})
 
 
+def _chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completion as the chunks of a streamed response (`stream: true`): the message, the finish, usage."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    header = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    return [
+        {**header, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+        {**header, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
+        {**header, "choices": [], "usage": completion["usage"]},
+    ]
+
+
 @dataclass
 class FakeOpenAI:
     """The server. Use as a context manager; `base_url` is what `model.baseUrl` should point at."""
@@ -139,9 +154,15 @@ class FakeOpenAI:
                     body=json.loads(raw or b"{}"),
                 )
                 reply = fake._next_reply(request)
-                payload = json.dumps(reply.body).encode()
+                if reply.status == 200 and request.body.get("stream"):
+                    payload = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in _chunks(reply.body))
+                    payload += b"data: [DONE]\n\n"
+                    content_type = "text/event-stream"
+                else:
+                    payload = json.dumps(reply.body).encode()
+                    content_type = "application/json"
                 self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -31,11 +31,8 @@ COMPLETION_BOUND = 60.0
 
 
 async def completed_activities(handle: WorkflowHandle[Any, Any]) -> int:
-    return sum(
-        1
-        async for event in handle.fetch_history_events()
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
-    )
+    events = [event async for event in handle.fetch_history_events()]
+    return sum(1 for event in events if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
 
 
 async def test_worker_killed_mid_tool_run_completes_once(

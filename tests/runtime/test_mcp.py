@@ -109,13 +109,16 @@ async def test_mcp_tools_run_as_durable_activities_with_headers_filter_and_prefi
 
     # MCP calls are activities named after the agent and the server id (pydantic-ai 2.68's naming).
     activities = Counter(
-        event.activity_task_scheduled_event_attributes.activity_type.name
-        async for event in handle.fetch_history_events()
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            async for event in handle.fetch_history_events()
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
     )
     prefix = f"agent__{AGENT_NAME}__mcp_server__"
     assert activities[f"{prefix}calc__call_tool"] == 2
     assert activities[f"{prefix}calc_sse__call_tool"] == 1
     assert activities[f"{prefix}calc__get_tools"] >= 1
     assert activities[f"{prefix}calc_sse__get_tools"] >= 1
-    assert activities[f"agent__{AGENT_NAME}__model_request"] == 2
+    # Model requests stream because the run publishes its events (`worker.eventStream`, on by default).
+    assert activities[f"agent__{AGENT_NAME}__model_request_stream"] == 2

@@ -35,10 +35,14 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
-@pytest.fixture
-def worker(start_worker: Any, temporal_dev_server: Any, fake: FakeOpenAI) -> Any:
+@pytest.fixture(autouse=True)
+def fresh_script(fake: FakeOpenAI) -> None:
     fake.replace([])
-    config = RuntimeConfig.model_validate(
+
+
+@pytest.fixture(scope="module")
+def config(temporal_dev_server: Any, fake: FakeOpenAI) -> RuntimeConfig:
+    return RuntimeConfig.model_validate(
         {
             "agent": {
                 "name": AGENT_NAME,
@@ -64,27 +68,28 @@ def worker(start_worker: Any, temporal_dev_server: Any, fake: FakeOpenAI) -> Any
             },
         }
     )
-    return start_worker(config, OPENAI_API_KEY=API_KEY)
 
 
-async def run_agent(client: Client, worker: Any, prompt: str) -> RunOutput:
+@pytest.fixture(scope="module")
+def worker(start_module_worker: Any, config: RuntimeConfig) -> Any:
+    """One worker for the module: each test scripts the fake anew and runs its own workflow."""
+    return start_module_worker(config, OPENAI_API_KEY=API_KEY)
+
+
+async def run_agent(client: Client, config: RuntimeConfig, prompt: str) -> RunOutput:
     return await client.execute_workflow(
         WORKFLOW_NAME,
         RunInput(prompt=prompt),
         id=f"providers-{uuid.uuid4()}",
-        task_queue=worker.config.temporal.task_queue,
+        task_queue=config.temporal.task_queue,
         result_type=RunOutput,
     )
 
 
-def failure_text(error: BaseException) -> str:
-    """Every message along a workflow failure's cause chain, one per line."""
-    messages = []
-    current: BaseException | None = error
-    while current is not None:
-        messages.append(str(current))
-        current = getattr(current, "cause", None) or current.__cause__
-    return "\n".join(messages)
+def run_failure(error: WorkflowFailureError) -> str:
+    """The reason the workflow failed: the message `status.lastFailure` and `durable-agents run` lead with."""
+    assert error.cause is not None
+    return error.cause.message
 
 
 def assert_key_used_and_never_logged(fake: FakeOpenAI, worker: Any) -> None:
@@ -94,7 +99,7 @@ def assert_key_used_and_never_logged(fake: FakeOpenAI, worker: Any) -> None:
 
 
 async def test_server_errors_are_retried_by_the_manifests_policy_until_success(
-    temporal_client: Client, worker: Any, fake: FakeOpenAI
+    temporal_client: Client, config: RuntimeConfig, worker: Any, fake: FakeOpenAI
 ) -> None:
     fake.add(
         fake_openai.error(500, "upstream exploded", type_="server_error"),
@@ -102,7 +107,7 @@ async def test_server_errors_are_retried_by_the_manifests_policy_until_success(
         fake_openai.text("Third time lucky."),
     )
 
-    result = await run_agent(temporal_client, worker, "Say something.")
+    result = await run_agent(temporal_client, config, "Say something.")
 
     assert result.output == "Third time lucky."
     assert len(fake.completion_requests) == 3
@@ -110,36 +115,36 @@ async def test_server_errors_are_retried_by_the_manifests_policy_until_success(
 
 
 async def test_bad_request_fails_the_run_at_once_with_the_providers_message(
-    temporal_client: Client, worker: Any, fake: FakeOpenAI
+    temporal_client: Client, config: RuntimeConfig, worker: Any, fake: FakeOpenAI
 ) -> None:
     fake.add(fake_openai.error(400, "Invalid value for 'temperature': expected a number <= 2"))
 
     with pytest.raises(WorkflowFailureError) as info:
-        await run_agent(temporal_client, worker, "Say something.")
+        await run_agent(temporal_client, config, "Say something.")
 
-    text = failure_text(info.value)
+    reason = run_failure(info.value)
     assert len(fake.completion_requests) == 1
-    assert "400" in text
-    assert "Invalid value for 'temperature'" in text
+    assert "400" in reason
+    assert "Invalid value for 'temperature'" in reason
     assert_key_used_and_never_logged(fake, worker)
 
 
 async def test_rate_limiting_exhausts_the_retry_policy_and_says_so(
-    temporal_client: Client, worker: Any, fake: FakeOpenAI
+    temporal_client: Client, config: RuntimeConfig, worker: Any, fake: FakeOpenAI
 ) -> None:
     # The body deliberately does not mention rate limits: the failure must say so on its own.
     fake.add(*[fake_openai.error(429, "Slow down.", type_="requests") for _ in range(MAX_ATTEMPTS)])
 
     with pytest.raises(WorkflowFailureError) as info:
-        await run_agent(temporal_client, worker, "Say something.")
+        await run_agent(temporal_client, config, "Say something.")
 
     assert len(fake.completion_requests) == MAX_ATTEMPTS
-    assert re.search(r"rate[- ]limit", failure_text(info.value), re.IGNORECASE), failure_text(info.value)
+    assert re.search(r"rate[- ]?limit", run_failure(info.value), re.IGNORECASE), run_failure(info.value)
     assert_key_used_and_never_logged(fake, worker)
 
 
 async def test_tool_call_round_trip_through_the_provider(
-    temporal_client: Client, worker: Any, fake: FakeOpenAI
+    temporal_client: Client, config: RuntimeConfig, worker: Any, fake: FakeOpenAI
 ) -> None:
     def answer_with_tool_result(request: RecordedRequest) -> fake_openai.Reply:
         tool_message = request.messages[-1]
@@ -148,7 +153,7 @@ async def test_tool_call_round_trip_through_the_provider(
 
     fake.add(fake_openai.tool_call("get_weather", {"city": "Paris"}), answer_with_tool_result)
 
-    result = await run_agent(temporal_client, worker, "Weather in Paris?")
+    result = await run_agent(temporal_client, config, "Weather in Paris?")
 
     assert result.output == f"The weather: {get_weather('Paris')}"
     assert [c.tool_name for c in result.tool_calls] == ["get_weather"]
