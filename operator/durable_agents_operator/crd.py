@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from durable_agents_runtime.config import DURATION_PATTERN
 
 from .api import API_GROUP, VERSION, AgentRun, DurableAgent, TemporalConnection
+from .naming import MAX_AGENT_NAME
 
 __all__ = [
     "CRD_DIRS",
@@ -210,6 +211,8 @@ DURABLE_AGENT = CrdKind(
         _AGE,
     ),
     patches={
+        # The name is the value of the worker pods' agent label, and label values stop at 63 characters.
+        ("metadata",): {"properties": {"name": {"type": "string", "maxLength": MAX_AGENT_NAME}}},
         ("spec",): _rules(
             Rule(
                 "!has(oldSelf.temporal) || !has(oldSelf.temporal.taskQueue) || "

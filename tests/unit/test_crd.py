@@ -119,9 +119,16 @@ def structural_errors(path: str, node: dict[str, Any], *, root: bool) -> list[st
         }:
             errors.append(f"{path}: list map key {key} must be a required scalar")
     if root:
+        # The API server allows nothing on metadata but its type and restrictions of name/generateName.
         meta = node["properties"]["metadata"]
-        if meta != {"type": "object"}:
+        allowed = {"type": "string", "maxLength": meta.get("properties", {}).get("name", {}).get("maxLength")}
+        if meta["type"] != "object" or set(meta) - {"type", "properties"}:
             errors.append(f"{path}.metadata: must be just type: object, got {meta}")
+        if (
+            set(meta.get("properties", {})) - {"name"}
+            or meta.get("properties", {}).get("name", allowed) != allowed
+        ):
+            errors.append(f"{path}.metadata: only a maxLength on name is expected, got {meta}")
     return errors
 
 
@@ -142,7 +149,7 @@ def test_every_field_and_every_object_kind_has_a_description() -> None:
             documented = bool(node.get("description"))
             is_field = not path.endswith(("[]", "{}"))
             is_object = "properties" in node or ("type" not in node and not path.endswith(".metadata"))
-            if not documented and (is_object or is_field) and path != f"{kind}.metadata":
+            if not documented and (is_object or is_field) and not path.startswith(f"{kind}.metadata"):
                 missing.append(path)
     assert not missing, f"nodes without a description (kubectl explain shows nothing): {missing}"
 
@@ -537,3 +544,9 @@ def test_rule_patches_must_name_existing_fields() -> None:
     )
     with pytest.raises(ValueError, match=r"spec\.promt names no field"):
         crd.structural_schema(broken)
+
+
+def test_durable_agent_names_fit_in_a_label_value() -> None:
+    # The name labels the worker pods; the API server refuses a longer one at creation.
+    assert node_at("DurableAgent", "metadata", "name")["maxLength"] == 63
+    assert "properties" not in node_at("AgentRun", "metadata")
