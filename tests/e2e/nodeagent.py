@@ -392,7 +392,6 @@ class _Container:
         self.sidecar = init and spec.get("restartPolicy") == "Always"
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
-        self.argv: list[str] = []
         self.cwd = ""
         self.runs = 0
         self.restart_count = 0
@@ -637,7 +636,7 @@ class PodRunner:
             return
         mounts = self._mount_map(container)
         env = self._container_env(pod, container, mounts)
-        argv = [mounts.rewrite(expand_vars(arg, env)) for arg in command + (spec.get("args") or [])]
+        argv = [expand_vars(mounts.rewrite(arg), env) for arg in command + (spec.get("args") or [])]
         executable = shutil.which(argv[0], path=env.get("PATH"))
         if executable is None and os.path.isabs(argv[0]):
             executable = shutil.which(os.path.basename(argv[0]), path=env.get("PATH"))
@@ -664,7 +663,6 @@ class PodRunner:
             )
             return
         argv[0] = executable
-        container.argv = argv
         log_path = self.agent.log_path(self.namespace, self.pod_name, container.name)
         self._log_line(container, f"starting {argv!r} in {cwd}")
         with log_path.open("ab") as log_file:
@@ -767,7 +765,7 @@ class PodRunner:
                     return True
             if "exec" in spec:
                 mounts = self._mount_map(container)
-                argv = [mounts.rewrite(expand_vars(a, container.env)) for a in spec["exec"]["command"]]
+                argv = [expand_vars(mounts.rewrite(a), container.env) for a in spec["exec"]["command"]]
                 result = subprocess.run(
                     argv,
                     env=container.env,
@@ -804,9 +802,15 @@ class PodRunner:
         return MountMap(mounts)
 
     def _container_env(self, pod: Json, container: _Container, mounts: MountMap) -> dict[str, str]:
-        env = dict(self.agent.base_env)
+        """The process environment: the agent's own variables, then the pod's, which win.
+
+        Mount paths are rewritten in the pod's values only: the agent's values
+        are local paths already, and rewriting them again would break them when
+        a mount path such as /tmp is a prefix of a local path.
+        """
+        agent_env = dict(self.agent.base_env)
         port = str(self.agent.apiserver_port)
-        env.update(
+        agent_env.update(
             {
                 "HOSTNAME": self.pod_name,
                 # Not the agent's home: its ~/.kube/config must not hand out credentials.
@@ -821,12 +825,13 @@ class PodRunner:
             local = mounts.local_path(mount["mountPath"])
             if local is None:
                 continue
-            env[_env_name(mount["name"])] = str(local)
+            agent_env[_env_name(mount["name"])] = str(local)
             if mount["mountPath"].rstrip("/") == SERVICE_ACCOUNT_MOUNT:
-                env["DA_SERVICEACCOUNT_DIR"] = str(local)
+                agent_env["DA_SERVICEACCOUNT_DIR"] = str(local)
                 kubeconfig = self._sa_kubeconfigs.get(mount["name"])
                 if kubeconfig:
-                    env["KUBECONFIG"] = str(kubeconfig)
+                    agent_env["KUBECONFIG"] = str(kubeconfig)
+        env = dict(agent_env)  # pod variables are added on top, each visible to later $(VAR)s
         namespace = self.namespace
         for source in container.spec.get("envFrom") or []:
             prefix = source.get("prefix", "")
@@ -837,11 +842,11 @@ class PodRunner:
                 ref = source["secretRef"]
                 data = self._get_data("secrets", ref["name"], ref.get("optional", False))
             for key, value in data.items():
-                env[prefix + key] = value
+                env[prefix + key] = mounts.rewrite(value)
         for var in container.spec.get("env") or []:
             name = var["name"]
             if "valueFrom" not in var:
-                env[name] = expand_vars(var.get("value", ""), env)
+                env[name] = expand_vars(mounts.rewrite(var.get("value", "")), env)
                 continue
             source = var["valueFrom"]
             if "fieldRef" in source:
@@ -851,7 +856,7 @@ class PodRunner:
                 ref = source.get("configMapKeyRef") or source["secretKeyRef"]
                 data = self._get_data(kind, ref["name"], ref.get("optional", False))
                 if ref["key"] in data:
-                    env[name] = data[ref["key"]]
+                    env[name] = mounts.rewrite(data[ref["key"]])
                 elif not ref.get("optional", False):
                     raise ConfigError(f"key {ref['key']!r} not found in {kind} {namespace}/{ref['name']}")
             else:
@@ -862,7 +867,7 @@ class PodRunner:
                     name,
                     list(source),
                 )
-        return {key: mounts.rewrite(value) for key, value in env.items()}
+        return env
 
     def _get_data(self, kind: str, name: str, optional: bool) -> dict[str, str]:
         """The data of a ConfigMap/Secret as text; {} if missing and optional."""

@@ -297,7 +297,7 @@ def test_env_and_volumes_from_configmap_and_secret(
     script = """
 import json, os, sys
 keys = ["GREETING_FROM_CM", "PLAIN", "SECRET_PASSWORD", "POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_NAME",
-        "SA_NAME", "CM_COLOR", "API_TOKEN", "DA_VOLUME_CONFIG"]
+        "SA_NAME", "CM_COLOR", "API_TOKEN", "DA_VOLUME_CONFIG", "DA_VOLUME_TMP", "SCRATCH"]
 result = {key: os.environ.get(key) for key in keys}
 result["config_file"] = open(os.environ["CONFIG_FILE"]).read()
 result["secret_file"] = open(sys.argv[1]).read()
@@ -310,6 +310,8 @@ print(json.dumps(result))
         volumes=[
             {"name": "config", "configMap": {"name": "settings"}},
             {"name": "secret", "secret": {"secretName": "creds"}},
+            # A mount at /tmp must not disturb the agent's own paths (PATH, volume dirs) under /tmp.
+            {"name": "tmp", "emptyDir": {}},
         ],
         container={
             "args": ["/etc/secret/PASSWORD"],
@@ -333,10 +335,12 @@ print(json.dumps(result))
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "SA_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
                 {"name": "CONFIG_FILE", "value": "/etc/config/settings.yaml"},
+                {"name": "SCRATCH", "value": "/tmp/scratch"},
             ],
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/config"},
                 {"name": "secret", "mountPath": "/etc/secret", "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
             ],
         },
     )
@@ -351,6 +355,9 @@ print(json.dumps(result))
     result = output_json(node_agent, namespace, "env-check")
     volume_dir = result.pop("DA_VOLUME_CONFIG")
     assert volume_dir and os.path.isdir(volume_dir)
+    tmp_dir = result.pop("DA_VOLUME_TMP")
+    assert tmp_dir and os.path.isdir(tmp_dir)
+    assert result.pop("SCRATCH") == f"{tmp_dir}/scratch"
     assert result == {
         "GREETING_FROM_CM": "hello",
         "PLAIN": "plain-hello",
