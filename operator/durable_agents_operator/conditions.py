@@ -328,24 +328,25 @@ def _reachable(health: HealthObservation | None, *, subject: str) -> Condition:
         TEMPORAL_REACHABLE,
         "False",
         Reason.TEMPORAL_UNREACHABLE,
-        f"could not read {subject}: {health.error or 'no answer'}; check the Temporal address, "
-        "namespace and credentials",
+        # The health reader's errors already say what to check.
+        f"could not read {subject}: {health.error or 'no answer'}",
     )
 
 
 def connection_conditions(
-    *, reachable: bool, error: str | None, previous: Iterable[Condition | Mapping[str, Any]], now: datetime
+    *,
+    reachable: bool,
+    error: str | None,
+    previous: Iterable[Condition | Mapping[str, Any]],
+    now: datetime,
+    reason: str = Reason.TEMPORAL_UNREACHABLE,
 ) -> ConditionsUpdate:
-    """The TemporalConnection's `Reachable` condition."""
+    """The TemporalConnection's `Reachable` condition; `reason` says why it is not (a missing Secret,
+    or Temporal not answering). `error` is expected to say what to check."""
     if reachable:
         condition = _cond(REACHABLE, "True", Reason.CONNECTED, "the Temporal namespace answered")
     else:
-        condition = _cond(
-            REACHABLE,
-            "False",
-            Reason.TEMPORAL_UNREACHABLE,
-            f"{error or 'no answer'}; check the address, namespace, TLS settings and credentials",
-        )
+        condition = _cond(REACHABLE, "False", reason, error or "no answer")
     return merge_conditions(previous, [condition], now=now, generation=None)
 
 

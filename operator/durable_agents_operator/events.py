@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from durable_agents_operator.objects import timestamp
+
 __all__ = ["COMPONENT", "build_event"]
 
 COMPONENT = "durable-agents-operator"
@@ -21,7 +23,7 @@ def build_event(
 ) -> dict[str, Any]:
     """An Event about `involved` (a live object with apiVersion, kind and metadata)."""
     meta = involved.get("metadata", {})
-    stamp = now.isoformat().replace("+00:00", "Z")
+    stamp = timestamp(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",

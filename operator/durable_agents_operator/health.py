@@ -144,11 +144,17 @@ class HealthBatcher:
         except OperatorError as exc:
             return {q: AgentHealth.unreachable(q, str(exc)) for q in queues}
         except TimeoutError:
-            message = f"Temporal at {params} did not answer within {self._timeout:g}s"
+            message = (
+                f"Temporal at {params} did not answer within {self._timeout:g}s: check that the frontend "
+                "is up and reachable from the operator"
+            )
             return {q: AgentHealth.unreachable(q, message) for q in queues}
         except Exception as exc:  # any failure of a read must become a condition, not a crashed timer
             return {
-                q: AgentHealth.unreachable(q, f"reading Temporal at {params} failed: {exc}") for q in queues
+                q: AgentHealth.unreachable(
+                    q, f"reading Temporal at {params} failed: {exc}; check the connection settings"
+                )
+                for q in queues
             }
         missing = {
             q: AgentHealth.unreachable(q, "no health was returned for this task queue") for q in queues

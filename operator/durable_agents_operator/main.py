@@ -20,7 +20,7 @@ from durable_agents_operator.preflight import check_permissions
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import TemporalPool, default_params
 
-__all__ = ["kopf_settings", "load_kube_configuration", "run", "serve"]
+__all__ = ["kopf_settings", "load_kube_configuration", "quiet_logs", "run", "serve"]
 
 logger = logging.getLogger("durable_agents_operator")
 
@@ -37,18 +37,35 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
-    kopf.configure(verbose=args.verbose)
     try:
         settings = OperatorSettings()  # pyright: ignore[reportCallIssue]  # fields come from the environment
     except ValidationError as exc:
         lines = [f"  DURABLE_AGENTS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
         sys.exit("invalid operator settings:\n" + "\n".join(lines))
+    kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        quiet_logs()
     try:
         configuration = load_kube_configuration()
     except Exception as exc:
         sys.exit(f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG.")
     asyncio.run(serve(settings, configuration))
     return 0
+
+
+class _DropTimerSuccess(logging.Filter):
+    """kopf logs every successful timer run; with a timer per agent that drowns everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Timer ") and message.endswith(" succeeded."))
+
+
+def quiet_logs() -> None:
+    """Keep the log about decisions and failures: no per-request or per-timer lines."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_DropTimerSuccess())
 
 
 def load_kube_configuration() -> Any:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any, NamedTuple
 
-__all__ = ["ObjectKey", "key_of", "stable_hash"]
+__all__ = ["ObjectKey", "key_of", "stable_hash", "timestamp"]
 
 
 class ObjectKey(NamedTuple):
@@ -31,3 +32,8 @@ def stable_hash(value: Any) -> str:
     """sha256 of a JSON value with sorted keys: equal content gives an equal hash in every process."""
     encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(encoded).hexdigest()
+
+
+def timestamp(value: datetime) -> str:
+    """A Kubernetes timestamp: RFC 3339 in UTC, whole seconds, `Z` (what metav1.Time keeps)."""
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from durable_agents_operator.api import API_GROUP
 from durable_agents_operator.errors import OperatorError
-from durable_agents_operator.kube import KubeClient
 from durable_agents_operator.settings import OperatorSettings
 
-__all__ = ["REQUIRED", "check_permissions"]
+__all__ = ["REQUIRED", "AccessReviewer", "check_permissions"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,15 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 """(API group, resource, verbs) the operator needs in every namespace it watches."""
 
 
-async def check_permissions(kube: KubeClient, settings: OperatorSettings) -> list[str]:
+class AccessReviewer(Protocol):
+    """Answers "may the operator do this?" (`KubeClient.can_i`)."""
+
+    async def can_i(self, verb: str, group: str, resource: str, namespace: str | None) -> tuple[bool, str]:
+        """Whether the verb is allowed, and the API server's reason."""
+        ...
+
+
+async def check_permissions(kube: AccessReviewer, settings: OperatorSettings) -> list[str]:
     """Log one error per missing permission (per watched namespace); return the messages."""
     scopes: tuple[str | None, ...] = settings.watch_namespaces or (None,)
     checks = [

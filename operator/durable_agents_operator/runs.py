@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from durable_agents_operator.api import AgentRun
+from durable_agents_operator.objects import timestamp
 from durable_agents_runtime.contract import RunInput, RunOutput
 
 __all__ = [
@@ -50,7 +51,7 @@ def succeeded_status(output: RunOutput, *, completed: datetime) -> dict[str, Any
             "outputTokens": usage.output_tokens,
             "toolCalls": usage.tool_calls,
         },
-        "completionTime": _timestamp(completed),
+        "completionTime": timestamp(completed),
         "message": None,
     }
 
@@ -59,7 +60,7 @@ def failed_status(message: str, *, completed: datetime | None) -> dict[str, Any]
     """Status of a run that failed, timed out, was cancelled or terminated, or cannot start."""
     status: dict[str, Any] = {"phase": "Failed", "message": _truncate(message, MAX_MESSAGE_BYTES)[0]}
     if completed is not None:
-        status["completionTime"] = _timestamp(completed)
+        status["completionTime"] = timestamp(completed)
     return status
 
 
@@ -73,7 +74,3 @@ def failure_message(error: BaseException) -> str:
             parts.append(text)
         current = getattr(current, "cause", None) or current.__cause__
     return ": ".join(parts)
-
-
-def _timestamp(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

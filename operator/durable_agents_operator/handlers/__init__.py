@@ -47,33 +47,33 @@ def _running(status: Any, **_: Any) -> bool:
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler in `registry`, with intervals from `settings`."""
 
-    @kopf.on.resume(*AGENTS, registry=registry)
-    @kopf.on.create(*AGENTS, registry=registry)
-    @kopf.on.update(*AGENTS, field="spec", registry=registry)
+    @kopf.on.resume(*AGENTS, id="reconcile", registry=registry)
+    @kopf.on.create(*AGENTS, id="reconcile", registry=registry)
+    @kopf.on.update(*AGENTS, field="spec", id="reconcile", registry=registry)
     async def durableagent_reconcile(body: kopf.Body, memo: Any, **_: Any) -> None:
         await durableagent.reconcile(operator_of(memo), plain(body))
 
-    @kopf.timer(*AGENTS, interval=settings.health_interval, registry=registry)
+    @kopf.timer(*AGENTS, interval=settings.health_interval, id="health", registry=registry)
     async def durableagent_health(body: kopf.Body, memo: Any, **_: Any) -> None:
         await durableagent.check_health(operator_of(memo), plain(body))
 
-    @kopf.on.resume(*RUNS, registry=registry)
-    @kopf.on.create(*RUNS, registry=registry)
+    @kopf.on.resume(*RUNS, id="start", registry=registry)
+    @kopf.on.create(*RUNS, id="start", registry=registry)
     async def agentrun_start(body: kopf.Body, memo: Any, **_: Any) -> None:
         await agentrun.start(operator_of(memo), plain(body))
 
-    @kopf.timer(*RUNS, interval=settings.run_poll_interval, when=_running, registry=registry)
+    @kopf.timer(*RUNS, interval=settings.run_poll_interval, when=_running, id="poll", registry=registry)
     async def agentrun_poll(body: kopf.Body, memo: Any, **_: Any) -> None:
         await agentrun.poll(operator_of(memo), plain(body))
 
-    @kopf.on.delete(*RUNS, registry=registry)
+    @kopf.on.delete(*RUNS, id="cancel", registry=registry)
     async def agentrun_cancel(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
         await agentrun.cancel(operator_of(memo), plain(body), retry=retry)
 
-    @kopf.timer(*CONNECTIONS, interval=settings.health_interval, registry=registry)
+    @kopf.timer(*CONNECTIONS, interval=settings.health_interval, id="check", registry=registry)
     async def temporalconnection_check(body: kopf.Body, memo: Any, **_: Any) -> None:
         await temporalconnection.check(operator_of(memo), plain(body))
 
-    @kopf.on.update(*CONNECTIONS, field="spec", registry=registry)
+    @kopf.on.update(*CONNECTIONS, field="spec", id="reconcile-agents", registry=registry)
     async def temporalconnection_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
         await temporalconnection.spec_changed(operator_of(memo), plain(body))

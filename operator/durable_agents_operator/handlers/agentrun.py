@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.objects import ObjectKey, timestamp
 from durable_agents_operator.runs import failed_status, failure_message, run_input, succeeded_status
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
 from durable_agents_runtime.errors import format_validation
@@ -81,7 +81,7 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
             "phase": "Running",
             "workflowId": workflow_id,
             "taskQueue": agent.task_queue,
-            "startTime": now.isoformat().replace("+00:00", "Z"),
+            "startTime": timestamp(now),
             "observedGeneration": run.metadata.generation,
             "message": None,
         },

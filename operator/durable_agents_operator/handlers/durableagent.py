@@ -35,18 +35,16 @@ from durable_agents_operator.errors import (
 )
 from durable_agents_operator.kube import KubeInvalid
 from durable_agents_operator.naming import deployment_name
-from durable_agents_operator.objects import ObjectKey, key_of
+from durable_agents_operator.objects import ObjectKey, key_of, timestamp
 from durable_agents_operator.planner import Apply, Conflict, Delete, plan
 from durable_agents_runtime.errors import format_validation
 
-from .reporting import report
+from .reporting import report, status_due
 
-__all__ = ["STATUS_REFRESH", "check_health", "reconcile"]
+__all__ = ["check_health", "reconcile"]
 
 KIND = "DurableAgent"
 
-STATUS_REFRESH = 60.0
-"""Seconds after which an unchanged health reading is still written (to move `lastHealthCheck`)."""
 # Health fields of `AgentHealth.to_dict()` that go into status as they are.
 _HEALTH_FIELDS = ("workers", "backlog", "runs", "lastFailure")
 
@@ -102,7 +100,9 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     health = None
     try:
         _, params = await ops.resolve(agent)
-        health = ops.health.peek(params, agent.task_queue)
+        # Without a reading (first reconcile, or after a restart) read now: reporting "not checked"
+        # would flip conditions that were fine and announce it as an event.
+        health = ops.health.peek(params, agent.task_queue) or await ops.health.read(params, agent.task_queue)
     except OperatorError:
         pass  # the health timer reports connection problems; the rollout state is still worth writing
     observation = _observation(ops, agent, deployment=deployment, health=health)
@@ -167,32 +167,13 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         reading = health.to_dict()
         status.update({field: reading.get(field) for field in _HEALTH_FIELDS})
     current = body.get("status") or {}
-    if not update.transitions and not _due(current, status, now, ops.settings.health_interval):
+    if not update.transitions and not status_due(current, status, "lastHealthCheck", now, ops.settings):
         return
-    status["lastHealthCheck"] = _timestamp(now)
+    status["lastHealthCheck"] = timestamp(now)
     try:
         await report(ops, body, _key(body), status, update.transitions, now)
     except OperatorError:
         return
-
-
-def _due(current: Mapping[str, Any], status: Mapping[str, Any], now: datetime, interval: float) -> bool:
-    """Whether the status must be written: something changed, or `lastHealthCheck` is getting old.
-
-    Skipping unchanged writes keeps a steady agent at one status write per `STATUS_REFRESH` (or three
-    intervals, if longer) instead of one per interval.
-    """
-    if any(current.get(field) != value for field, value in status.items()):
-        return True
-    try:
-        last = datetime.fromisoformat(current["lastHealthCheck"])
-    except (KeyError, TypeError, ValueError):
-        return True
-    return (now - last).total_seconds() >= max(STATUS_REFRESH, 3 * interval)
-
-
-def _timestamp(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 async def _desired(ops: Operator, agent: DurableAgent) -> AgentObjects:

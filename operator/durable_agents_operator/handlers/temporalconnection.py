@@ -13,14 +13,14 @@ from pydantic import ValidationError
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from durable_agents_operator.api import API_VERSION, TemporalConnection
-from durable_agents_operator.conditions import connection_conditions
+from durable_agents_operator.conditions import Reason, connection_conditions
 from durable_agents_operator.context import Operator
-from durable_agents_operator.errors import OperatorError
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.errors import DependencyNotReady, OperatorError
+from durable_agents_operator.objects import ObjectKey, timestamp
 from durable_agents_runtime.errors import format_validation
 
 from . import durableagent
-from .reporting import report
+from .reporting import report, status_due
 
 __all__ = ["check", "spec_changed"]
 
@@ -36,6 +36,7 @@ async def check(ops: Operator, body: Mapping[str, Any]) -> None:
         return
     now = ops.clock()
     error: str | None = None
+    reason = Reason.TEMPORAL_UNREACHABLE
     try:
         connection = TemporalConnection.model_validate(dict(body))
         params = await ops.connection_params(connection)
@@ -46,16 +47,27 @@ async def check(ops: Operator, body: Mapping[str, Any]) -> None:
             client.workflow_service.describe_namespace(request, timeout=timedelta(seconds=timeout)), timeout
         )
     except ValidationError as exc:
-        error = f"invalid TemporalConnection:\n{format_validation(exc)}"
+        error, reason = f"invalid TemporalConnection:\n{format_validation(exc)}", Reason.INVALID_SPEC
+    except DependencyNotReady as exc:
+        error, reason = str(exc), exc.reason
     except OperatorError as exc:
         error = str(exc)
     except TimeoutError:
-        error = f"Temporal did not answer within {ops.settings.temporal_timeout:g}s"
+        error = (
+            f"Temporal did not answer within {ops.settings.temporal_timeout:g}s: check that the frontend is "
+            "up and reachable from the operator"
+        )
     except Exception as exc:  # an RPC failure is an observation here, not a crash
-        error = f"describing the namespace failed: {exc}"
+        error = f"describing the Temporal namespace failed: {exc}; check the namespace name and credentials"
     previous = (body.get("status") or {}).get("conditions") or []
-    update = connection_conditions(reachable=error is None, error=error, previous=previous, now=now)
-    status = {"lastCheckTime": now.isoformat().replace("+00:00", "Z"), "conditions": update.to_api()}
+    update = connection_conditions(
+        reachable=error is None, error=error, previous=previous, now=now, reason=reason
+    )
+    status: dict[str, Any] = {"conditions": update.to_api()}
+    current = body.get("status") or {}
+    if not update.transitions and not status_due(current, status, "lastCheckTime", now, ops.settings):
+        return
+    status["lastCheckTime"] = timestamp(now)
     key = _key(body)
     try:
         await report(ops, body, key, status, update.transitions, now)

@@ -1,0 +1,156 @@
+"""The HTTP the Kubernetes layer sends (server-side apply, status subresource, events) and how it maps
+the API server's answers to the operator's errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
+from durable_agents_operator.kube import KubeClient, KubeInvalid
+from durable_agents_operator.objects import ObjectKey
+
+pytestmark = pytest.mark.anyio
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "hello-worker", "namespace": "team-a"},
+    "spec": {"replicas": 2},
+}
+
+
+def client(answer: Callable[[httpx.Request], httpx.Response], seen: list[httpx.Request]) -> KubeClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(request)
+
+    http = httpx.AsyncClient(base_url="https://kube.test:6443", transport=httpx.MockTransport(handler))
+    return KubeClient(http, field_manager="durable-agents", auth=lambda: {"Authorization": "Bearer t0ken"})
+
+
+def ok(body: dict[str, Any] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(200, json=body or {})
+
+
+def status(code: int, message: str) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(code, json={"kind": "Status", "message": message, "code": code})
+
+
+async def test_apply_is_a_forced_server_side_apply_with_one_field_manager() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok({"metadata": {"uid": "u"}}), seen)
+    live = await kube.apply(DEPLOYMENT)
+    (request,) = seen
+    assert request.method == "PATCH"
+    assert request.url.path == "/apis/apps/v1/namespaces/team-a/deployments/hello-worker"
+    assert dict(request.url.params) == {"fieldManager": "durable-agents", "force": "true"}
+    assert request.headers["content-type"] == "application/apply-patch+yaml"
+    assert request.headers["authorization"] == "Bearer t0ken"
+    assert json.loads(request.content) == DEPLOYMENT
+    assert live == {"metadata": {"uid": "u"}}
+
+
+async def test_core_and_custom_resources_have_their_own_paths() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok(), seen)
+    await kube.get(ObjectKey("v1", "ConfigMap", "ns", "a-runtime"))
+    await kube.get(ObjectKey("durable-agents.dev/v1alpha1", "DurableAgent", "ns", "a"))
+    assert [r.url.path for r in seen] == [
+        "/api/v1/namespaces/ns/configmaps/a-runtime",
+        "/apis/durable-agents.dev/v1alpha1/namespaces/ns/durableagents/a",
+    ]
+
+
+async def test_status_is_merge_patched_on_the_status_subresource() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok({"status": {}}), seen)
+    await kube.patch_status(
+        ObjectKey("durable-agents.dev/v1alpha1", "AgentRun", "ns", "r"), {"phase": "Running"}
+    )
+    (request,) = seen
+    assert request.url.path == "/apis/durable-agents.dev/v1alpha1/namespaces/ns/agentruns/r/status"
+    assert request.headers["content-type"] == "application/merge-patch+json"
+    assert json.loads(request.content) == {"status": {"phase": "Running"}}
+
+
+async def test_delete_runs_in_the_background_and_only_for_the_observed_uid() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok(), seen)
+    await kube.delete(ObjectKey("policy/v1", "PodDisruptionBudget", "ns", "a-worker"), uid="u-1")
+    body = json.loads(seen[0].content)
+    assert body["propagationPolicy"] == "Background"
+    assert body["preconditions"] == {"uid": "u-1"}
+
+
+async def test_a_missing_object_reads_as_none_and_deletes_as_done() -> None:
+    kube = client(status(404, "not found"), [])
+    assert await kube.get(ObjectKey("v1", "Service", "ns", "x")) is None
+    await kube.delete(ObjectKey("v1", "Service", "ns", "x"))
+    assert await kube.patch_status(ObjectKey("v1", "Service", "ns", "x"), {}) is None
+
+
+async def test_list_fills_in_kind_and_api_version_of_each_item() -> None:
+    kube = client(ok({"items": [{"metadata": {"name": "a"}}]}), [])
+    (item,) = await kube.list("durable-agents.dev/v1alpha1", "DurableAgent", "ns")
+    assert item["kind"] == "DurableAgent" and item["apiVersion"] == "durable-agents.dev/v1alpha1"
+
+
+async def test_forbidden_names_the_call_and_how_to_grant_it() -> None:
+    kube = client(
+        status(403, 'deployments.apps "hello-worker" is forbidden: User "system:sa" cannot patch'), []
+    )
+    with pytest.raises(KubeForbidden) as raised:
+        await kube.apply(DEPLOYMENT)
+    message = str(raised.value)
+    assert "could not apply Deployment team-a/hello-worker" in message
+    assert "cannot patch" in message
+    assert "DURABLE_AGENTS_WATCH_NAMESPACES" in message
+    assert raised.value.retry_after == 120
+
+
+async def test_an_invalid_object_is_not_retried_and_carries_the_servers_reason() -> None:
+    kube = client(
+        status(422, 'Deployment.apps "x" is invalid: spec.template.spec.containers[0].resources'), []
+    )
+    with pytest.raises(KubeInvalid, match=r"containers\[0\]\.resources") as raised:
+        await kube.apply(DEPLOYMENT)
+    assert raised.value.retry_after is None
+
+
+async def test_server_errors_and_network_failures_are_retryable() -> None:
+    with pytest.raises(KubeApiError) as raised:
+        await client(status(500, "etcdserver: request timed out"), []).apply(DEPLOYMENT)
+    assert raised.value.retry_after is not None
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(KubeUnavailable, match="did not answer"):
+        await client(refuse, []).get(ObjectKey("v1", "ConfigMap", "ns", "x"))
+
+
+async def test_events_are_posted_to_the_namespace_of_the_object() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok(), seen)
+    await kube.create_event({"metadata": {"generateName": "a.", "namespace": "ns"}, "reason": "Started"})
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/api/v1/namespaces/ns/events")
+
+
+async def test_permission_checks_ask_the_api_server_about_the_subresource() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok({"status": {"allowed": False, "reason": "no RBAC rule"}}), seen)
+    allowed, reason = await kube.can_i("patch", "durable-agents.dev", "durableagents/status", "team-a")
+    attributes = json.loads(seen[0].content)["spec"]["resourceAttributes"]
+    assert attributes == {
+        "verb": "patch",
+        "group": "durable-agents.dev",
+        "resource": "durableagents",
+        "subresource": "status",
+        "namespace": "team-a",
+    }
+    assert (allowed, reason) == (False, "no RBAC rule")
