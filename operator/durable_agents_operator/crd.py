@@ -2,7 +2,7 @@
 
 The pydantic models in `durable_agents_operator.api` are the single source of truth. This module turns
 their JSON schema into the *structural* OpenAPI v3 schema the API server requires (every `$ref` inlined,
-`anyOf [X, null]` collapsed to X, no titles, a description on every node) and adds what only a CRD has:
+`anyOf [X, null]` collapsed to X, no titles, a description on every field) and adds what only a CRD has:
 CEL validation rules, list semantics for server-side apply, subresources, names and printer columns.
 
 `durable-agents crds` prints the CRDs; `--write` refreshes `crds/` and the chart's `crds/`; `--check`
@@ -406,8 +406,10 @@ class _Converter:
                 if value is not None:
                     out["default"] = value
             elif key == "uniqueItems":
-                raise ValueError(f"{path}: the API server does not support uniqueItems; use a set-type list")
-            elif key in _KEY_ORDER or key == "required":
+                raise ValueError(
+                    f"{path}: the API server rejects uniqueItems; use x-kubernetes-list-type: set"
+                )
+            elif key in _KEY_ORDER:
                 out[key] = copy.deepcopy(value)
             else:
                 raise ValueError(f"{path}: JSON schema keyword {key!r} has no structural equivalent")
