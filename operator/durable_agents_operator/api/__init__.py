@@ -1,7 +1,15 @@
 """The API (`durable-agents.dev/v1alpha1`): one pydantic model per resource, the source of the CRDs."""
 
 from .agentrun import AgentRun, AgentRunSpec, AgentRunStatus, RunPhase, RunUsage, workflow_id_for_run
-from .common import API_GROUP, API_VERSION, VERSION, Condition, LocalObjectReference, ObjectMeta, SecretKeySelector
+from .common import (
+    API_GROUP,
+    API_VERSION,
+    VERSION,
+    Condition,
+    LocalObjectReference,
+    ObjectMeta,
+    SecretKeySelector,
+)
 from .durableagent import (
     AutoscalingSpec,
     Backlog,

@@ -31,7 +31,9 @@ class AgentRunSpec(Spec):
         description="Dependencies passed to the agent run (JSON object).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    model: str | None = Field(None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`.")
+    model: str | None = Field(
+        None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`."
+    )
     timeout: Duration | None = Field(None, description="Workflow execution timeout, e.g. `10m`.")
 
 

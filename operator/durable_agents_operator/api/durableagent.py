@@ -103,7 +103,9 @@ class PodTemplateSpec(Spec):
     """Overrides for the worker pods."""
 
     image: str | None = Field(None, description="Worker image (code agents: `agent.image` wins).")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Pull policy.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="Pull policy."
+    )
     resources: ResourceRequirements | None = Field(None, description="Container resources.")
     env: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -152,9 +154,13 @@ class DurableAgentSpec(Spec):
     temporal: DurableAgentTemporalSpec = Field(
         default_factory=DurableAgentTemporalSpec, description="Temporal connection and task queue."
     )
-    activities: ActivitiesSpec = Field(default_factory=ActivitiesSpec, description="Activity timeouts/retries.")
+    activities: ActivitiesSpec = Field(
+        default_factory=ActivitiesSpec, description="Activity timeouts/retries."
+    )
     worker: WorkerSpec = Field(default_factory=WorkerSpec, description="Worker settings.")
-    model: ModelProviderSpec = Field(default_factory=ModelProviderSpec, description="Model provider settings.")
+    model: ModelProviderSpec = Field(
+        default_factory=ModelProviderSpec, description="Model provider settings."
+    )
     observability: ClusterObservabilitySpec = Field(
         default_factory=ClusterObservabilitySpec, description="Tracing and metrics."
     )
@@ -231,4 +237,3 @@ class DurableAgent(Spec):
         return self.spec.temporal.task_queue or default_task_queue(
             self.metadata.namespace or "default", self.metadata.name or self.spec.agent.name
         )
-

@@ -11,14 +11,21 @@ from durable_agents_runtime.config import Spec
 
 from .common import API_VERSION, Condition, ObjectMeta, SecretKeySelector
 
-__all__ = ["TemporalConnection", "TemporalConnectionSpec", "TemporalConnectionStatus", "TemporalConnectionTLS"]
+__all__ = [
+    "TemporalConnection",
+    "TemporalConnectionSpec",
+    "TemporalConnectionStatus",
+    "TemporalConnectionTLS",
+]
 
 
 class TemporalConnectionTLS(Spec):
     """TLS to the Temporal frontend."""
 
     server_name: str | None = Field(None, description="Expected server name (SNI).")
-    ca_secret_ref: SecretKeySelector | None = Field(None, description="Secret key holding the CA bundle (PEM).")
+    ca_secret_ref: SecretKeySelector | None = Field(
+        None, description="Secret key holding the CA bundle (PEM)."
+    )
     client_cert_secret_ref: SecretKeySelector | None = Field(
         None,
         description="Secret of type kubernetes.io/tls holding the mTLS client certificate (`tls.crt`, "
