@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= What is the weather like in Paris, and what time is it there?
 
-.PHONY: demo test lint typecheck env crds
+.PHONY: demo test lint typecheck env crds tools
 
 $(BIN)/durable-agents: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.9"
@@ -29,5 +29,9 @@ typecheck: env
 crds: env
 	$(BIN)/durable-agents crds --write
 
-test: env lint typecheck
+tools: env
+	bash scripts/install-helm.sh >/dev/null
+	bash tests/cluster/build.sh >/dev/null
+
+test: env lint typecheck tools
 	$(BIN)/python -m pytest tests
