@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -77,6 +79,16 @@ def _port_open(host: str, port: int) -> bool:
         with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
+        return False
+
+
+def _frontend_healthy(host: str, http_port: int) -> bool:
+    # The gRPC port opens before the frontend serves ("Frontend is not healthy yet"); the HTTP API's system
+    # info goes through the same handler, so its 200 means clients can connect.
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/api/v1/system-info", timeout=0.5) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
         return False
 
 
@@ -167,7 +179,7 @@ class DevServer:
         return cmd
 
     def start(self) -> Self:
-        """Start the server and wait until its frontend accepts connections."""
+        """Start the server and wait until its frontend serves requests."""
         if self._process is not None:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +202,8 @@ class DevServer:
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + self.start_timeout
-        while not _port_open(self.host, self.port):
+        assert self.http_port is not None
+        while not _frontend_healthy(self.host, self.http_port):
             if self._process.poll() is not None:
                 self._process = None
                 self._release()
@@ -198,7 +211,7 @@ class DevServer:
             if time.monotonic() > deadline:
                 self.stop()
                 raise DevServerError(
-                    f"the Temporal dev server did not listen on {self.address} within "
+                    f"the Temporal dev server did not serve on {self.address} within "
                     f"{self.start_timeout:.0f}s:\n{self._log_tail()}"
                 )
             time.sleep(0.05)
