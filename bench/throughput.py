@@ -172,7 +172,7 @@ async def run(quick: bool = False, *, repeats: int | None = None) -> list[Row]:
     if unavailable is None:
         sides += [
             (ours_target(), True),
-            (ours_target(label="ours, sandbox off", worker={"sandbox": False}), False),
+            (ours_target(label="ours, sandbox off", overrides={"worker": {"sandbox": False}}), False),
         ]
     results: dict[tuple[str, str], list[Trial]] = {}
     with workdir("bench-throughput-") as work, dev_server(work) as server:
