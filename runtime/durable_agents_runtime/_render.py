@@ -108,31 +108,25 @@ class Renderer:
 
     def health(self, health: Any) -> None:
         """An `AgentHealth` (from `durable_agents_runtime.health.read_health`)."""
-        data = health.to_dict()
-        failure = data.get("last_failure")
         rows = [
-            ("task queue", data.get("task_queue")),
-            ("workers", data.get("workers")),
-            ("backlog", f"{data.get('backlog_count')} (oldest {data.get('backlog_age_seconds') or 0:.1f}s)"),
-            ("running", data.get("running")),
-            ("completed", data.get("completed")),
-            ("failed", data.get("failed")),
+            ("task queue", health.task_queue),
+            ("workers", health.workers),
+            ("backlog", f"{health.backlog_count} (oldest {health.backlog_age_seconds:.1f}s)"),
+            ("running", health.running),
+            ("completed", health.completed),
+            ("failed", health.failed),
         ]
-        if failure:
-            rows.append(
-                (
-                    "last failure",
-                    f"{failure.get('workflow_id')}: {failure.get('message')} ({failure.get('time')})",
-                )
-            )
-        if data.get("error"):
-            rows.append(("error", data["error"]))
+        failure = health.last_failure
+        if failure is not None:
+            rows.append(("last failure", f"{failure.workflow_id} at {failure.time}: {failure.message}"))
+        if health.error:
+            rows.append(("error", health.error))
         if self.rich:
             from rich.table import Table
 
             table = Table(show_header=False, box=None)
             for key, value in rows:
-                table.add_row(f"[bold]{key}[/bold]", str(value))
+                table.add_row(key, str(value), style=None)
             self.console.print(table)
         else:
             for key, value in rows:

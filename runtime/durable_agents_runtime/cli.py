@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from durable_agents_runtime.devserver import DevServer
 
 __all__ = ["main"]
+
+_STARTED = time.monotonic()
+"""As early as this process can tell; the worker logs its start-up time from here."""
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 EXIT_FAILED = 1
@@ -190,7 +194,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from durable_agents_runtime.worker import serve
 
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, started=_STARTED))
     return 0
 
 
@@ -351,6 +355,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     return asyncio.run(verb(args, out))
 
 
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization once a verb is done.
+
+    A process that ran a Temporal client can abort at exit (PyGILState_Release, temporalio/sdk-python#300),
+    turning a success into a crash; everything that matters is flushed here first.
+    """
+    if "logfire" in sys.modules:
+        sys.modules["logfire"].force_flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `durable-agents` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -370,4 +387,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_FAILED
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code)
+    _exit(code)

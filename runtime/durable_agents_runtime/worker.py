@@ -26,7 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_agents_runtime import _registry
 from durable_agents_runtime._http import ProbeServer
 from durable_agents_runtime.agents import build_agent, event_topic
-from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.config import RuntimeConfig, format_duration
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_runtime.errors import ConfigError
@@ -90,9 +90,14 @@ def endpoint_settings(config: RuntimeConfig) -> tuple[str, int, int]:
     return host, health_port, metrics_port
 
 
-async def serve(config: RuntimeConfig, *, plugins: Sequence[Plugin] = ()) -> None:
-    """Run the worker for `config` until SIGTERM/SIGINT, then drain and return."""
-    started = time.monotonic()
+async def serve(
+    config: RuntimeConfig, *, plugins: Sequence[Plugin] = (), started: float | None = None
+) -> None:
+    """Run the worker for `config` until SIGTERM/SIGINT, then drain and return.
+
+    `started` is the `time.monotonic()` the process started at, for the start-up time in the log.
+    """
+    started = started if started is not None else time.monotonic()
     host, health_port, metrics_port = endpoint_settings(config)
     worker: Worker | None = None
     draining = False
@@ -122,7 +127,7 @@ async def serve(config: RuntimeConfig, *, plugins: Sequence[Plugin] = ()) -> Non
             log.info(
                 "%s: stopping polling; in-flight activities get %s to finish",
                 signal.Signals(signum).name,
-                config.worker.graceful_shutdown_timeout,
+                format_duration(config.worker.graceful_shutdown_timeout),
             )
             assert worker is not None
             shutdown.append(asyncio.create_task(worker.shutdown()))
@@ -134,7 +139,7 @@ async def serve(config: RuntimeConfig, *, plugins: Sequence[Plugin] = ()) -> Non
             while worker is not None and not worker.is_running and not draining:
                 await asyncio.sleep(0.01)
             log.info(
-                "polling task queue %s at %s for agent %s (%.2fs after start)",
+                "polling task queue %s at %s for agent %s (%.2fs after process start)",
                 config.temporal.task_queue,
                 config.temporal.address,
                 config.agent.name,
