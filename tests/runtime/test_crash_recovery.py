@@ -62,7 +62,11 @@ async def test_worker_killed_mid_tool_run_completes_once(
     with anyio.fail_after(COMPLETION_BOUND):
         result = await handle.result()
     recovery = time.monotonic() - killed_at - SLOW_SECONDS
-    print(f"\nkill -9 recovery: {recovery:.2f}s (kill → completion minus the {SLOW_SECONDS:.0f}s tool)")
+    startup = second.ready_at - second.started_at if second.ready_at is not None else float("nan")
+    print(
+        f"\nkill -9 recovery: {recovery:.2f}s (kill → completion minus the {SLOW_SECONDS:.0f}s tool; "
+        f"the new worker took {startup:.2f}s to become ready)"
+    )
 
     assert "fast:" in result.output_text and "slow:" in result.output_text
     starts = Counter(tool for event, tool, _ in executions(log) if event == "start")
