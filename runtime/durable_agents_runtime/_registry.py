@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
+from durable_agents_runtime.errors import ConfigError
+
 __all__ = ["ServedAgent", "lookup", "register"]
 
 
@@ -30,7 +32,10 @@ def register(task_queue: str, served: ServedAgent) -> None:
     """Serve `served` on `task_queue`; a task queue serves one agent."""
     existing = _agents.get(task_queue)
     if existing is not None and existing.agent is not served.agent:
-        raise ValueError(f"task queue {task_queue!r} already serves agent {existing.agent.name!r}")
+        raise ConfigError(
+            f"task queue {task_queue!r} already serves agent {existing.agent.name!r}: give each agent its "
+            "own task queue (spec.temporal.taskQueue, or distinct metadata.name)"
+        )
     _agents[task_queue] = served
 
 

@@ -115,21 +115,19 @@ def _dev(args: argparse.Namespace, out: Renderer) -> int:
 
 async def _dev_serve(server: DevServer, manifests: list[Any], args: argparse.Namespace, out: Renderer) -> int:
     import contextlib
-    import time
 
     from durable_agents_runtime.connect import connect
     from durable_agents_runtime.manifest import runtime_config
     from durable_agents_runtime.observability import logfire_plugins
     from durable_agents_runtime.worker import create_worker
 
-    started = time.monotonic()
     configs = [runtime_config(m, address=server.address, namespace=server.namespace) for m in manifests]
     client = await connect(configs[0].temporal, plugins=logfire_plugins(configs[0]), use_env=False)
     async with contextlib.AsyncExitStack() as stack:
         for config in configs:
             await stack.enter_async_context(create_worker(client, config))
         if args.prompt is not None:
-            return await _dev_run(client, configs[0], args, out, started)
+            return await _dev_run(client, configs[0], args, out, _STARTED)
         out.line(f"Temporal dev server: {server.address} (namespace {server.namespace})", style="bold")
         out.line(f"Web UI: {server.ui_url}")
         out.line(f"State: {server.db_file}")
@@ -143,7 +141,6 @@ async def _dev_serve(server: DevServer, manifests: list[Any], args: argparse.Nam
 async def _dev_run(
     client: Client, config: RuntimeConfig, args: argparse.Namespace, out: Renderer, started: float
 ) -> int:
-    import time
     import uuid
 
     from temporalio.client import WorkflowFailureError

@@ -33,3 +33,18 @@ durable = Agent(
 def count(word: str) -> int:
     """Count the letters of a word."""
     return len(word)
+
+
+def _legacy() -> object:
+    import warnings
+
+    from pydantic_ai.durable_exec.temporal import TemporalAgent
+
+    # The deprecated wrapper still runs existing code; building it warns, which is the point of the test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return TemporalAgent(Agent(TestModel(), name="legacy_code", tools=[count]))  # pyright: ignore[reportDeprecated]
+
+
+legacy = _legacy()
+"""An agent wrapped in the deprecated `TemporalAgent`: the worker runs it as it is."""

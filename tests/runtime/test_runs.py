@@ -235,3 +235,25 @@ async def test_activity_settings_apply_at_every_level_over_the_defaults(
         {"start_to_close": 7, "heartbeat": 2, "initial_interval": 3},
         {"start_to_close": 20, "heartbeat": 2, "initial_interval": 1},
     ]
+
+
+async def test_an_agent_wrapped_in_the_deprecated_temporal_agent_runs_unchanged(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any
+) -> None:
+    cfg = config(temporal_dev_server, {"name": "legacy_code", "entrypoint": "code_agents:legacy"})
+    start_worker(cfg, **CODE_AGENTS_ENV)
+
+    result = await run(temporal_client, cfg, "Count a word")
+
+    assert [call.tool_name for call in result.tool_calls] == ["count"]
+
+
+async def test_a_code_agent_whose_name_differs_from_the_manifest_is_refused(
+    temporal_dev_server: Any, start_worker: Any
+) -> None:
+    cfg = config(temporal_dev_server, {"name": "other_name", "entrypoint": "code_agents:plain"})
+
+    worker = start_worker(cfg, wait=False, **CODE_AGENTS_ENV)
+
+    assert worker.process.wait(60) == 2
+    assert "is named 'plain_code' but agent.name is 'other_name'" in worker.output.read_text()
