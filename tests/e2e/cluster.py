@@ -41,7 +41,9 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 # The controllers an operator test needs: workloads, garbage collection,
 # namespaces and service accounts (with their tokens and the kube-root-ca.crt
-# ConfigMap that projected service-account volumes reference).
+# ConfigMap that projected service-account volumes reference). Not the
+# endpoints controllers: pod IPs are loopback addresses, which Endpoints and
+# EndpointSlices reject; the node agent resolves Service names itself.
 DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "deployment-controller",
     "replicaset-controller",
@@ -52,8 +54,6 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
-    "endpoints-controller",
-    "endpointslice-controller",
     "pod-garbage-collector-controller",
 )
 

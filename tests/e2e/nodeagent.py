@@ -25,7 +25,7 @@ How a container maps onto a local process
   ``configMapKeyRef`` / ``secretKeyRef`` / ``fieldRef`` (``metadata.name``,
   ``metadata.namespace``, ``metadata.uid``, ``metadata.labels['k']``,
   ``metadata.annotations['k']``, ``spec.nodeName``, ``spec.serviceAccountName``,
-  ``status.podIP`` / ``status.hostIP`` = 127.0.0.1) and ``envFrom``
+  ``status.podIP`` / ``status.hostIP``, see Networking) and ``envFrom``
   ``configMapRef`` / ``secretRef`` (with ``prefix``). ``HOSTNAME`` is the pod
   name and ``PYTHONUNBUFFERED=1`` keeps Python output timely in the log files.
   A missing non-optional reference leaves the container waiting with reason
@@ -53,9 +53,19 @@ How a container maps onto a local process
   way the process acts as its service account, so RBAC applies exactly as in a
   cluster. With ``automountServiceAccountToken: false`` a process gets no
   credentials, as in a cluster.
-* **Networking**: the pod IP is 127.0.0.1 and containers bind whatever ports
-  their env/args say; ports are not remapped, so two pods binding the same port
-  conflict unless they use ``SO_REUSEPORT``. No Services/DNS, no kube-proxy.
+* **Networking**: every pod gets a loopback address of its own (127.0.1.1 up to
+  127.0.255.254; all of 127.0.0.0/8 reaches ``lo`` on Linux, so binding needs no
+  set-up). It is the pod's ``status.podIP``/``podIPs``, the value of a
+  ``fieldRef: status.podIP``, and the default host of its probes, so replicas
+  that bind their pod IP can all use the same port. Ports are not remapped; a
+  process binding ``0.0.0.0`` still takes the port on every address. The node
+  and ``status.hostIP`` are 127.0.0.1. There is no cluster DNS or kube-proxy:
+  instead a Service name ``<svc>.<ns>.svc[.cluster.local][:port]`` in
+  ``command``, ``args`` or env values is replaced, when the container starts,
+  by the IP of a ready pod behind the Service (and the port by its target
+  port); until the Service has one, the container waits with reason
+  ``CreateContainerConfigError``. Names inside files (ConfigMap volumes) are
+  not rewritten.
 * **Probes**: httpGet, tcpSocket, exec (grpc is approximated by a TCP connect)
   for startup, readiness and liveness, honouring ``initialDelaySeconds``,
   ``periodSeconds``, ``timeoutSeconds``, ``successThreshold`` and
@@ -88,10 +98,12 @@ import argparse
 import base64
 import contextlib
 import datetime
+import ipaddress
 import json
 import logging
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -111,7 +123,12 @@ import httpx
 
 log = logging.getLogger("nodeagent")
 
-POD_IP = "127.0.0.1"
+HOST_IP = "127.0.0.1"
+# Pod IPs are loopback addresses: on Linux all of 127.0.0.0/8 reaches ``lo``, and
+# binding any of them needs no set-up. The node itself (and so the apiserver's
+# address handed to pods) stays 127.0.0.1.
+POD_IP_FIRST = ipaddress.IPv4Address("127.0.1.1")
+POD_IP_LAST = ipaddress.IPv4Address("127.0.255.254")
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
@@ -335,7 +352,7 @@ class MountMap:
         return None
 
 
-def _field_ref(pod: Json, field_path: str) -> str:
+def _field_ref(pod: Json, field_path: str, pod_ip: str) -> str:
     metadata, spec = pod["metadata"], pod["spec"]
     match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", field_path)
     if match:
@@ -346,14 +363,22 @@ def _field_ref(pod: Json, field_path: str) -> str:
         "metadata.uid": metadata.get("uid", ""),
         "spec.nodeName": spec.get("nodeName", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-        "status.podIP": POD_IP,
-        "status.podIPs": POD_IP,
-        "status.hostIP": POD_IP,
-        "status.hostIPs": POD_IP,
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+        "status.hostIP": HOST_IP,
+        "status.hostIPs": HOST_IP,
     }
     if field_path not in values:
         raise ConfigError(f"unsupported fieldRef {field_path!r}")
     return values[field_path]
+
+
+# ``<service>.<namespace>.svc`` (optionally ``.cluster.local``), optionally with ``:<port>``.
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_SERVICE_HOST = re.compile(
+    rf"(?<![-\w.])(?P<service>{_DNS_LABEL})\.(?P<namespace>{_DNS_LABEL})\.svc(?:\.cluster\.local)?"
+    r"(?::(?P<port>\d+))?(?![-\w.])"
+)
 
 
 def _env_name(volume: str) -> str:
@@ -417,7 +442,7 @@ class PodRunner:
 
     TICK = 0.2
 
-    def __init__(self, agent: NodeAgent, pod: Json) -> None:
+    def __init__(self, agent: NodeAgent, pod: Json, pod_ip: str) -> None:
         meta = pod["metadata"]
         self.thread = threading.Thread(
             target=self._run, name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True
@@ -427,6 +452,7 @@ class PodRunner:
         self.namespace: str = meta["namespace"]
         self.pod_name: str = meta["name"]
         self.uid: str = meta["uid"]
+        self.pod_ip = pod_ip
         self._pod = pod
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -636,7 +662,7 @@ class PodRunner:
             return
         mounts = self._mount_map(container)
         env = self._container_env(pod, container, mounts)
-        argv = [expand_vars(mounts.rewrite(arg), env) for arg in command + (spec.get("args") or [])]
+        argv = [expand_vars(self._rewrite(arg, mounts), env) for arg in command + (spec.get("args") or [])]
         executable = shutil.which(argv[0], path=env.get("PATH"))
         if executable is None and os.path.isabs(argv[0]):
             executable = shutil.which(os.path.basename(argv[0]), path=env.get("PATH"))
@@ -751,7 +777,7 @@ class PodRunner:
             if "httpGet" in spec:
                 get = spec["httpGet"]
                 scheme = get.get("scheme", "HTTP").lower()
-                host = get.get("host") or POD_IP
+                host = get.get("host") or self.pod_ip
                 url = f"{scheme}://{host}:{self._port(container, get['port'])}{get.get('path', '/')}"
                 headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
                 response = httpx.get(
@@ -760,7 +786,7 @@ class PodRunner:
                 return 200 <= response.status_code < 400
             if "tcpSocket" in spec or "grpc" in spec:
                 target = spec.get("tcpSocket") or spec["grpc"]
-                host = target.get("host") or POD_IP
+                host = target.get("host") or self.pod_ip
                 with socket.create_connection((host, self._port(container, target["port"])), probe.timeout):
                     return True
             if "exec" in spec:
@@ -815,10 +841,10 @@ class PodRunner:
                 "HOSTNAME": self.pod_name,
                 # Not the agent's home: its ~/.kube/config must not hand out credentials.
                 "HOME": str(self.pod_dir),
-                "KUBERNETES_SERVICE_HOST": POD_IP,
+                "KUBERNETES_SERVICE_HOST": HOST_IP,
                 "KUBERNETES_SERVICE_PORT": port,
                 "KUBERNETES_SERVICE_PORT_HTTPS": port,
-                "KUBERNETES_PORT": f"tcp://{POD_IP}:{port}",
+                "KUBERNETES_PORT": f"tcp://{HOST_IP}:{port}",
             }
         )
         for mount in container.spec.get("volumeMounts") or []:
@@ -842,21 +868,21 @@ class PodRunner:
                 ref = source["secretRef"]
                 data = self._get_data("secrets", ref["name"], ref.get("optional", False))
             for key, value in data.items():
-                env[prefix + key] = mounts.rewrite(value)
+                env[prefix + key] = self._rewrite(value, mounts)
         for var in container.spec.get("env") or []:
             name = var["name"]
             if "valueFrom" not in var:
-                env[name] = expand_vars(mounts.rewrite(var.get("value", "")), env)
+                env[name] = expand_vars(self._rewrite(var.get("value", ""), mounts), env)
                 continue
             source = var["valueFrom"]
             if "fieldRef" in source:
-                env[name] = _field_ref(pod, source["fieldRef"]["fieldPath"])
+                env[name] = _field_ref(pod, source["fieldRef"]["fieldPath"], self.pod_ip)
             elif "configMapKeyRef" in source or "secretKeyRef" in source:
                 kind = "configmaps" if "configMapKeyRef" in source else "secrets"
                 ref = source.get("configMapKeyRef") or source["secretKeyRef"]
                 data = self._get_data(kind, ref["name"], ref.get("optional", False))
                 if ref["key"] in data:
-                    env[name] = mounts.rewrite(data[ref["key"]])
+                    env[name] = self._rewrite(data[ref["key"]], mounts)
                 elif not ref.get("optional", False):
                     raise ConfigError(f"key {ref['key']!r} not found in {kind} {namespace}/{ref['name']}")
             else:
@@ -868,6 +894,58 @@ class PodRunner:
                     list(source),
                 )
         return env
+
+    def _rewrite(self, text: str, mounts: MountMap) -> str:
+        """A pod-provided value as the process must see it: mount paths and Service names made local."""
+        return _SERVICE_HOST.sub(self._service_endpoint, mounts.rewrite(text))
+
+    def _service_endpoint(self, match: re.Match[str]) -> str:
+        """``<svc>.<ns>.svc[:port]`` → the IP (and target port) of a ready pod behind that Service.
+
+        There is no cluster DNS or kube-proxy, so a Service name is resolved
+        once, when the container starts. Without a ready endpoint the container
+        waits (``CreateContainerConfigError``, retried), like a client retrying DNS.
+        """
+        name, namespace, port = match.group("service"), match.group("namespace"), match.group("port")
+        where = f"Service {namespace}/{name}"
+        try:
+            service = self.api.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+        except ApiError as error:
+            if error.status == 404:
+                raise ConfigError(f"{where} not found") from error
+            raise
+        selector = service["spec"].get("selector") or {}
+        if not selector:
+            raise ConfigError(f"{where} has no selector; the node agent resolves only selector Services")
+        pods = self.api.get(
+            f"/api/v1/namespaces/{namespace}/pods",
+            labelSelector=",".join(f"{key}={value}" for key, value in selector.items()),
+        )["items"]
+
+        def usable(pod: Json) -> bool:
+            if pod["metadata"]["uid"] == self.uid:
+                return True  # a pod may reach itself through its own Service
+            conditions = pod.get("status", {}).get("conditions") or []
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            return ready and not pod["metadata"].get("deletionTimestamp") and bool(pod["status"].get("podIP"))
+
+        endpoint = next((pod for pod in pods if usable(pod)), None)
+        if endpoint is None:
+            raise ConfigError(f"{where} has no ready endpoint yet")
+        ip = self.pod_ip if endpoint["metadata"]["uid"] == self.uid else endpoint["status"]["podIP"]
+        if port is None:
+            return ip
+        target: int | str = int(port)
+        for service_port in service["spec"].get("ports") or []:
+            if service_port.get("port") == int(port):
+                target = service_port.get("targetPort", int(port))
+        if isinstance(target, str) and not target.isdigit():
+            declared = [p for c in endpoint["spec"]["containers"] for p in c.get("ports") or []]
+            named = next((p["containerPort"] for p in declared if p.get("name") == target), None)
+            if named is None:
+                raise ConfigError(f"{where}: no container port named {target!r} on its endpoint")
+            target = named
+        return f"{ip}:{target}"
 
     def _get_data(self, kind: str, name: str, optional: bool) -> dict[str, str]:
         """The data of a ConfigMap/Secret as text; {} if missing and optional."""
@@ -969,7 +1047,7 @@ class PodRunner:
     def _write_downward(self, pod: Json, source: Json, directory: Path) -> None:
         for item in source.get("items") or []:
             if "fieldRef" in item:
-                value = _field_ref(pod, item["fieldRef"]["fieldPath"])
+                value = _field_ref(pod, item["fieldRef"]["fieldPath"], self.pod_ip)
                 self._write_file(directory / item["path"], value.encode(), item.get("mode", 0o644))
 
     def _write_token(self, pod: Json, source: Json, directory: Path) -> None:
@@ -1105,10 +1183,10 @@ class PodRunner:
                 condition("Ready", ready, "ContainersNotReady"),
                 condition("PodScheduled", True),
             ],
-            "hostIP": POD_IP,
-            "hostIPs": [{"ip": POD_IP}],
-            "podIP": POD_IP,
-            "podIPs": [{"ip": POD_IP}],
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
             "startTime": self.start_time,
             "initContainerStatuses": [self._container_status(c) for c in self.init_containers] or None,
             "containerStatuses": [self._container_status(c) for c in self.containers],
@@ -1169,6 +1247,10 @@ class NodeAgent:
         self.base_env = self._base_env(extra_env or {})
         self._runners: dict[str, PodRunner] = {}  # pod uid -> runner
         self._finished: set[str] = set()  # uids of pods already run to deletion, never restarted
+        self._ips_in_use: set[str] = set()
+        # A random start keeps two agents on one machine (parallel test sessions)
+        # from handing out the same addresses.
+        self._next_ip = random.randrange(int(POD_IP_LAST) - int(POD_IP_FIRST))
         self._node: Json = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -1265,6 +1347,25 @@ class NodeAgent:
             raise LookupError(f"no running process for pod {pod}")
         return pids[container] if container else next(iter(pids.values()))
 
+    def _runner(self, pod: str, namespace: str | None) -> PodRunner:
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            if runner.pod_name == pod and (namespace is None or runner.namespace == namespace):
+                return runner
+        raise LookupError(f"pod {pod} does not run on this node")
+
+    def pod_ip(self, pod: str, namespace: str | None = None) -> str:
+        """The IP of a pod running on this node."""
+        return self._runner(pod, namespace).pod_ip
+
+    def volume_dir(self, pod: str, volume: str, namespace: str | None = None) -> Path:
+        """The local directory standing in for *volume* of a pod running on this node."""
+        runner = self._runner(pod, namespace)
+        if volume not in runner.volumes:
+            raise LookupError(f"pod {pod} has no volume {volume!r} (yet)")
+        return runner.volumes[volume]
+
     def log_path(self, namespace: str, pod: str, container: str) -> Path:
         return self.logdir / f"{namespace}_{pod}_{container}.log"
 
@@ -1304,7 +1405,7 @@ class NodeAgent:
                     "capacity": capacity,
                     "allocatable": capacity,
                     "addresses": [
-                        {"type": "InternalIP", "address": POD_IP},
+                        {"type": "InternalIP", "address": HOST_IP},
                         {"type": "Hostname", "address": self.node_name},
                     ],
                     "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
@@ -1447,7 +1548,7 @@ class NodeAgent:
                     meta = pod["metadata"]
                     threading.Thread(target=self._force_delete, args=(meta,), daemon=True).start()
                 return
-            runner = PodRunner(self, pod)
+            runner = PodRunner(self, pod, self._allocate_ip())
             self._runners[uid] = runner
         runner.start()
 
@@ -1458,8 +1559,25 @@ class NodeAgent:
                 {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
             )
 
+    def _allocate_ip(self) -> str:
+        """A pod IP no running pod of this agent holds (call with ``self._lock`` held).
+
+        Addresses are handed out round-robin, so a new pod does not get the
+        address a pod just released (whose ports may still be in TIME_WAIT).
+        """
+        span = int(POD_IP_LAST) - int(POD_IP_FIRST) + 1
+        for _ in range(span):
+            candidate = ipaddress.IPv4Address(int(POD_IP_FIRST) + self._next_ip % span)
+            self._next_ip += 1
+            ip = str(candidate)
+            if candidate.packed[-1] not in (0, 255) and ip not in self._ips_in_use:
+                self._ips_in_use.add(ip)
+                return ip
+        raise RuntimeError(f"all pod IPs {POD_IP_FIRST}-{POD_IP_LAST} are in use")
+
     def _runner_finished(self, runner: PodRunner) -> None:
         with self._lock:
+            self._ips_in_use.discard(runner.pod_ip)
             if self._runners.get(runner.uid) is runner:
                 del self._runners[runner.uid]
             if not runner._shutdown:

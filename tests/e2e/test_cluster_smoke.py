@@ -19,10 +19,9 @@ from .nodeagent import NodeAgent
 
 pytestmark = pytest.mark.e2e
 
-# Serves the pod's name on every path; SO_REUSEPORT lets replicas share the port
-# because every pod of the node agent has the IP 127.0.0.1.
+# Serves the pod's name on every path, on the pod's own IP: replicas share the port.
 WEB_SERVER = """\
-import http.server, os, socket, socketserver, sys
+import http.server, os, socketserver
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -35,13 +34,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-class Server(socketserver.TCPServer):
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-print("serving on", os.environ["PORT"], flush=True)
-Server(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+print("serving on", os.environ["POD_IP"], os.environ["PORT"], flush=True)
+socketserver.TCPServer((os.environ["POD_IP"], int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 
@@ -153,7 +147,9 @@ def test_deployment_runs_scales_and_is_garbage_collected(
                                     "name": "POD_NAME",
                                     "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
                                 },
+                                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                             ],
+                            "ports": [{"name": "http", "containerPort": port}],
                             "volumeMounts": [{"name": "app", "mountPath": "/app"}],
                             "readinessProbe": {
                                 "httpGet": {"path": "/healthz", "port": port},
@@ -184,7 +180,7 @@ def test_deployment_runs_scales_and_is_garbage_collected(
     (pod,) = wait_for("one Running, Ready pod", lambda: web_pods(1))
     pod_name = pod["metadata"]["name"]
     assert pod["spec"]["nodeName"] == node_agent.node_name
-    assert httpx.get(f"http://127.0.0.1:{port}/", trust_env=False).text == pod_name
+    assert pod["status"]["podIP"] == node_agent.pod_ip(pod_name, namespace) != "127.0.0.1"
     first_pid = node_agent.pid(pod_name, namespace=namespace)
 
     kubectl("scale", "deployment", "web", "--replicas=2", "-n", namespace)
@@ -193,6 +189,35 @@ def test_deployment_runs_scales_and_is_garbage_collected(
     pids = {processes[p["metadata"]["name"]]["web"] for p in pods}
     assert len(pids) == 2 and first_pid in pids
     assert all(alive(pid) for pid in pids)
+    # Both replicas bind the same port, each on its own pod IP.
+    answers = {
+        p["status"]["podIP"]: httpx.get(f"http://{p['status']['podIP']}:{port}/", trust_env=False).text
+        for p in pods
+    }
+    assert sorted(answers.values()) == sorted(p["metadata"]["name"] for p in pods)
+    assert len(answers) == 2
+
+    # A Service name in a container's args resolves to a ready pod behind it, port mapped.
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    fetch = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+    client = simple_pod(
+        "client",
+        fetch,
+        restart_policy="Never",
+        container={"args": [f"http://web.{namespace}.svc.cluster.local:80/"]},
+    )
+    kubectl.apply(service, client, namespace=namespace)
+    wait_for(
+        "the client to succeed",
+        lambda: kubectl.json("get", "pod", "client", "-n", namespace)["status"].get("phase") == "Succeeded",
+    )
+    log = node_agent.logs("client", namespace=namespace).splitlines()
+    assert [line for line in log if not line.startswith("####")][-1] in answers.values()
 
     kubectl("delete", "deployment", "web", "-n", namespace)
     wait_for(
@@ -259,7 +284,7 @@ def test_liveness_probe_failure_restarts_container(kubectl: Kubectl, namespace: 
     port = free_port()
     # Healthy for two seconds, then failing.
     script = f"""
-import http.server, socketserver, time
+import http.server, os, socketserver, time
 start = time.monotonic()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -268,10 +293,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 socketserver.TCPServer.allow_reuse_address = True
-socketserver.TCPServer(("127.0.0.1", {port}), Handler).serve_forever()
+socketserver.TCPServer((os.environ["POD_IP"], {port}), Handler).serve_forever()
 """
     probe = {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1, "failureThreshold": 2}
-    kubectl.apply(simple_pod("flaky", script, container={"livenessProbe": probe}), namespace=namespace)
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    container = {"livenessProbe": probe, "env": [pod_ip]}
+    kubectl.apply(simple_pod("flaky", script, container=container), namespace=namespace)
     wait_for(
         "a liveness restart",
         lambda: container_status(kubectl, namespace, "flaky").get("restartCount", 0) >= 1,
@@ -353,6 +380,8 @@ print(json.dumps(result))
     )
 
     result = output_json(node_agent, namespace, "env-check")
+    pod_ip = kubectl.json("get", "pod", "env-check", "-n", namespace)["status"]["podIP"]
+    assert pod_ip.startswith("127.") and pod_ip != "127.0.0.1"
     volume_dir = result.pop("DA_VOLUME_CONFIG")
     assert volume_dir and os.path.isdir(volume_dir)
     tmp_dir = result.pop("DA_VOLUME_TMP")
@@ -364,7 +393,7 @@ print(json.dumps(result))
         "SECRET_PASSWORD": "s3cret",
         "POD_NAME": "env-check",
         "POD_NAMESPACE": namespace,
-        "POD_IP": "127.0.0.1",
+        "POD_IP": pod_ip,
         "NODE_NAME": node_agent.node_name,
         "SA_NAME": "default",
         "CM_COLOR": "blue",
