@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_operator.api import API_VERSION, DurableAgent, TemporalConnection
 from durable_agents_operator.builders.temporal import DefaultConnection
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
 from durable_agents_operator.health import HealthBatcher
@@ -33,9 +33,7 @@ def utcnow() -> datetime:
 
 def connection_key(namespace: str, name: str) -> ObjectKey:
     """The key of a TemporalConnection."""
-    return ObjectKey(
-        TemporalConnection.model_fields["api_version"].default, "TemporalConnection", namespace, name
-    )
+    return ObjectKey(API_VERSION, "TemporalConnection", namespace, name)
 
 
 @dataclass

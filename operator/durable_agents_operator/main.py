@@ -121,9 +121,14 @@ async def serve(
         # One batched read makes 3 calls per task queue (8 at a time); it may take up to an interval.
         timeout=max(settings.health_interval, settings.temporal_timeout),
     )
-    operator = Operator(
-        settings=settings, kube=kube, temporal=pool, health=health, default_params=default_params(settings)
-    )
+    try:
+        defaults = default_params(settings)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot read {exc.filename} ({exc.strerror}): check DURABLE_AGENTS_TEMPORAL_TLS_CA_FILE, "
+            "DURABLE_AGENTS_TEMPORAL_TLS_CERT_FILE and DURABLE_AGENTS_TEMPORAL_TLS_KEY_FILE"
+        ) from None
+    operator = Operator(settings=settings, kube=kube, temporal=pool, health=health, default_params=defaults)
     registry = kopf.OperatorRegistry()
     register(registry, settings)
 

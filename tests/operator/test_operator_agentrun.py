@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 import pytest
-from conftest import API, Clock, DevServer, FakeKube, agent_manifest, make_operator
+from operator_support import API, Clock, DevServer, FakeKube, agent_manifest, make_operator
 from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
 from temporalio import workflow
 from temporalio.client import Client, WorkflowExecutionStatus

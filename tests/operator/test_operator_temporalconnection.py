@@ -7,8 +7,8 @@ import base64
 from typing import Any
 
 import pytest
+from operator_support import API, Clock, DevServer, FakeKube, connection_manifest, make_operator
 
-from conftest import API, Clock, DevServer, FakeKube, connection_manifest, make_operator
 from durable_agents_operator.api import TemporalConnection
 from durable_agents_operator.errors import DependencyNotReady
 from durable_agents_operator.handlers import temporalconnection

@@ -8,8 +8,8 @@ from typing import Any
 
 import kopf
 import pytest
+from operator_support import Clock, FakeKube, agent_key, agent_manifest, make_operator, settings
 
-from conftest import Clock, FakeKube, agent_key, agent_manifest, make_operator, settings
 from durable_agents_operator.handlers import register
 from durable_agents_operator.main import _DropTimerSuccess, kopf_settings, run
 from durable_agents_operator.preflight import check_permissions

@@ -113,7 +113,9 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
         **_replica_status(agent, deployment),
         "conditions": update.to_api(),
     }
-    await report(ops, body, _key(body), status, update.transitions, now)
+    current = body.get("status") or {}
+    if update.transitions or any(current.get(field) != value for field, value in status.items()):
+        await report(ops, body, _key(body), status, update.transitions, now)
 
 
 async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
