@@ -241,16 +241,25 @@ async def _run(args: argparse.Namespace, out: Renderer) -> int:
 
 
 async def _stream(client: Client, handle: Any, out: Renderer) -> None:
+    from datetime import timedelta
+
     from pydantic_ai.durable_exec.temporal import stream_agent_events
+    from temporalio.service import RPCError
 
     from durable_agents_runtime.agents import EVENT_TOPIC
     from durable_agents_runtime.workflow import EVENT_TOPIC_QUERY
 
-    topic = await handle.query(EVENT_TOPIC_QUERY, result_type=str | None)
+    try:
+        # The run knows its topic (a durable code agent may have chosen its own).
+        topic = await handle.query(
+            EVENT_TOPIC_QUERY, result_type=str | None, rpc_timeout=timedelta(seconds=20)
+        )
+    except RPCError:
+        topic = EVENT_TOPIC  # no worker answered yet: the runtime's own topic is the likely one
     if topic is None:
         out.line("(this agent publishes no live events; waiting for the result)", style="dim")
         return
-    async for event in stream_agent_events(client, handle, topic or EVENT_TOPIC):
+    async for event in stream_agent_events(client, handle, topic):
         out.event(event)
 
 
@@ -341,10 +350,10 @@ def _delegate(verb: str, argv: Sequence[str]) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from durable_agents_runtime._render import Renderer
-
     if args.verb == "worker":
         return _worker(args)
+    from durable_agents_runtime._render import Renderer
+
     out = Renderer()
     if args.verb == "dev":
         return _dev(args, out)
