@@ -257,3 +257,22 @@ async def test_a_code_agent_whose_name_differs_from_the_manifest_is_refused(
 
     assert worker.process.wait(60) == 2
     assert "is named 'plain_code' but agent.name is 'other_name'" in worker.output.read_text()
+
+
+async def test_worker_options_sandbox_off_run_context_type_and_passthrough_modules_are_honoured(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any
+) -> None:
+    cfg = config(
+        temporal_dev_server,
+        DEMO_AGENT,
+        worker={
+            "sandbox": False,
+            "runContextType": "pydantic_ai.durable_exec.temporal:TemporalRunContext",
+            "passthroughModules": ["decimal"],
+        },
+    )
+    start_worker(cfg)
+
+    result = await run(temporal_client, cfg, "Weather in Cairo?")
+
+    assert [call.tool_name for call in result.tool_calls] == ["get_weather", "get_local_time"]
