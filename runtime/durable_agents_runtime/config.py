@@ -52,6 +52,8 @@ __all__ = [
     "ToolFilterSpec",
     "ToolsetSpec",
     "WorkerSpec",
+    "check_toolset_ids",
+    "field_error",
     "format_duration",
     "parse_duration",
 ]
@@ -146,16 +148,21 @@ class Spec(BaseModel):
 class RetrySpec(Spec):
     """Temporal retry policy for an activity. Unset fields take Temporal's defaults."""
 
-    initial_interval: Duration | None = Field(None, description="Delay before the first retry, e.g. `1s`.")
-    backoff_coefficient: float | None = Field(
-        None, ge=1.0, description="Multiplier applied to the interval after each retry (>= 1)."
+    initial_interval: Duration | None = Field(
+        default=None, description="Delay before the first retry, e.g. `1s`."
     )
-    maximum_interval: Duration | None = Field(None, description="Upper bound for the delay between retries.")
+    backoff_coefficient: float | None = Field(
+        default=None, ge=1.0, description="Multiplier applied to the interval after each retry (>= 1)."
+    )
+    maximum_interval: Duration | None = Field(
+        default=None, description="Upper bound for the delay between retries."
+    )
     maximum_attempts: int | None = Field(
-        None, ge=0, description="Attempts in total, the first included; 0 means unlimited."
+        default=None, ge=0, description="Attempts in total, the first included; 0 means unlimited."
     )
     non_retryable_error_types: list[str] | None = Field(
-        None, description="Exception class names that fail the activity at once instead of being retried."
+        default=None,
+        description="Exception class names that fail the activity at once instead of being retried.",
     )
 
 
@@ -163,17 +170,17 @@ class ActivitySpec(Spec):
     """Timeouts and retries of one kind of activity (model request, tool call, MCP call)."""
 
     start_to_close_timeout: Duration | None = Field(
-        None, description="Longest one attempt may run, e.g. `60s`."
+        default=None, description="Longest one attempt may run, e.g. `60s`."
     )
     schedule_to_close_timeout: Duration | None = Field(
-        None, description="Longest the activity may take over all its attempts."
+        default=None, description="Longest the activity may take over all its attempts."
     )
     heartbeat_timeout: Duration | None = Field(
-        None,
+        default=None,
         description="A worker that stops heartbeating for this long is presumed dead and the attempt is "
         "retried elsewhere. Short values make crash recovery fast.",
     )
-    retry: RetrySpec | None = Field(None, description="Retry policy.")
+    retry: RetrySpec | None = Field(default=None, description="Retry policy.")
 
     @model_validator(mode="after")
     def _start_to_close_within_schedule_to_close(self) -> Self:
@@ -193,8 +200,8 @@ class ActivitySpec(Spec):
 class ActivitiesSpec(Spec):
     """Activity settings at every level pydantic-ai supports; later levels override earlier ones."""
 
-    default: ActivitySpec | None = Field(None, description="Applies to every activity of the agent.")
-    model: ActivitySpec | None = Field(None, description="Model requests (merged over `default`).")
+    default: ActivitySpec | None = Field(default=None, description="Applies to every activity of the agent.")
+    model: ActivitySpec | None = Field(default=None, description="Model requests (merged over `default`).")
     toolsets: dict[str, ActivitySpec] = Field(
         default_factory=dict, description="Per toolset or MCP server id (merged over `default`)."
     )
@@ -211,7 +218,7 @@ class ActivitiesSpec(Spec):
 class ToolFilterSpec(Spec):
     """Which tools of an MCP server the agent may see."""
 
-    include: list[str] | None = Field(None, description="Only these tool names (default: all).")
+    include: list[str] | None = Field(default=None, description="Only these tool names (default: all).")
     exclude: list[str] = Field(default_factory=list, description="Tool names to hide.")
 
 
@@ -223,16 +230,16 @@ class McpServerSpec(Spec):
     )
     url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="Server URL (http or https).")
     transport: Literal["streamable-http", "sse"] = Field(
-        "streamable-http", description="MCP transport: `streamable-http` or `sse`."
+        default="streamable-http", description="MCP transport: `streamable-http` or `sse`."
     )
     headers_from_env: dict[str, Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = Field(
         default_factory=dict,
         description="HTTP headers whose values are read from environment variables: header name → env "
         "var name. Values never appear in config or logs.",
     )
-    tool_prefix: str | None = Field(None, description="Prefix added to this server's tool names.")
-    tool_filter: ToolFilterSpec | None = Field(None, description="Tool filter.")
-    timeout: Duration | None = Field(None, description="Timeout for connecting and for each request.")
+    tool_prefix: str | None = Field(default=None, description="Prefix added to this server's tool names.")
+    tool_filter: ToolFilterSpec | None = Field(default=None, description="Tool filter.")
+    timeout: Duration | None = Field(default=None, description="Timeout for connecting and for each request.")
 
 
 class ToolsetSpec(Spec):
@@ -249,15 +256,15 @@ class ToolsetSpec(Spec):
 class OutputSpec(Spec):
     """What the agent returns: plain text, or JSON matching a schema (structured output)."""
 
-    type: Literal["text", "json"] = Field("text", description="`text` or `json`.")
+    type: Literal["text", "json"] = Field(default="text", description="`text` or `json`.")
     json_schema: dict[str, Any] | None = Field(
-        None,
+        default=None,
         alias="schema",
         description="JSON schema of the output object (required when type is `json`).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    name: str | None = Field(None, description="Name of the output tool shown to the model.")
-    description: str | None = Field(None, description="Description of the output shown to the model.")
+    name: str | None = Field(default=None, description="Name of the output tool shown to the model.")
+    description: str | None = Field(default=None, description="Description of the output shown to the model.")
 
     @model_validator(mode="after")
     def _schema_iff_json(self) -> Self:
@@ -276,25 +283,25 @@ class AgentSpec(Spec):
         "change after creation."
     )
     model: str | None = Field(
-        None,
+        default=None,
         description="Model, as pydantic-ai names it: `openai-chat:gpt-4.1`, `anthropic:claude-sonnet-4-5`, "
         "`test` (offline).",
     )
-    instructions: str | None = Field(None, description="System instructions.")
+    instructions: str | None = Field(default=None, description="System instructions.")
     model_settings: dict[str, Any] | None = Field(
-        None,
+        default=None,
         description="pydantic-ai model settings (temperature, max_tokens, ...).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    output: OutputSpec | None = Field(None, description="Output type; plain text when unset.")
+    output: OutputSpec | None = Field(default=None, description="Output type; plain text when unset.")
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP servers used as tools.")
     toolsets: list[ToolsetSpec] = Field(default_factory=list, description="Python toolsets, by import path.")
     retries: int | None = Field(
-        None, ge=0, description="How often the model may retry a tool call or output."
+        default=None, ge=0, description="How often the model may retry a tool call or output."
     )
-    image: str | None = Field(None, description="Code agents: the image holding the agent's code.")
+    image: str | None = Field(default=None, description="Code agents: the image holding the agent's code.")
     entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
-        None,
+        default=None,
         description="Code agents: `package.module:attribute` naming a pydantic-ai Agent (made durable "
         "here) or an already durable one.",
     )
@@ -344,7 +351,7 @@ class ModelSpec(Spec):
     """Provider settings that are not secrets. Credentials come from the environment only."""
 
     base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
-        None,
+        default=None,
         description="Base URL of an OpenAI-compatible server "
         "(sets OPENAI_BASE_URL for `openai-chat:` models).",
     )
@@ -356,28 +363,30 @@ class ModelSpec(Spec):
 class EventStreamSpec(Spec):
     """Live run events (tool calls, text) published on the workflow for `durable-agents run --stream`."""
 
-    enabled: bool = Field(True, description="Publish run events to a workflow stream topic.")
+    enabled: bool = Field(default=True, description="Publish run events to a workflow stream topic.")
 
 
 class WorkerSpec(Spec):
     """How the worker process polls and shuts down."""
 
-    max_concurrent_activities: int | None = Field(None, ge=1, description="Activity slots per worker.")
+    max_concurrent_activities: int | None = Field(
+        default=None, ge=1, description="Activity slots per worker."
+    )
     max_concurrent_workflow_tasks: int | None = Field(
-        None, ge=1, description="Workflow task slots per worker."
+        default=None, ge=1, description="Workflow task slots per worker."
     )
     graceful_shutdown_timeout: Duration = Field(
-        timedelta(seconds=30),
+        default=timedelta(seconds=30),
         description="On SIGTERM, how long in-flight activities may finish before they are cancelled. Keep it "
         "below the pod's terminationGracePeriodSeconds.",
     )
     sticky_schedule_to_start_timeout: Duration = Field(
-        timedelta(seconds=2),
+        default=timedelta(seconds=2),
         description="How long a workflow task waits for the worker that has the run cached before any "
         "worker takes it. Short values make a dead worker cost seconds.",
     )
     run_context_type: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
-        None,
+        default=None,
         description="`module:Class`, a TemporalRunContext subclass carrying extra fields into activities.",
     )
     passthrough_modules: list[str] = Field(
@@ -385,10 +394,13 @@ class WorkerSpec(Spec):
         description="Modules the workflow sandbox imports once and shares (e.g. `pandas`).",
     )
     sandbox: bool = Field(
-        True, description="Run workflow code in Temporal's sandbox. Turning it off is faster and less safe."
+        default=True,
+        description="Run workflow code in Temporal's sandbox. Turning it off is faster and less safe.",
     )
     event_stream: EventStreamSpec = Field(default_factory=EventStreamSpec, description="Run event stream.")
-    health_port: int = Field(DEFAULT_HEALTH_PORT, ge=0, le=65535, description="Liveness/readiness HTTP port.")
+    health_port: int = Field(
+        default=DEFAULT_HEALTH_PORT, ge=0, le=65535, description="Liveness/readiness HTTP port."
+    )
 
 
 # --- observability --------------------------------------------------------------------------------------
@@ -397,13 +409,15 @@ class WorkerSpec(Spec):
 class LogfireSpec(Spec):
     """Logfire tracing. Off the network unless a token is present and `send` is true."""
 
-    enabled: bool = Field(True, description="Instrument the agent and Temporal with Logfire spans.")
+    enabled: bool = Field(default=True, description="Instrument the agent and Temporal with Logfire spans.")
     send: bool = Field(
-        True, description="Send to Logfire when a token (LOGFIRE_TOKEN) is in the environment."
+        default=True, description="Send to Logfire when a token (LOGFIRE_TOKEN) is in the environment."
     )
-    metrics: bool = Field(False, description="Also export Temporal SDK metrics through Logfire.")
-    service_name: str | None = Field(None, description="Service name on spans (default: the agent name).")
-    environment: str | None = Field(None, description="Deployment environment label.")
+    metrics: bool = Field(default=False, description="Also export Temporal SDK metrics through Logfire.")
+    service_name: str | None = Field(
+        default=None, description="Service name on spans (default: the agent name)."
+    )
+    environment: str | None = Field(default=None, description="Deployment environment label.")
 
 
 class ObservabilitySpec(Spec):
@@ -411,10 +425,13 @@ class ObservabilitySpec(Spec):
 
     logfire: LogfireSpec = Field(default_factory=LogfireSpec, description="Logfire settings.")
     otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
-        None, description="OTLP/HTTP endpoint for traces (e.g. an OpenTelemetry collector)."
+        default=None, description="OTLP/HTTP endpoint for traces (e.g. an OpenTelemetry collector)."
     )
     prometheus_port: int | None = Field(
-        DEFAULT_METRICS_PORT, ge=0, le=65535, description="Prometheus metrics port; null turns it off."
+        default=DEFAULT_METRICS_PORT,
+        ge=0,
+        le=65535,
+        description="Prometheus metrics port; null turns it off.",
     )
 
 
@@ -424,10 +441,10 @@ class ObservabilitySpec(Spec):
 class TemporalTLSSpec(Spec):
     """TLS to the Temporal frontend; file paths as mounted in the worker pod."""
 
-    server_name: str | None = Field(None, description="Expected server name (SNI).")
-    ca_file: str | None = Field(None, description="CA bundle file.")
-    client_cert_file: str | None = Field(None, description="mTLS client certificate file.")
-    client_key_file: str | None = Field(None, description="mTLS client key file.")
+    server_name: str | None = Field(default=None, description="Expected server name (SNI).")
+    ca_file: str | None = Field(default=None, description="CA bundle file.")
+    client_cert_file: str | None = Field(default=None, description="mTLS client certificate file.")
+    client_key_file: str | None = Field(default=None, description="mTLS client key file.")
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> Self:
@@ -440,14 +457,14 @@ class TemporalTLSSpec(Spec):
 class TemporalSpec(Spec):
     """Where the worker connects. The API key, if any, is read from an environment variable."""
 
-    address: str = Field("127.0.0.1:7233", description="Temporal frontend `host:port`.")
-    namespace: str = Field("default", description="Temporal namespace.")
+    address: str = Field(default="127.0.0.1:7233", description="Temporal frontend `host:port`.")
+    namespace: str = Field(default="default", description="Temporal namespace.")
     task_queue: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         description="Task queue the agent's workflows and activities run on."
     )
-    tls: TemporalTLSSpec | None = Field(None, description="TLS settings; plain TCP when unset.")
+    tls: TemporalTLSSpec | None = Field(default=None, description="TLS settings; plain TCP when unset.")
     api_key_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = Field(
-        None, description="Name of the environment variable holding a Temporal Cloud API key."
+        default=None, description="Name of the environment variable holding a Temporal Cloud API key."
     )
 
     @model_validator(mode="after")
@@ -464,6 +481,25 @@ class TemporalSpec(Spec):
 # --- the contract ---------------------------------------------------------------------------------------
 
 
+def check_toolset_ids(agent: AgentSpec, activities: ActivitiesSpec) -> None:
+    """Raise when `activities.toolsets` / `activities.tools` name a toolset id the declarative agent lacks.
+
+    For model validators of any model holding both `agent` and `activities` (the error is located there).
+    """
+    if agent.is_code:
+        return  # code agents define their toolsets in code; ids are checked when the agent loads
+    known = {s.id for s in agent.mcp_servers} | {t.id for t in agent.toolsets}
+    for section in ("toolsets", "tools"):
+        unknown = sorted(set(getattr(activities, section)) - known)
+        if unknown:
+            raise field_error(
+                f"activities.{section}",
+                f"names toolset ids {unknown} that the agent does not have (known ids: "
+                f"{sorted(known) or 'none'}): fix the id or add the toolset to agent.toolsets or "
+                "agent.mcpServers",
+            )
+
+
 class RuntimeConfig(Spec):
     """Everything a worker needs, rendered by the operator into a ConfigMap (key `runtime.json`)."""
 
@@ -478,18 +514,7 @@ class RuntimeConfig(Spec):
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
-        known = {s.id for s in self.agent.mcp_servers} | {t.id for t in self.agent.toolsets}
-        if self.agent.is_code:
-            return self  # code agents define their toolsets in code; ids are checked when the agent loads
-        for section in ("toolsets", "tools"):
-            unknown = sorted(set(getattr(self.activities, section)) - known)
-            if unknown:
-                raise field_error(
-                    f"activities.{section}",
-                    f"names toolset ids {unknown} that the agent does not have (known ids: "
-                    f"{sorted(known) or 'none'}): fix the id or add the toolset to agent.toolsets or "
-                    "agent.mcpServers",
-                )
+        check_toolset_ids(self.agent, self.activities)
         return self
 
     def to_json(self) -> str:
