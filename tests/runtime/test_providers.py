@@ -124,7 +124,7 @@ async def test_bad_request_fails_the_run_at_once_with_the_providers_message(
 
     reason = run_failure(info.value)
     assert len(fake.completion_requests) == 1
-    assert "400" in reason
+    assert "rejected" in reason and "400" in reason
     assert "Invalid value for 'temperature'" in reason
     assert_key_used_and_never_logged(fake, worker)
 
