@@ -27,39 +27,39 @@ class AgentRunSpec(Spec):
     agent_ref: LocalObjectReference = Field(description="The DurableAgent in this namespace to run.")
     prompt: str = Field(min_length=1, description="The user prompt.")
     deps: dict[str, Any] | None = Field(
-        None,
+        default=None,
         description="Dependencies passed to the agent run (JSON object).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     model: str | None = Field(
-        None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`."
+        default=None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`."
     )
-    timeout: Duration | None = Field(None, description="Workflow execution timeout, e.g. `10m`.")
+    timeout: Duration | None = Field(default=None, description="Workflow execution timeout, e.g. `10m`.")
 
 
 class RunUsage(Spec):
     """Token usage of the run."""
 
-    requests: int = Field(0, description="Model requests.")
-    input_tokens: int = Field(0, description="Input tokens.")
-    output_tokens: int = Field(0, description="Output tokens.")
-    tool_calls: int = Field(0, description="Tool calls.")
+    requests: int = Field(default=0, description="Model requests.")
+    input_tokens: int = Field(default=0, description="Input tokens.")
+    output_tokens: int = Field(default=0, description="Output tokens.")
+    tool_calls: int = Field(default=0, description="Tool calls.")
 
 
 class AgentRunStatus(Spec):
     """Observed state of the run."""
 
-    phase: RunPhase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
-    workflow_id: str | None = Field(None, description="Temporal workflow id.")
-    task_queue: str | None = Field(None, description="Task queue the run was started on.")
-    output: str | None = Field(None, description="The output (truncated; see outputSize).")
-    output_size: int | None = Field(None, description="Size of the full output in bytes.")
-    output_truncated: bool | None = Field(None, description="Whether `output` was truncated.")
-    usage: RunUsage | None = Field(None, description="Token usage.")
-    start_time: datetime | None = Field(None, description="When the workflow started.")
-    completion_time: datetime | None = Field(None, description="When the workflow finished.")
-    message: str | None = Field(None, description="What went wrong, when phase is Failed.")
-    observed_generation: int | None = Field(None, description="Generation last reconciled.")
+    phase: RunPhase | None = Field(default=None, description="Pending, Running, Succeeded or Failed.")
+    workflow_id: str | None = Field(default=None, description="Temporal workflow id.")
+    task_queue: str | None = Field(default=None, description="Task queue the run was started on.")
+    output: str | None = Field(default=None, description="The output (truncated; see outputSize).")
+    output_size: int | None = Field(default=None, description="Size of the full output in bytes.")
+    output_truncated: bool | None = Field(default=None, description="Whether `output` was truncated.")
+    usage: RunUsage | None = Field(default=None, description="Token usage.")
+    start_time: datetime | None = Field(default=None, description="When the workflow started.")
+    completion_time: datetime | None = Field(default=None, description="When the workflow finished.")
+    message: str | None = Field(default=None, description="What went wrong, when phase is Failed.")
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
 
 
@@ -68,8 +68,10 @@ class AgentRun(Spec):
 
     model_config = Spec.model_config | {"extra": "ignore"}
 
-    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
-    kind: Literal["AgentRun"] = Field("AgentRun", description="Kind.")
+    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(
+        default=API_VERSION, description="API version."
+    )
+    kind: Literal["AgentRun"] = Field(default="AgentRun", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: AgentRunSpec = Field(description="What to run.")
-    status: AgentRunStatus | None = Field(None, description="Observed state.")
+    status: AgentRunStatus | None = Field(default=None, description="Observed state.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field
 
@@ -20,7 +20,8 @@ __all__ = [
 
 API_GROUP = "durable-agents.dev"
 VERSION = "v1alpha1"
-API_VERSION = f"{API_GROUP}/{VERSION}"
+API_VERSION: Final = "durable-agents.dev/v1alpha1"
+assert f"{API_GROUP}/{VERSION}" == API_VERSION
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Names of namespaced objects (DurableAgents, TemporalConnections, Secrets) are DNS-1123 subdomains.
@@ -54,9 +55,11 @@ class Condition(Spec):
     type: str = Field(description="Condition type.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="One CamelCase word saying why.")
-    message: str = Field("", description="What happened and what to do about it.")
-    last_transition_time: datetime | None = Field(None, description="When status last changed.")
-    observed_generation: int | None = Field(None, description="The generation this condition describes.")
+    message: str = Field(default="", description="What happened and what to do about it.")
+    last_transition_time: datetime | None = Field(default=None, description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="The generation this condition describes."
+    )
 
 
 class ObjectMeta(Spec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from durable_agents_runtime.config import (
     ActivitiesSpec,
@@ -37,7 +37,7 @@ __all__ = [
     "default_task_queue",
 ]
 
-_PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+_PRESERVE: dict[str, JsonValue] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 def default_task_queue(namespace: str, name: str) -> str:
@@ -49,10 +49,11 @@ class DurableAgentTemporalSpec(Spec):
     """Which Temporal the agent runs on."""
 
     connection_ref: LocalObjectReference | None = Field(
-        None, description="A TemporalConnection in this namespace; the operator's default when unset."
+        default=None, description="A TemporalConnection in this namespace; the operator's default when unset."
     )
     task_queue: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        None, description="Task queue; defaults to `<namespace>.<name>`. Cannot change after creation."
+        default=None,
+        description="Task queue; defaults to `<namespace>.<name>`. Cannot change after creation.",
     )
 
 
@@ -78,65 +79,70 @@ class ClusterLogfireSpec(LogfireSpec):
     """Logfire settings plus where the token lives."""
 
     token_secret_ref: SecretKeySelector | None = Field(
-        None, description="Secret key holding LOGFIRE_TOKEN; without it nothing is sent."
+        default=None, description="Secret key holding LOGFIRE_TOKEN; without it nothing is sent."
     )
 
 
 class ClusterObservabilitySpec(ObservabilitySpec):
     """Tracing and metrics for the worker pods."""
 
-    logfire: ClusterLogfireSpec = Field(default_factory=ClusterLogfireSpec, description="Logfire settings.")
+    # Narrows the parent field to the cluster variant, which adds where the token Secret is.
+    logfire: ClusterLogfireSpec = Field(  # pyright: ignore[reportIncompatibleVariableOverride]
+        default_factory=ClusterLogfireSpec, description="Logfire settings."
+    )
 
 
 class ResourceRequirements(Spec):
     """CPU/memory requests and limits, as in a container spec."""
 
     requests: dict[str, Annotated[str, Field(pattern=r"^[0-9.]+[a-zA-Z]*$")]] | None = Field(
-        None, description="Requested resources, e.g. {cpu: 100m, memory: 256Mi}."
+        default=None, description="Requested resources, e.g. {cpu: 100m, memory: 256Mi}."
     )
     limits: dict[str, Annotated[str, Field(pattern=r"^[0-9.]+[a-zA-Z]*$")]] | None = Field(
-        None, description="Resource limits."
+        default=None, description="Resource limits."
     )
 
 
 class PodTemplateSpec(Spec):
     """Overrides for the worker pods."""
 
-    image: str | None = Field(None, description="Worker image (code agents: `agent.image` wins).")
+    image: str | None = Field(default=None, description="Worker image (code agents: `agent.image` wins).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
-        None, description="Pull policy."
+        default=None, description="Pull policy."
     )
-    resources: ResourceRequirements | None = Field(None, description="Container resources.")
+    resources: ResourceRequirements | None = Field(default=None, description="Container resources.")
     env: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Extra container env vars (Kubernetes EnvVar objects).",
         json_schema_extra={"items": {"type": "object", **_PRESERVE}},
     )
-    node_selector: dict[str, str] | None = Field(None, description="Node selector.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node selector.")
     tolerations: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Tolerations (Kubernetes Toleration objects).",
         json_schema_extra={"items": {"type": "object", **_PRESERVE}},
     )
-    affinity: dict[str, Any] | None = Field(None, description="Affinity.", json_schema_extra=_PRESERVE)
-    service_account_name: str | None = Field(None, description="Service account for the worker pods.")
-    priority_class_name: str | None = Field(None, description="Priority class.")
-    labels: dict[str, str] | None = Field(None, description="Extra pod labels.")
-    annotations: dict[str, str] | None = Field(None, description="Extra pod annotations.")
+    affinity: dict[str, Any] | None = Field(
+        default=None, description="Affinity.", json_schema_extra=_PRESERVE
+    )
+    service_account_name: str | None = Field(default=None, description="Service account for the worker pods.")
+    priority_class_name: str | None = Field(default=None, description="Priority class.")
+    labels: dict[str, str] | None = Field(default=None, description="Extra pod labels.")
+    annotations: dict[str, str] | None = Field(default=None, description="Extra pod annotations.")
     termination_grace_period_seconds: int | None = Field(
-        None, ge=1, description="Pod grace period; default graceful shutdown timeout + 15s."
+        default=None, ge=1, description="Pod grace period; default graceful shutdown timeout + 15s."
     )
 
 
 class AutoscalingSpec(Spec):
     """Backlog-driven scaling of the worker replicas."""
 
-    enabled: bool = Field(False, description="Scale replicas from the task queue backlog.")
-    min_replicas: int = Field(1, ge=0, description="Lowest replica count (0 allowed).")
-    max_replicas: int = Field(10, ge=1, description="Highest replica count.")
-    target_backlog_per_worker: int = Field(10, ge=1, description="Backlog each worker should carry.")
-    scale_up_delay: Duration | None = Field(None, description="Wait before scaling up again.")
-    scale_down_delay: Duration | None = Field(None, description="Wait before scaling down again.")
+    enabled: bool = Field(default=False, description="Scale replicas from the task queue backlog.")
+    min_replicas: int = Field(default=1, ge=0, description="Lowest replica count (0 allowed).")
+    max_replicas: int = Field(default=10, ge=1, description="Highest replica count.")
+    target_backlog_per_worker: int = Field(default=10, ge=1, description="Backlog each worker should carry.")
+    scale_up_delay: Duration | None = Field(default=None, description="Wait before scaling up again.")
+    scale_down_delay: Duration | None = Field(default=None, description="Wait before scaling down again.")
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Self:
@@ -148,8 +154,8 @@ class AutoscalingSpec(Spec):
 class DurableAgentSpec(Spec):
     """Desired state of a DurableAgent."""
 
-    replicas: int = Field(1, ge=0, description="Worker pods (the scale subresource).")
-    paused: bool = Field(False, description="Scale workers to zero and keep status.")
+    replicas: int = Field(default=1, ge=0, description="Worker pods (the scale subresource).")
+    paused: bool = Field(default=False, description="Scale workers to zero and keep status.")
     agent: AgentSpec = Field(description="The agent: declarative or code.")
     temporal: DurableAgentTemporalSpec = Field(
         default_factory=DurableAgentTemporalSpec, description="Temporal connection and task queue."
@@ -165,7 +171,7 @@ class DurableAgentSpec(Spec):
         default_factory=ClusterObservabilitySpec, description="Tracing and metrics."
     )
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec, description="Worker pod overrides.")
-    autoscaling: AutoscalingSpec | None = Field(None, description="Backlog-driven autoscaling.")
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
 
     def runtime_config(self, *, temporal: TemporalSpec) -> RuntimeConfig:
         """The contract the worker reads, given the resolved Temporal connection (with task queue)."""
@@ -185,39 +191,41 @@ class DurableAgentSpec(Spec):
 class Backlog(Spec):
     """Tasks waiting on the agent's task queue."""
 
-    count: int = Field(0, description="Approximate number of tasks waiting.")
-    age_seconds: float = Field(0.0, description="Age of the oldest waiting task, in seconds.")
+    count: int = Field(default=0, description="Approximate number of tasks waiting.")
+    age_seconds: float = Field(default=0.0, description="Age of the oldest waiting task, in seconds.")
 
 
 class RunCounts(Spec):
     """Workflow runs of this agent by status."""
 
-    running: int = Field(0, description="Runs in progress.")
-    completed: int = Field(0, description="Runs that completed.")
-    failed: int = Field(0, description="Runs that failed, timed out or were terminated.")
+    running: int = Field(default=0, description="Runs in progress.")
+    completed: int = Field(default=0, description="Runs that completed.")
+    failed: int = Field(default=0, description="Runs that failed, timed out or were terminated.")
 
 
 class LastFailure(Spec):
     """The most recent failed run."""
 
     workflow_id: str = Field(description="Workflow id of the failed run.")
-    message: str = Field("", description="Why it failed.")
-    time: datetime | None = Field(None, description="When it failed.")
+    message: str = Field(default="", description="Why it failed.")
+    time: datetime | None = Field(default=None, description="When it failed.")
 
 
 class DurableAgentStatus(Spec):
     """Observed state, including real workflow health read from Temporal."""
 
-    observed_generation: int | None = Field(None, description="Generation last reconciled.")
-    replicas: int | None = Field(None, description="Worker pods (scale subresource).")
-    ready_replicas: int | None = Field(None, description="Worker pods that are ready.")
-    selector: str | None = Field(None, description="Label selector of the worker pods (scale subresource).")
-    task_queue: str | None = Field(None, description="The task queue in use.")
-    workers: int | None = Field(None, description="Workers seen polling the task queue recently.")
-    backlog: Backlog | None = Field(None, description="Task queue backlog.")
-    runs: RunCounts | None = Field(None, description="Run counts.")
-    last_failure: LastFailure | None = Field(None, description="Most recent failed run.")
-    last_health_check: datetime | None = Field(None, description="When Temporal was last read.")
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    replicas: int | None = Field(default=None, description="Worker pods (scale subresource).")
+    ready_replicas: int | None = Field(default=None, description="Worker pods that are ready.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the worker pods (scale subresource)."
+    )
+    task_queue: str | None = Field(default=None, description="The task queue in use.")
+    workers: int | None = Field(default=None, description="Workers seen polling the task queue recently.")
+    backlog: Backlog | None = Field(default=None, description="Task queue backlog.")
+    runs: RunCounts | None = Field(default=None, description="Run counts.")
+    last_failure: LastFailure | None = Field(default=None, description="Most recent failed run.")
+    last_health_check: datetime | None = Field(default=None, description="When Temporal was last read.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
 
 
@@ -226,11 +234,13 @@ class DurableAgent(Spec):
 
     model_config = Spec.model_config | {"extra": "ignore"}
 
-    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
-    kind: Literal["DurableAgent"] = Field("DurableAgent", description="Kind.")
+    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(
+        default=API_VERSION, description="API version."
+    )
+    kind: Literal["DurableAgent"] = Field(default="DurableAgent", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: DurableAgentSpec = Field(description="Desired state.")
-    status: DurableAgentStatus | None = Field(None, description="Observed state.")
+    status: DurableAgentStatus | None = Field(default=None, description="Observed state.")
 
     @property
     def task_queue(self) -> str:

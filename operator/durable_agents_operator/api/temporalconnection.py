@@ -22,12 +22,12 @@ __all__ = [
 class TemporalConnectionTLS(Spec):
     """TLS to the Temporal frontend."""
 
-    server_name: str | None = Field(None, description="Expected server name (SNI).")
+    server_name: str | None = Field(default=None, description="Expected server name (SNI).")
     ca_secret_ref: SecretKeySelector | None = Field(
-        None, description="Secret key holding the CA bundle (PEM)."
+        default=None, description="Secret key holding the CA bundle (PEM)."
     )
     client_cert_secret_ref: SecretKeySelector | None = Field(
-        None,
+        default=None,
         description="Secret of type kubernetes.io/tls holding the mTLS client certificate (`tls.crt`, "
         "`tls.key`); `key` names the certificate key.",
     )
@@ -37,10 +37,11 @@ class TemporalConnectionSpec(Spec):
     """Where Temporal is and how to authenticate."""
 
     address: str = Field(min_length=1, description="Frontend `host:port`, e.g. `temporal-frontend:7233`.")
-    namespace: str = Field("default", min_length=1, description="Temporal namespace.")
-    tls: TemporalConnectionTLS | None = Field(None, description="TLS settings; plain TCP when unset.")
+    namespace: str = Field(default="default", min_length=1, description="Temporal namespace.")
+    tls: TemporalConnectionTLS | None = Field(default=None, description="TLS settings; plain TCP when unset.")
     api_key_secret_ref: SecretKeySelector | None = Field(
-        None, description="Secret key holding a Temporal Cloud API key (excludes an mTLS client certificate)."
+        default=None,
+        description="Secret key holding a Temporal Cloud API key (excludes an mTLS client certificate).",
     )
 
     @model_validator(mode="after")
@@ -55,7 +56,9 @@ class TemporalConnectionSpec(Spec):
 class TemporalConnectionStatus(Spec):
     """Whether the operator can reach this Temporal."""
 
-    last_check_time: datetime | None = Field(None, description="When the connection was last checked.")
+    last_check_time: datetime | None = Field(
+        default=None, description="When the connection was last checked."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="`Reachable`.")
 
 
@@ -64,8 +67,10 @@ class TemporalConnection(Spec):
 
     model_config = Spec.model_config | {"extra": "ignore"}
 
-    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
-    kind: Literal["TemporalConnection"] = Field("TemporalConnection", description="Kind.")
+    api_version: Literal["durable-agents.dev/v1alpha1"] = Field(
+        default=API_VERSION, description="API version."
+    )
+    kind: Literal["TemporalConnection"] = Field(default="TemporalConnection", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: TemporalConnectionSpec = Field(description="Connection settings.")
-    status: TemporalConnectionStatus | None = Field(None, description="Observed state.")
+    status: TemporalConnectionStatus | None = Field(default=None, description="Observed state.")
