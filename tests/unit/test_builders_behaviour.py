@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from durable_agents_operator.api import DurableAgent, TemporalConnection
 from durable_agents_operator.builders import DefaultConnection, resolve_temporal, selector_string
@@ -195,10 +196,10 @@ def test_the_selector_matches_the_pod_labels_and_survives_user_labels() -> None:
     assert selector_string("hello") == ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
-def test_contract_errors_of_the_runtime_config_are_reported_with_the_spec_path() -> None:
+def test_activity_settings_for_an_unknown_toolset_are_rejected_before_anything_is_built() -> None:
     spec = {**BASE, "activities": {"toolsets": {"nope": {"heartbeatTimeout": "5s"}}}}
-    with pytest.raises(InvalidSpec, match=r"spec\.activities"):
-        build(agent(spec))
+    with pytest.raises(ValidationError, match=r"names toolset ids \['nope'\]"):
+        agent(spec)
 
 
 def test_names_longer_than_a_label_value_are_rejected() -> None:

@@ -18,6 +18,7 @@ from durable_agents_runtime.config import (
     Spec,
     TemporalSpec,
     WorkerSpec,
+    check_toolset_ids,
 )
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta, SecretKeySelector
@@ -172,6 +173,11 @@ class DurableAgentSpec(Spec):
     )
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec, description="Worker pod overrides.")
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
+
+    @model_validator(mode="after")
+    def _tool_settings_name_known_toolsets(self) -> Self:
+        check_toolset_ids(self.agent, self.activities)
+        return self
 
     def runtime_config(self, *, temporal: TemporalSpec) -> RuntimeConfig:
         """The contract the worker reads, given the resolved Temporal connection (with task queue)."""
