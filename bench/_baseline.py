@@ -35,12 +35,21 @@ class BaselineAgentRun(PydanticAIWorkflow):
         return result.output
 
 
-async def _serve(address: str, task_queue: str) -> None:
+async def _serve(address: str, task_queue: str, worker_heartbeat: float | None) -> None:
+    from datetime import timedelta
+
     from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
     from temporalio.client import Client
+    from temporalio.runtime import Runtime, TelemetryConfig
     from temporalio.worker import Worker
 
-    client = await Client.connect(address, plugins=[PydanticAIPlugin()])
+    runtime = None
+    if worker_heartbeat is not None:
+        # Not a library default: only bench/health_latency.py sets it, to measure worker heartbeats
+        # (ListWorkers) as a liveness signal.
+        heartbeat = timedelta(seconds=worker_heartbeat)
+        runtime = Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=heartbeat)
+    client = await Client.connect(address, plugins=[PydanticAIPlugin()], runtime=runtime)
     worker = Worker(client, task_queue=task_queue, workflows=[BaselineAgentRun])
     await worker.run()
 
@@ -50,8 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", required=True)
     parser.add_argument("--task-queue", required=True)
+    parser.add_argument(
+        "--worker-heartbeat", type=float, default=None, help="worker heartbeat interval in seconds"
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.address, args.task_queue))
+    asyncio.run(_serve(args.address, args.task_queue, args.worker_heartbeat))
 
 
 if __name__ == "__main__":

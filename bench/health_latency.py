@@ -1,16 +1,17 @@
-"""Health latency: how fast `read_health` notices a worker start and a worker death (SIGKILL).
+"""Health latency: how fast a liveness signal notices a worker start and a worker death (SIGKILL).
 
-Measured on one real worker process per trial (ours when available, else the baseline worker: the
-signal, not the worker, is under test):
-- start: process spawn → `read_health` reports 1 live worker (includes the worker's own cold start);
-- death: SIGKILL → `read_health` reports 0 live workers.
-`read_health` runs with its default `live_within` (DEFAULT_LIVE_WITHIN in durable_agents_runtime.health).
-
-Baseline: the raw poller list of `DescribeTaskQueue` (no last-access filtering) on the same worker —
-when the worker's identity first appears, and how long the dead worker stays listed (minutes). The first
-trial follows the raw list until the dead worker disappears or a bound passes; later trials only time ours.
-The worker idles for a different time before each kill so kills land at different points of its
-long polls.
+One worker process per trial (the baseline worker: the signal, not the worker, is under test; it polls
+exactly as ours does), watched by three signals at once, each polled every 250 ms:
+- ours: `durable_agents_runtime.health.read_health` with its default `live_within` (pollers whose last
+  poll is recent): what `durable-agents status` shows and the operator writes into status;
+- baseline: the raw poller list of `DescribeTaskQueue`, with no last-access filtering;
+- candidate: SDK worker heartbeats (`Runtime(worker_heartbeat_interval=3s)` in the worker) read with
+  `ListWorkers`, a worker counting as live while its last heartbeat is under 3 intervals old. Not in
+  the product: measured to show what would meet the goal.
+Start = process spawn → the signal shows the worker (includes the worker's cold start); death = SIGKILL →
+the signal no longer shows it. The first trial follows the raw list until the dead worker disappears or a
+bound passes; later trials stop timing it. The worker idles for a different time before each kill, so
+kills land at different points of its long polls.
 
 Run: `.venv/bin/python -m bench.health_latency [--quick]`.
 """
@@ -21,30 +22,40 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import ListWorkersRequest
 from temporalio.client import Client
 
 from bench._cli import run_cli
-from bench._harness import WorkerProcess, connect, dev_server, poller_identities, workdir
+from bench._harness import connect, dev_server, poller_identities, workdir
 from bench._stats import Row, bounded_median, bounded_ratio, format_bounded
-from bench._targets import Target, baseline_target, ours_available, ours_target
+from bench._targets import baseline_target
 
-__all__ = ["GOAL_SECONDS", "Trial", "health_rows", "run"]
+__all__ = ["GOAL_SECONDS", "HEARTBEAT_SECONDS", "Trial", "health_rows", "run"]
 
 GOAL_SECONDS = 15.0
 POLL_INTERVAL = 0.25
-OURS_BOUND = 120.0
+BOUND = 120.0
+HEARTBEAT_SECONDS = 3.0
+HEARTBEAT_MISSES = 3
+"""A worker whose last heartbeat is older than this many intervals counts as gone."""
+
+Seen = Callable[[], Awaitable[bool]]
+"""Does the signal currently show the worker under test?"""
 
 
 @dataclass(frozen=True)
 class Trial:
-    """Seconds to see the start and the death; None = not within the bound."""
+    """Seconds to see the start and the death, per signal; None = not within the bound."""
 
     ours_start: float | None
     ours_death: float | None
     raw_start: float | None
     raw_death: float | None
+    heartbeat_start: float | None
+    heartbeat_death: float | None
 
 
 def health_available() -> str | None:
@@ -56,93 +67,107 @@ def health_available() -> str | None:
     return None
 
 
-def _ours_workers(client: Client, queue: str) -> Callable[[], Awaitable[int]]:
+def _signals(client: Client, queue: str, pid: int) -> tuple[Seen, Seen, Seen]:
     from durable_agents_runtime.health import read_health
 
-    async def workers() -> int:
-        health = await read_health(client, [queue])
-        return health[queue].workers
+    identity = f"{pid}@"
 
-    return workers
+    async def ours() -> bool:
+        return (await read_health(client, [queue]))[queue].workers > 0
+
+    async def raw() -> bool:
+        return any(i.startswith(identity) for i in await poller_identities(client, queue))
+
+    async def heartbeat() -> bool:
+        response = await client.workflow_service.list_workers(
+            ListWorkersRequest(namespace=client.namespace, query=f"TaskQueue='{queue}'")
+        )
+        now = datetime.now(UTC)
+        for info in response.workers_info:
+            beat = info.worker_heartbeat
+            if beat.worker_identity.startswith(identity):
+                age = (now - beat.heartbeat_time.ToDatetime(tzinfo=UTC)).total_seconds()
+                return age < HEARTBEAT_MISSES * HEARTBEAT_SECONDS
+        return False
+
+    return ours, raw, heartbeat
 
 
-async def _until(predicate: Callable[[], Awaitable[bool]], since: float, bound: float) -> float | None:
-    """Seconds from `since` until `predicate` holds, polled every 250 ms; None after `bound` seconds."""
+async def _until(seen: Seen, want: bool, since: float, bound: float) -> float | None:
+    """Seconds from `since` until `seen()` equals `want`; None after `bound` seconds (0: not timed)."""
     while time.monotonic() - since < bound:
-        if await predicate():
+        if await seen() == want:
             return time.monotonic() - since
         await asyncio.sleep(POLL_INTERVAL)
     return None
 
 
 async def trial(
-    client: Client, target: Target, address: str, work: Path, index: int, *, idle: float, raw_bound: float
+    client: Client, address: str, work: Path, index: int, *, idle: float, raw_bound: float
 ) -> Trial:
-    """Spawn a worker, time both signals seeing it, idle, SIGKILL it, time both signals losing it."""
+    """Spawn a worker, time every signal seeing it, idle, SIGKILL it, time every signal losing it."""
     queue = f"bench-health-{index}"
-    worker: WorkerProcess = target.worker(address, queue, work, tag=f"-health-{index}").start()
-    ours_workers = _ours_workers(client, queue)
-    prefix = f"{worker.pid}@"
-
-    async def listed() -> bool:
-        return any(identity.startswith(prefix) for identity in await poller_identities(client, queue))
-
-    async def not_listed() -> bool:
-        return not await listed()
-
-    async def ours_sees_one() -> bool:
-        worker.check_alive()
-        return await ours_workers() == 1
-
-    async def ours_sees_none() -> bool:
-        return await ours_workers() == 0
-
+    target = baseline_target(worker_heartbeat=HEARTBEAT_SECONDS)
+    worker = target.worker(address, queue, work, tag=f"-health-{index}").start()
+    ours, raw, heartbeat = _signals(client, queue, worker.pid)
     try:
-        ours_start, raw_start = await asyncio.gather(
-            _until(ours_sees_one, worker.started, OURS_BOUND), _until(listed, worker.started, OURS_BOUND)
+        starts = await asyncio.gather(
+            *(_until(seen, True, worker.started, BOUND) for seen in (ours, raw, heartbeat))
         )
+        worker.check_alive()
         await asyncio.sleep(idle)
         killed = worker.kill9()
-        ours_death, raw_death = await asyncio.gather(
-            _until(ours_sees_none, killed, OURS_BOUND),
-            _until(not_listed, killed, raw_bound) if raw_bound > 0 else asyncio.sleep(0, None),
+        ours_death, raw_death, heartbeat_death = await asyncio.gather(
+            _until(ours, False, killed, BOUND),
+            _until(raw, False, killed, raw_bound),
+            _until(heartbeat, False, killed, BOUND),
         )
-        return Trial(ours_start, ours_death, raw_start, raw_death)
+        return Trial(starts[0], ours_death, starts[1], raw_death, starts[2], heartbeat_death)
     finally:
         worker.stop()
 
 
 def health_rows(trials: list[Trial], raw_bound: float) -> list[Row]:
-    """Two rows (start, death): ours via read_health vs the raw poller list."""
+    """Rows for start and death: ours vs the raw poller list, then the heartbeat candidate vs the same."""
     rows = []
-    for event, ours_values, raw_values in (
-        ("start -> 1 live worker", [t.ours_start for t in trials], [t.raw_start for t in trials]),
-        ("SIGKILL -> 0 live workers", [t.ours_death for t in trials], [t.raw_death for t in trials[:1]]),
+    for event, attr, raw_trials in (
+        ("start -> worker shown", "start", trials),
+        ("SIGKILL -> worker gone", "death", trials[:1]),
     ):
-        ours_median = bounded_median(ours_values)
-        value, prefix = bounded_ratio(ours_median, bounded_median(raw_values), raw_bound)
-        rows.append(
-            Row(
-                benchmark=f"health: {event}",
-                ours=format_bounded(ours_values, bound=OURS_BOUND),
-                baseline=format_bounded(raw_values, bound=raw_bound),
-                ratio=value,
-                ratio_prefix=prefix,
-                goal=f"<= {GOAL_SECONDS:g} s",
-                met=ours_median <= GOAL_SECONDS,
-                note="read_health (default live_within) vs raw DescribeTaskQueue pollers"
-                + ("; start includes the worker's cold start" if event.startswith("start") else ""),
+        raw_values = [getattr(t, f"raw_{attr}") for t in raw_trials]
+        raw_median = bounded_median(raw_values)
+        for side, label, note in (
+            ("ours", "read_health", "read_health (default live_within) vs raw DescribeTaskQueue pollers"),
+            (
+                "heartbeat",
+                "candidate: worker heartbeats",
+                f"ListWorkers, heartbeat every {HEARTBEAT_SECONDS:g} s, gone after {HEARTBEAT_MISSES} missed "
+                "(not in the product)",
+            ),
+        ):
+            values = [getattr(t, f"{side}_{attr}") for t in trials]
+            median = bounded_median(values)
+            value, prefix = bounded_ratio(median, raw_median, raw_bound)
+            rows.append(
+                Row(
+                    benchmark=f"health, {label}: {event}",
+                    ours=format_bounded(values, bound=BOUND),
+                    baseline=format_bounded(raw_values, bound=raw_bound),
+                    ratio=value,
+                    ratio_prefix=prefix,
+                    goal=f"<= {GOAL_SECONDS:g} s" if side == "ours" else "",
+                    met=median <= GOAL_SECONDS if side == "ours" else None,
+                    note=note + ("; includes the worker's cold start" if attr == "start" else ""),
+                )
             )
-        )
     return rows
 
 
 async def run(quick: bool = False) -> list[Row]:
-    """Start/kill trials; returns the two table rows."""
+    """Start/kill trials; returns the table rows."""
     if (unavailable := health_available()) is not None:
         return [Row("health latency", "not measured", "not measured", None, "", None, unavailable)]
-    target = ours_target() if ours_available() is None else baseline_target()
-    # Idle times before the kill: spread over a long poll (the server holds polls up to about a minute).
+    # Idle times before the kill, spread over a long poll (the server holds polls up to about a minute).
     idles = [5.0, 25.0] if quick else [5.0, 20.0, 35.0, 50.0]
     raw_bound = 30.0 if quick else 400.0
     trials = []
@@ -150,9 +175,7 @@ async def run(quick: bool = False) -> list[Row]:
         client = await connect(server.address)
         for index, idle in enumerate(idles):
             bound = raw_bound if index == 0 else 0.0
-            trials.append(
-                await trial(client, target, server.address, work, index, idle=idle, raw_bound=bound)
-            )
+            trials.append(await trial(client, server.address, work, index, idle=idle, raw_bound=bound))
     return health_rows(trials, raw_bound)
 
 

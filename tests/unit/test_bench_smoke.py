@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import _stats, cold_start, recovery, throughput  # noqa: E402
+from bench import _stats, cold_start, health_latency, profile_worker, recovery, throughput  # noqa: E402
 from bench._agents import agent, baseline_agent, prompt_for  # noqa: E402
 from bench.run_all import BENCHMARKS  # noqa: E402
 
@@ -130,3 +130,42 @@ def test_benchmark_agent_calls_one_tool_then_answers() -> None:
         assert result.output == "done: worked 0s"
         kinds = [part.part_kind for message in result.all_messages() for part in message.parts]
         assert kinds.count("tool-call") == 1 and kinds.count("tool-return") == 1
+
+
+def test_health_rows_judge_read_health_and_show_the_heartbeat_candidate_unjudged() -> None:
+    first = health_latency.Trial(
+        ours_start=2.0,
+        ours_death=60.0,
+        raw_start=2.0,
+        raw_death=None,
+        heartbeat_start=3.0,
+        heartbeat_death=7.0,
+    )
+    later = health_latency.Trial(
+        ours_start=4.0,
+        ours_death=50.0,
+        raw_start=4.0,
+        raw_death=None,
+        heartbeat_start=5.0,
+        heartbeat_death=8.0,
+    )
+    rows = {row.benchmark: row for row in health_latency.health_rows([first, later], raw_bound=400.0)}
+    start = rows["health, read_health: start -> worker shown"]
+    assert (start.ratio, start.met) == (1.0, True)
+    death = rows["health, read_health: SIGKILL -> worker gone"]
+    assert death.ours == "55.0 s (50.0-60.0)" and death.baseline == "> 400 s"
+    assert (death.ratio, death.ratio_prefix, death.met) == (55.0 / 400.0, "<", False)
+    candidate = rows["health, candidate: worker heartbeats: SIGKILL -> worker gone"]
+    assert candidate.ours == "7.5 s (7.0-8.0)" and candidate.met is None
+
+
+def test_profile_report_leaves_idle_waits_out_and_counts_inclusive_samples() -> None:
+    collapsed = [
+        "main (a.py:1);work (pkg/b.py:2) 30",
+        "main (a.py:1);helper (pkg/c.py:3) 10",
+        "_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:81) 500",
+    ]
+    report = profile_worker.summarize_collapsed(collapsed)
+    assert report.startswith("40 busy samples")
+    assert "100.0%  main (a.py:1)" in report and "75.0%  work (pkg/b.py:2)" in report
+    assert "100.0%  pkg" in report
