@@ -186,14 +186,14 @@ def _infer(name: str, model: ModelSpec) -> Model:
         return infer_model(name, provider_factory=partial(_provider, base_url=model.base_url))
     except UserError as exc:
         raise UserError(
-            f"cannot use model {name!r}: {exc}. Name a model as pydantic-ai does, e.g. "
+            f"cannot use model {name!r}: {str(exc).rstrip('.')}. Name a model as pydantic-ai does, e.g. "
             "'openai-chat:gpt-4.1-mini', 'anthropic:claude-sonnet-4-5' or 'test'"
         ) from None
     except Exception as exc:
         # Provider SDKs raise their own errors for missing credentials (e.g. openai.OpenAIError).
         raise UserError(
-            f"cannot use model {name!r}: {exc}. Set the provider's API key in the environment "
-            "(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"
+            f"cannot use model {name!r}: {str(exc).rstrip('.')}. Set the provider's API key in the "
+            "environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"
         ) from None
 
 

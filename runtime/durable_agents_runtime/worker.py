@@ -20,6 +20,7 @@ from typing import Any
 from pydantic_ai.agent.abstract import AbstractAgent
 from pydantic_ai.durable_exec.temporal import AgentPlugin
 from temporalio.client import Client, Plugin
+from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,13 +30,15 @@ from durable_agents_runtime.agents import build_agent, event_topic
 from durable_agents_runtime.config import RuntimeConfig, format_duration
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
-from durable_agents_runtime.errors import ConfigError
+from durable_agents_runtime.errors import ConfigError, TemporalConnectError
 from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve"]
 
 log = logging.getLogger("durable_agents.worker")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
@@ -90,71 +93,124 @@ def endpoint_settings(config: RuntimeConfig) -> tuple[str, int, int]:
     return host, health_port, metrics_port
 
 
+def _port_in_use(host: str, port: int, what: str, setting: str, env: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {host}:{port} for the {what} ({exc}): free the port, or set {setting} or {env} to "
+        "another port (0 turns it off)"
+    )
+
+
+async def _connect_until_stopped(
+    config: RuntimeConfig, plugins: Sequence[Plugin], runtime: Runtime | None, stopping: asyncio.Event
+) -> Client | None:
+    """Connect, retrying with backoff while Temporal is unreachable (e.g. still starting); None if stopped."""
+    delay = 0.5
+    while True:
+        try:
+            return await connect(config.temporal, plugins=plugins, runtime=runtime)
+        except TemporalConnectError as exc:
+            log.warning("%s (retrying in %.1fs)", exc, delay)
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+            return None
+        except TimeoutError:
+            delay = min(delay * 2, 10.0)
+
+
 async def serve(
     config: RuntimeConfig, *, plugins: Sequence[Plugin] = (), started: float | None = None
 ) -> None:
     """Run the worker for `config` until SIGTERM/SIGINT, then drain and return.
 
-    `started` is the `time.monotonic()` the process started at, for the start-up time in the log.
+    Readiness stays 503 until the worker polls: while Temporal is unreachable the worker keeps retrying
+    (and logs why) rather than exiting. `started` is the `time.monotonic()` the process started at, for the
+    start-up time in the log.
     """
     started = started if started is not None else time.monotonic()
     host, health_port, metrics_port = endpoint_settings(config)
     worker: Worker | None = None
-    draining = False
+    stopping = asyncio.Event()
 
     def ready() -> bool:
-        return worker is not None and worker.is_running and not draining
+        return worker is not None and worker.is_running and not stopping.is_set()
 
-    probes = ProbeServer(host, health_port, ready)
-    await probes.start()
-    try:
-        agent = build_agent(config)
-        client = await connect(
-            config.temporal,
-            plugins=[*logfire_plugins(config), *plugins],
-            runtime=prometheus_runtime(host, metrics_port),
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info(
+            "%s: stopping polling; in-flight activities get %s to finish",
+            signal.Signals(signum).name,
+            format_duration(config.worker.graceful_shutdown_timeout),
         )
-        worker = create_worker(client, config, agent)
 
-        loop = asyncio.get_running_loop()
-        shutdown: list[asyncio.Task[None]] = []
-
-        def on_signal(signum: int) -> None:
-            nonlocal draining
-            if draining:
-                return
-            draining = True
-            log.info(
-                "%s: stopping polling; in-flight activities get %s to finish",
-                signal.Signals(signum).name,
-                format_duration(config.worker.graceful_shutdown_timeout),
-            )
-            assert worker is not None
-            shutdown.append(asyncio.create_task(worker.shutdown()))
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-
-        async def announce() -> None:
-            while worker is not None and not worker.is_running and not draining:
-                await asyncio.sleep(0.01)
-            log.info(
-                "polling task queue %s at %s for agent %s (%.2fs after process start)",
-                config.temporal.task_queue,
-                config.temporal.address,
-                config.agent.name,
-                time.monotonic() - started,
-            )
-
-        announcer = asyncio.create_task(announce())
+    # A config that cannot work fails first, before anything listens.
+    agent = build_agent(config)
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    probes = ProbeServer(host, health_port, ready)
+    try:
         try:
-            await worker.run()
-        finally:
-            announcer.cancel()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-            if shutdown:
-                await shutdown[0]
+            await probes.start()
+        except OSError as exc:
+            raise _port_in_use(
+                host, health_port, "probes", "worker.healthPort", ENV_HEALTH_PORT, exc
+            ) from None
+        try:
+            runtime = prometheus_runtime(host, metrics_port)
+        except ValueError as exc:  # the SDK's "Failed starting Prometheus exporter: Address already in use"
+            raise _port_in_use(
+                host,
+                metrics_port,
+                "Prometheus metrics",
+                "observability.prometheusPort",
+                ENV_METRICS_PORT,
+                exc,
+            ) from None
+        client = await _connect_until_stopped(config, [*logfire_plugins(config), *plugins], runtime, stopping)
+        if client is None:
+            return
+        worker = create_worker(client, config, agent)
+        await _run_until_stopped(worker, config, stopping, started)
         log.info("worker stopped")
     finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
         await probes.stop()
+
+
+async def _run_until_stopped(
+    worker: Worker, config: RuntimeConfig, stopping: asyncio.Event, started: float
+) -> None:
+    async def stop_when_asked() -> None:
+        await stopping.wait()
+        await worker.shutdown()
+
+    async def announce() -> None:
+        while not worker.is_running:
+            await asyncio.sleep(0.01)
+        log.info(
+            "polling task queue %s at %s for agent %s (%.2fs after process start)",
+            config.temporal.task_queue,
+            config.temporal.address,
+            config.agent.name,
+            time.monotonic() - started,
+        )
+
+    stopper = asyncio.create_task(stop_when_asked())
+    announcer = asyncio.create_task(announce())
+    try:
+        await worker.run()
+    except RuntimeError as exc:
+        # The worker's first call checks the namespace; a wrong one is a configuration error.
+        raise TemporalConnectError(
+            f"the worker could not start on namespace {config.temporal.namespace!r}: {exc}. Check "
+            "temporal.namespace (or TEMPORAL_NAMESPACE)"
+        ) from None
+    finally:
+        announcer.cancel()
+        if stopping.is_set():
+            await stopper
+        else:
+            stopper.cancel()
