@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from temporalio.client import Client
 
 from durable_agents_runtime.devserver import DevServer
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +29,7 @@ def anyio_backend() -> str:
 async def temporal_client(temporal_dev_server: DevServer) -> Client:
     """A client of the session's dev server with pydantic-ai's plugin (its payload converter)."""
     from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+    from temporalio.client import Client
 
     return await Client.connect(
         temporal_dev_server.address, namespace=temporal_dev_server.namespace, plugins=[PydanticAIPlugin()]
