@@ -69,6 +69,8 @@ class Scale:
     window_intervals: float
     apiserver: collections.Counter[str] = field(default_factory=collections.Counter)
     temporal: collections.Counter[str] = field(default_factory=collections.Counter)
+    event_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Reasons of the Events in the namespace at the end of the window (count of each, summed)."""
 
     def per_agent_interval(self, counter: collections.Counter[str]) -> float:
         """Requests per agent per health interval over the steady window."""
@@ -195,7 +197,9 @@ def parse_service_requests(metrics_text: str) -> collections.Counter[str]:
 def count_audit(lines: list[str], since: str, until: str) -> collections.Counter[str]:
     """Operator requests in the audit log received within [since, until) (RFC 3339 strings), by verb/resource.
 
-    The operator is the `admin` user whose user agent is neither kubectl's nor this benchmark's.
+    The operator is the `admin` user whose user agent is not one of the others using that user: the
+    Kubernetes components (`.../kubernetes/...`: controller manager, scheduler, kubectl), the control
+    plane's readiness checks (`Python-urllib`) and this benchmark.
     """
     counts: collections.Counter[str] = collections.Counter()
     for line in lines:
@@ -205,7 +209,7 @@ def count_audit(lines: list[str], since: str, until: str) -> collections.Counter
         if event.get("stage") != "ResponseComplete" or event.get("user", {}).get("username") != "admin":
             continue
         agent = event.get("userAgent", "")
-        if agent.startswith(("kubectl", BENCH_USER_AGENT)):
+        if "kubernetes/" in agent or agent.startswith(("Python-urllib", BENCH_USER_AGENT)):
             continue
         if not since <= event.get("requestReceivedTimestamp", "") < until:
             continue
@@ -276,6 +280,12 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                     await asyncio.sleep(intervals * HEALTH_INTERVAL)
                     after, until = await _metrics(http, metrics_url), _rfc3339_now()
                     audit = (work / "audit.log").read_text().splitlines()
+                    events = (
+                        await http.get(f"{plane.server_url}/api/v1/namespaces/{NAMESPACE}/events")
+                    ).json()
+                    reasons: collections.Counter[str] = collections.Counter()
+                    for event in events["items"]:
+                        reasons[event.get("reason", "?")] += event.get("count") or 1
                     results.append(
                         Scale(
                             agents=target,
@@ -284,6 +294,7 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                             window_intervals=intervals,
                             apiserver=count_audit(audit, since, until),
                             temporal=after - before,
+                            event_reasons=reasons,
                         )
                     )
             finally:
@@ -336,10 +347,15 @@ def operator_scale_rows(results: list[Scale]) -> list[Row]:
                 met=None,
                 note=f"apiserver: {scale.formula(scale.apiserver)}; "
                 f"Temporal: {scale.formula(scale.temporal)} "
-                f"(interval {HEALTH_INTERVAL:g} s, window {scale.window_intervals:g} intervals)",
+                f"(interval {HEALTH_INTERVAL:g} s, window {scale.window_intervals:g} intervals); "
+                f"Events so far by reason: {_reasons(scale.event_reasons)}",
             )
         )
     return rows
+
+
+def _reasons(counter: collections.Counter[str]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in counter.most_common(5)) or "none"
 
 
 def _agent_counts(quick: bool) -> list[int]:

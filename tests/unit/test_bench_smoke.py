@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import json
 import math
 import sys
 from pathlib import Path
@@ -18,7 +19,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import _stats, cold_start, health_latency, profile_worker, recovery, throughput  # noqa: E402
+from bench import (  # noqa: E402
+    _stats,
+    cold_start,
+    health_latency,
+    operator_scale,
+    profile_worker,
+    recovery,
+    throughput,
+)
 from bench._agents import agent, baseline_agent, prompt_for  # noqa: E402
 from bench.run_all import BENCHMARKS  # noqa: E402
 
@@ -169,3 +178,46 @@ def test_profile_report_leaves_idle_waits_out_and_counts_inclusive_samples() -> 
     assert report.startswith("40 busy samples")
     assert "100.0%  main (a.py:1)" in report and "75.0%  work (pkg/b.py:2)" in report
     assert "100.0%  pkg" in report
+
+
+def test_audit_count_keeps_only_the_operators_requests_within_the_window() -> None:
+    def event(agent: str, verb: str, resource: str, at: str, sub: str = "") -> str:
+        ref = {"resource": resource, **({"subresource": sub} if sub else {})}
+        return json.dumps(
+            {
+                "stage": "ResponseComplete",
+                "user": {"username": "admin"},
+                "userAgent": agent,
+                "verb": verb,
+                "objectRef": ref,
+                "requestReceivedTimestamp": at,
+            }
+        )
+
+    lines = [
+        event("python-httpx/0.28.1", "patch", "durableagents", "2026-01-01T00:00:05Z", sub="status"),
+        event("kopf/1.45.2", "get", "deployments", "2026-01-01T00:00:06Z"),
+        event(
+            "kubectl/v1.37.1 (linux/amd64) kubernetes/f78e722", "get", "deployments", "2026-01-01T00:00:06Z"
+        ),
+        event("testcluster/v1.36.3 (linux/amd64) kubernetes/$Format", "get", "pods", "2026-01-01T00:00:06Z"),
+        event("python-httpx/0.28.1", "get", "deployments", "2026-01-01T00:00:11Z"),
+    ]
+    counts = operator_scale.count_audit(lines, "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z")
+    assert counts == {"PATCH durableagents/status": 1, "GET deployments": 1}
+
+
+def test_temporal_request_counts_come_from_the_frontend_metric_by_operation() -> None:
+    text = "\n".join(
+        [
+            "# TYPE service_requests counter",
+            'service_requests{operation="DescribeTaskQueue",service_name="frontend"} 40',
+            'service_requests{operation="CountWorkflowExecutions",service_name="frontend"} 2e+01',
+            'service_requests{operation="RecordTaskStarted",service_name="history"} 99',
+        ]
+    )
+    counts = operator_scale.parse_service_requests(text)
+    assert counts == {"DescribeTaskQueue": 40, "CountWorkflowExecutions": 20}
+    scale = operator_scale.Scale(agents=10, seconds_to_status=5.0, peak_rss_mb=100.0, window_intervals=2)
+    assert scale.per_agent_interval(counts) == 3.0
+    assert scale.formula(counts) == "2.00 DescribeTaskQueue + 1.00 CountWorkflowExecutions"
