@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import kopf
+from aiohttp import web
 from pydantic import ValidationError
 
 from durable_agents_operator.context import Operator
@@ -26,6 +29,8 @@ logger = logging.getLogger("durable_agents_operator")
 
 ANNOTATION_PREFIX = "durable-agents.dev"
 FINALIZER = "durable-agents.dev/finalizer"
+PERMISSION_RECHECK = 300.0
+"""Seconds between checks of the operator's RBAC (a namespace granted later is picked up then)."""
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +105,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     result.watching.client_timeout = 330
     result.watching.connect_timeout = 10
     result.peering.standalone = True
+    # Watching for new CRDs and namespaces needs cluster-wide list/watch; a namespaced operator has neither
+    # (kopf would retry those calls for a minute at start-up). Its CRDs are installed before it starts.
+    result.scanning.disabled = not settings.clusterwide
     return result
 
 
@@ -107,11 +115,16 @@ async def serve(
     settings: OperatorSettings,
     configuration: Any,
     *,
-    stop_flag: asyncio.Future[Any] | asyncio.Event | None = None,
+    stop_flag: asyncio.Future[Any] | None = None,
     ready_flag: asyncio.Future[Any] | asyncio.Event | None = None,
     liveness: bool = True,
+    recheck: float = PERMISSION_RECHECK,
 ) -> None:
-    """Run the operator until stopped: one Kubernetes client and one Temporal pool for every handler."""
+    """Run the operator until stopped: one Kubernetes client and one Temporal pool for every handler.
+
+    kopf watches only the namespaces the operator may watch; every `recheck` seconds the permissions
+    are checked again and the watches restarted if that set changed.
+    """
     kube = KubeClient.from_configuration(configuration, field_manager=settings.field_manager)
     pool = TemporalPool(timeout=settings.temporal_timeout)
     health = HealthBatcher(
@@ -136,31 +149,103 @@ async def serve(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return _connection_info(configuration)
 
-    scope = "all namespaces" if settings.clusterwide else "namespaces " + ", ".join(settings.watch_namespaces)
     logger.info(
-        "durable-agents operator watching %s; default Temporal %s (namespace %s)",
-        scope,
+        "durable-agents operator for %s; default Temporal %s (namespace %s)",
+        "all namespaces" if settings.clusterwide else "namespaces " + ", ".join(settings.watch_namespaces),
         settings.temporal_address,
         settings.temporal_namespace,
     )
-    await check_permissions(kube, settings)
+    stopped: asyncio.Future[Any] = stop_flag or asyncio.get_running_loop().create_future()
     try:
-        await kopf.operator(
-            registry=registry,
-            settings=kopf_settings(settings),
-            standalone=True,
-            clusterwide=settings.clusterwide,
-            namespaces=settings.watch_namespaces,
-            liveness_endpoint=f"http://{settings.bind_host}:{settings.liveness_port}/healthz"
-            if liveness
-            else None,
-            memo=kopf.Memo(operator=operator),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
+        while not stopped.done():
+            scopes = (await check_permissions(kube, settings)).watchable(settings.watch_namespaces or (None,))
+            if not scopes:
+                logger.error("nothing may be watched yet; checking the permissions again in %gs", recheck)
+                async with _waiting(settings if liveness else None, stopped):
+                    await asyncio.wait([stopped], timeout=recheck)
+                continue
+            restart: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            checker = asyncio.create_task(_watch_permissions(kube, settings, scopes, restart, recheck))
+            try:
+                await kopf.operator(
+                    registry=registry,
+                    settings=kopf_settings(settings),
+                    standalone=True,
+                    clusterwide=settings.clusterwide,
+                    namespaces=[s for s in scopes if s is not None],
+                    liveness_endpoint=_liveness_url(settings) if liveness else None,
+                    memo=kopf.Memo(operator=operator),
+                    stop_flag=_either(stopped, restart),
+                    ready_flag=ready_flag,
+                )
+            finally:
+                checker.cancel()
+            if not restart.done():
+                return  # stopped by a signal or the caller
+            logger.info("the operator's permissions changed: restarting the watches")
     finally:
         await pool.close()
         await kube.aclose()
+
+
+async def _watch_permissions(
+    kube: KubeClient,
+    settings: OperatorSettings,
+    scopes: tuple[str | None, ...],
+    restart: asyncio.Future[None],
+    every: float,
+) -> None:
+    """Set `restart` when the set of watchable namespaces changes (a grant added or revoked)."""
+    while True:
+        await asyncio.sleep(every)
+        now = (await check_permissions(kube, settings)).watchable(settings.watch_namespaces or (None,))
+        if now != scopes:
+            restart.set_result(None)
+            return
+
+
+def _either(*flags: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done as soon as any of `flags` is (kopf takes one stop flag)."""
+    combined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def finish(_: asyncio.Future[Any]) -> None:
+        if not combined.done():
+            combined.set_result(None)
+
+    for flag in flags:
+        flag.add_done_callback(finish)
+    return combined
+
+
+@contextlib.asynccontextmanager
+async def _waiting(settings: OperatorSettings | None, stopped: asyncio.Future[Any]) -> AsyncIterator[None]:
+    """While kopf is not running (waiting for RBAC): answer /healthz, so the pod is not restarted for it,
+    and stop on SIGTERM/SIGINT (kopf handles them only while it runs)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stopped.done() or stopped.set_result(None))
+    runner = None
+    if settings is not None:
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"waiting": "for RBAC permissions"})
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, settings.bind_host, settings.liveness_port).start()
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _liveness_url(settings: OperatorSettings) -> str:
+    return f"http://{settings.bind_host}:{settings.liveness_port}/healthz"
 
 
 def _connection_info(configuration: Any) -> kopf.ConnectionInfo:

@@ -1,20 +1,23 @@
 """Start-up check of the operator's RBAC, so a missing grant is reported once, clearly, by name.
 
 Without it, a namespace the operator may not read shows up only as repeated request failures.
-Nothing here stops the operator: it runs with what it has, and handlers report denials too.
+The operator watches only the namespaces it may watch (kopf stops entirely on a forbidden watch, which
+in a pod means a crash loop) and checks again periodically; handlers report other denials as they hit
+them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from durable_agents_operator.api import API_GROUP
 from durable_agents_operator.errors import OperatorError
 from durable_agents_operator.settings import OperatorSettings
 
-__all__ = ["REQUIRED", "AccessReviewer", "check_permissions"]
+__all__ = ["REQUIRED", "WATCH_NEEDED", "AccessReviewer", "Permissions", "check_permissions"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,12 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "events", ("create",)),
 )
 """(API group, resource, verbs) the operator needs in every namespace it watches."""
+WATCH_NEEDED = frozenset(
+    f"{verb} {kind}.{API_GROUP}"
+    for kind in ("durableagents", "agentruns", "temporalconnections")
+    for verb in ("list", "watch")
+)
+"""Without these kopf cannot watch a namespace (and stops altogether when it tries)."""
 
 
 class AccessReviewer(Protocol):
@@ -45,8 +54,19 @@ class AccessReviewer(Protocol):
         ...
 
 
-async def check_permissions(kube: AccessReviewer, settings: OperatorSettings) -> list[str]:
-    """Log one error per missing permission (per watched namespace); return the messages."""
+@dataclass(frozen=True)
+class Permissions:
+    """What the operator may not do, by scope (a namespace, or None for the whole cluster)."""
+
+    missing: dict[str | None, list[str]]
+
+    def watchable(self, scopes: tuple[str | None, ...]) -> tuple[str | None, ...]:
+        """The scopes where kopf can list and watch all three kinds; kopf stops on a forbidden watch."""
+        return tuple(s for s in scopes if not WATCH_NEEDED & set(self.missing.get(s, ())))
+
+
+async def check_permissions(kube: AccessReviewer, settings: OperatorSettings) -> Permissions:
+    """Ask the API server about every permission the operator needs; log one line per scope lacking some."""
     scopes: tuple[str | None, ...] = settings.watch_namespaces or (None,)
     checks = [
         (verb, group, resource, namespace)
@@ -57,19 +77,20 @@ async def check_permissions(kube: AccessReviewer, settings: OperatorSettings) ->
     try:
         answers = await asyncio.gather(*(kube.can_i(*check) for check in checks))
     except OperatorError as exc:
-        logger.warning("could not check the operator's permissions: %s", exc)
-        return []
-    missing = []
+        logger.warning("could not check the operator's permissions (assuming it has them): %s", exc)
+        return Permissions({})
+    missing: dict[str | None, list[str]] = {}
     for (verb, group, resource, namespace), (allowed, _) in zip(checks, answers, strict=True):
-        if allowed:
-            continue
-        where = f"namespace {namespace}" if namespace else "all namespaces"
-        qualified = f"{resource}.{group}" if group else resource
-        missing.append(f"may not {verb} {qualified} in {where}")
-    for message in missing:
+        if not allowed:
+            missing.setdefault(namespace, []).append(
+                f"{verb} {resource}.{group}" if group else f"{verb} {resource}"
+            )
+    for namespace, denied in missing.items():
+        where = f"in namespace {namespace}" if namespace else "cluster-wide"
         logger.error(
-            "RBAC: the operator %s; grant it (the Helm chart's RBAC does) or remove the namespace from "
-            "DURABLE_AGENTS_WATCH_NAMESPACES. Objects there are not reconciled until then.",
-            message,
+            "RBAC: %s the operator may not %s. Grant it (the Helm chart's RBAC does)%s.",
+            where,
+            ", ".join(denied),
+            " or remove the namespace from DURABLE_AGENTS_WATCH_NAMESPACES" if namespace else "",
         )
-    return missing
+    return Permissions(missing)

@@ -125,21 +125,37 @@ class Reviews:
         return (verb, resource, namespace) not in self.denied, ""
 
 
-async def test_start_up_reports_each_missing_permission_per_watched_namespace(
+async def test_start_up_reports_the_missing_permissions_once_per_namespace(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reviews = Reviews({("patch", "deployments", "team-b"), ("get", "secrets", "team-b")})
     with caplog.at_level(logging.ERROR):
-        missing = await check_permissions(reviews, settings(watch_namespaces=("team-a", "team-b")))
-    assert missing == [
-        "may not patch deployments.apps in namespace team-b",
-        "may not get secrets in namespace team-b",
-    ]
+        permissions = await check_permissions(reviews, settings(watch_namespaces=("team-a", "team-b")))
+    assert permissions.missing == {"team-b": ["patch deployments.apps", "get secrets"]}
     assert {namespace for *_, namespace in reviews.asked} == {"team-a", "team-b"}
-    assert all("DURABLE_AGENTS_WATCH_NAMESPACES" in r.getMessage() for r in caplog.records)
+    (record,) = caplog.records
+    assert (
+        "in namespace team-b the operator may not patch deployments.apps, get secrets" in record.getMessage()
+    )
+    assert "DURABLE_AGENTS_WATCH_NAMESPACES" in record.getMessage()
+
+
+async def test_namespaces_that_cannot_be_watched_are_left_out_instead_of_stopping_the_operator() -> None:
+    # kopf stops altogether when one of its watches is forbidden: in a pod, a crash loop.
+    reviews = Reviews({("watch", "agentruns", "team-b"), ("get", "secrets", "team-c")})
+    namespaces = ("team-a", "team-b", "team-c")
+    permissions = await check_permissions(reviews, settings(watch_namespaces=namespaces))
+    assert permissions.watchable(namespaces) == ("team-a", "team-c")
 
 
 async def test_cluster_wide_permissions_are_checked_once_for_all_namespaces() -> None:
     reviews = Reviews(set())
-    assert await check_permissions(reviews, settings()) == []
+    permissions = await check_permissions(reviews, settings())
+    assert permissions.missing == {}
+    assert permissions.watchable((None,)) == (None,)
     assert {namespace for *_, namespace in reviews.asked} == {None}
+
+
+def test_a_namespaced_operator_does_not_scan_the_cluster_for_crds_and_namespaces() -> None:
+    assert kopf_settings(settings(watch_namespaces=("team-a",))).scanning.disabled is True
+    assert kopf_settings(settings()).scanning.disabled is False
