@@ -17,7 +17,7 @@ import importlib
 import os
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from pydantic_ai import Agent, StructuredDict
 from pydantic_ai.agent.abstract import AbstractAgent
@@ -45,12 +45,14 @@ from durable_agents_runtime.config import (
 from durable_agents_runtime.errors import AgentLoadError
 
 if TYPE_CHECKING:
+    from pydantic_ai.capabilities import ModelIdResolver
     from pydantic_ai.models import ModelResolutionContext
     from pydantic_ai.providers import Provider
 
 __all__ = [
     "DEFAULT_ACTIVITY",
     "EVENT_TOPIC",
+    "ActivityConfigs",
     "activity_configs",
     "build_agent",
     "event_topic",
@@ -127,15 +129,19 @@ def _activity_config(merged: Mapping[str, Any]) -> ActivityConfig:
     return config
 
 
-def activity_configs(
-    config: RuntimeConfig,
-) -> tuple[
-    ActivityConfig,
-    ActivityConfig,
-    dict[str, ActivityConfig],
-    dict[str, dict[str, ActivityConfig | Literal[False]]],
-]:
-    """The resolved activity settings: (default, model, per toolset id, per toolset id and tool name)."""
+class ActivityConfigs(NamedTuple):
+    """Resolved activity settings, in the form pydantic-ai's `TemporalDurability` takes them."""
+
+    default: ActivityConfig
+    model: ActivityConfig
+    toolsets: dict[str, ActivityConfig]
+    """By toolset (or MCP server) id."""
+    tools: dict[str, dict[str, ActivityConfig | Literal[False]]]
+    """By toolset id, then tool name; False runs the tool in the workflow."""
+
+
+def activity_configs(config: RuntimeConfig) -> ActivityConfigs:
+    """The activity settings of `config`, each level merged over the runtime defaults and the levels above."""
     activities = config.activities
     base = (DEFAULT_ACTIVITY, activities.default)
     toolset_ids = set(activities.toolsets) | set(activities.tools)
@@ -149,11 +155,11 @@ def activity_configs(
         }
         for ts, by_tool in activities.tools.items()
     }
-    return (
-        _activity_config(_merge(*base)),
-        _activity_config(_merge(*base, activities.model)),
-        toolsets,
-        tools,
+    return ActivityConfigs(
+        default=_activity_config(_merge(*base)),
+        model=_activity_config(_merge(*base, activities.model)),
+        toolsets=toolsets,
+        tools=tools,
     )
 
 
@@ -205,7 +211,12 @@ def resolve_model(name: str, model: ModelSpec) -> Model:
         raise AgentLoadError(str(exc)) from None
 
 
-def _run_time_model_resolver(model: ModelSpec):
+def _without_sdk_retries(settings: Mapping[str, Any] | None) -> ModelSettings:
+    """Model settings with the provider SDK's own retries off (unless set explicitly): Temporal retries."""
+    return cast(ModelSettings, {"max_retries": 0, **(settings or {})})
+
+
+def _run_time_model_resolver(model: ModelSpec) -> ModelIdResolver[Any]:
     """Resolves a run's model override (`RunInput.model`) the same way as the agent's own model."""
 
     def resolve(ctx: ModelResolutionContext[Any], model_id: str) -> Model | None:
@@ -324,13 +335,12 @@ def _tool_metadata_capabilities(
 # --- agents ---------------------------------------------------------------------------------------------
 
 
-def _durability(config: RuntimeConfig, activity: tuple[Any, ...]) -> TemporalDurability[Any]:
-    default, model, toolsets, _ = activity
+def _durability(config: RuntimeConfig, activity: ActivityConfigs) -> TemporalDurability[Any]:
     topic = EVENT_TOPIC if config.worker.event_stream.enabled else None
     return TemporalDurability(
-        activity_config=default,
-        model_activity_config=model,
-        toolset_activity_config=toolsets,
+        activity_config=activity.default,
+        model_activity_config=activity.model,
+        toolset_activity_config=activity.toolsets,
         run_context_type=_run_context_type(config),
         event_stream_topic=topic,
     )
@@ -348,8 +358,7 @@ def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
         except UserError as exc:
             raise AgentLoadError(f"agent.output.schema: {exc}") from None
     toolsets = [_python_toolset(t) for t in spec.toolsets] + [_mcp_toolset(s) for s in spec.mcp_servers]
-    # Temporal's retry policy owns retries, so the provider SDK must not retry on its own as well.
-    settings = cast(ModelSettings, {"max_retries": 0, **(spec.model_settings or {})})
+    options: dict[str, Any] = {"retries": spec.retries} if spec.retries is not None else {}
     try:
         return Agent(
             resolve_model(spec.model, config.model),
@@ -357,10 +366,10 @@ def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             instructions=spec.instructions,
             output_type=output_type,
             toolsets=toolsets,
-            model_settings=settings,
-            retries=spec.retries if spec.retries is not None else 1,
+            model_settings=_without_sdk_retries(spec.model_settings),
+            **options,
             capabilities=[
-                *_tool_metadata_capabilities(config, activity[3]),
+                *_tool_metadata_capabilities(config, activity.tools),
                 ResolveModelId(_run_time_model_resolver(config.model)),
                 _durability(config, activity),
             ],
@@ -378,20 +387,23 @@ def event_topic(agent: AbstractAgent[Any, Any]) -> str | None:
 
 
 def _make_durable(agent: Agent[Any, Any], config: RuntimeConfig) -> Agent[Any, Any]:
-    """A copy of the plain `agent` with `TemporalDurability` (and per-tool settings) bound to it.
+    """A copy of the plain `agent` with `TemporalDurability` (and per-tool settings) bound to it, and the
+    provider SDK's own retries off.
 
     pydantic-ai binds capabilities when an `Agent` is constructed and offers no public way to add one
     later; the copy repeats that binding step for the capabilities added here, leaving `agent` unchanged.
     """
     activity = activity_configs(config)
     durable = copy.copy(agent)
+    if isinstance(agent.model_settings, Mapping) or agent.model_settings is None:
+        durable.model_settings = _without_sdk_retries(cast(Mapping[str, Any] | None, agent.model_settings))
     if not isinstance(getattr(durable, "_root_capability", None), CombinedCapability):
         raise AgentLoadError(
             f"agent {agent.name!r}: this pydantic-ai version cannot add durability to a constructed Agent; "
             "construct it with capabilities=[TemporalDurability()] in code"
         )
     extra = [
-        *_tool_metadata_capabilities(config, activity[3]),
+        *_tool_metadata_capabilities(config, activity.tools),
         ResolveModelId(_run_time_model_resolver(config.model)),
     ]
     durable._root_capability = CombinedCapability(  # pyright: ignore[reportPrivateUsage]
