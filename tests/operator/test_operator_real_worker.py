@@ -1,0 +1,99 @@
+"""The operator and a real `durable-agents worker` process together: the worker serves the runtime config
+the operator rendered into the ConfigMap, the operator's health read sees it polling, and an AgentRun
+runs on it to the end."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from operator_support import (
+    API,
+    Clock,
+    DevServer,
+    FakeKube,
+    agent_key,
+    agent_manifest,
+    make_operator,
+    roll_out,
+)
+
+from durable_agents_operator.handlers import agentrun, durableagent
+from durable_agents_operator.health import runtime_reader
+from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.temporal_clients import TemporalPool
+from durable_agents_runtime.config import RuntimeConfig
+
+pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
+
+RUNTIME_CONFTEST = Path(__file__).parents[1] / "runtime" / "conftest.py"
+
+
+@pytest.fixture
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The runtime tests' worker-process pool (`tests/runtime/conftest.py`), loaded under its own name."""
+    spec = importlib.util.spec_from_file_location("runtime_worker_pool", RUNTIME_CONFTEST)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    pool = module.WorkerPool(tmp_path_factory)
+    yield pool.start
+    pool.close()
+
+
+async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_completes_a_run(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any
+) -> None:
+    queue = f"hello-{uuid.uuid4().hex[:8]}"
+    ops = make_operator(
+        kube,
+        clock=clock,
+        temporal=TemporalPool(timeout=5),
+        reader=runtime_reader(live_within=75, rpc_timeout=5),
+        temporal_address=dev_server.address,
+    )
+    manifest = agent_manifest(temporal={"taskQueue": queue})
+    manifest["spec"]["agent"]["toolsets"] = [
+        {"id": "demo", "entrypoint": "durable_agents_runtime.demo:toolset"}
+    ]
+    await durableagent.reconcile(ops, kube.put(manifest))
+
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    worker = await asyncio.to_thread(start_worker, RuntimeConfig.model_validate_json(rendered))
+
+    roll_out(kube)
+    clock.advance(10)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    status = kube.objects[agent_key()]["status"]
+    assert status["workers"] == 1
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["Ready"] == ("True", "AllWorkersPolling")
+
+    run = kube.put(
+        {
+            "apiVersion": API,
+            "kind": "AgentRun",
+            "metadata": {"name": "paris", "namespace": "ns", "uid": str(uuid.uuid4())},
+            "spec": {"agentRef": {"name": "hello"}, "prompt": "What is the weather in Paris?"},
+        }
+    )
+    key = ObjectKey(API, "AgentRun", "ns", "paris")
+    await agentrun.start(ops, run)
+    for _ in range(200):
+        await agentrun.poll(ops, kube.body(key))
+        if kube.objects[key]["status"]["phase"] != "Running":
+            break
+        await asyncio.sleep(0.1)
+    finished = kube.objects[key]["status"]
+    assert finished["phase"] == "Succeeded", f"{finished}\n{worker.tail()}"
+    assert set(json.loads(finished["output"])) == {"get_weather", "get_local_time"}
+    assert finished["usage"]["requests"] == 2
+    assert finished["usage"]["toolCalls"] == 2
