@@ -183,7 +183,10 @@ def _provider(name: str, *, base_url: str | None) -> Provider[Any]:
         return AnthropicProvider(anthropic_client=AsyncAnthropic(max_retries=0))
     from pydantic_ai.providers import infer_provider
 
-    return infer_provider(name)
+    try:
+        return infer_provider(name)
+    except ValueError:
+        raise UserError(f"unknown model provider {name!r}") from None
 
 
 def _infer(name: str, model: ModelSpec) -> Model:

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+@dataclass(frozen=True)
 class _Target:
     """The agent a `run`/`status` command is about: its name and task queue."""
 
-    def __init__(self, name: str, task_queue: str) -> None:
-        self.name = name
-        self.task_queue = task_queue
+    name: str
+    task_queue: str
 
 
 def _resolve_target(agent: str, *, manifest: str | None, task_queue: str | None) -> _Target:
@@ -71,15 +72,17 @@ async def _client(args: argparse.Namespace, task_queue: str) -> Client:
 
 
 def _failure_message(exc: BaseException) -> str:
-    """The innermost cause of a workflow failure: what actually went wrong."""
-    messages = []
-    current: BaseException | None = exc
-    while current is not None:
-        message = getattr(current, "message", None) or str(current)
-        if message and message not in messages:
-            messages.append(message)
+    """Why a run failed: the first cause below Temporal's generic wrappers ("Workflow execution failed",
+    "Activity task failed"), which is where the runtime and pydantic-ai put the cause and the fix."""
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+    current = exc
+    while (
+        isinstance(current, WorkflowFailureError | ActivityError | ChildWorkflowError) and current.__cause__
+    ):
         current = current.__cause__
-    return messages[-1] if messages else type(exc).__name__
+    return getattr(current, "message", None) or str(current) or type(current).__name__
 
 
 # --- dev ------------------------------------------------------------------------------------------------

@@ -157,3 +157,12 @@ async def test_status_prints_the_agents_health(hello: RuntimeConfig, temporal_cl
     assert health["workers"] == 1
     assert health["runs"]["completed"] >= 1
     assert health["runs"]["failed"] == 0
+
+
+@pytest.mark.runtime
+def test_a_failed_run_prints_the_cause_and_exits_1(hello: RuntimeConfig) -> None:
+    done = cli("run", "hello", "Hi", "--model", "nosuchprovider:model-x", *target(hello))
+
+    assert done.returncode == 1
+    assert "failed: cannot use model 'nosuchprovider:model-x'" in done.stdout
+    assert "Name a model as pydantic-ai does" in done.stdout
