@@ -214,6 +214,7 @@ def test_temporal_request_counts_come_from_the_frontend_metric_by_operation() ->
             'service_requests{operation="DescribeTaskQueue",service_name="frontend"} 40',
             'service_requests{operation="CountWorkflowExecutions",service_name="frontend"} 2e+01',
             'service_requests{operation="RecordTaskStarted",service_name="history"} 99',
+            'service_requests{operation="PollWorkflowTaskQueue",service_name="frontend"} 3',
         ]
     )
     counts = operator_scale.parse_service_requests(text)
