@@ -970,6 +970,8 @@ class PodRunner:
     # -- volumes -----------------------------------------------------------------------
 
     def _prepare_volumes(self, pod: Json) -> None:
+        # The pod's directory is its processes' working directory and HOME, volumes or not.
+        self.pod_dir.mkdir(parents=True, exist_ok=True)
         try:
             for volume in pod["spec"].get("volumes") or []:
                 directory = self.pod_dir / "volumes" / volume["name"]

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import ssl
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ import pytest
 from .cluster import ControlPlane, free_port
 from .conftest import Kubectl
 from .nodeagent import NodeAgent
+from .support import alive, pod_ready, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,34 +38,9 @@ socketserver.TCPServer((os.environ["POD_IP"], int(os.environ["PORT"])), Handler)
 """
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
-    """Poll *check* until it returns something truthy; fail naming *what* after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
 def container_status(kubectl: Kubectl, namespace: str, pod: str) -> dict[str, Any]:
     statuses = kubectl.json("get", "pod", pod, "-n", namespace).get("status", {}).get("containerStatuses")
     return statuses[0] if statuses else {}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def output_json(agent: NodeAgent, namespace: str, pod: str) -> dict[str, Any]:

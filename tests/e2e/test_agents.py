@@ -1,0 +1,181 @@
+"""examples/hello.yaml through kubectl: workers, runs, scaling and deletion on the real control plane.
+
+The tests share one `hello` agent (module scope) and build on each other in file order: ready, run,
+scale to three, delete. Each still checks its own starting point, so a failure names the right step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Kubectl, Release, ShortPollDevServer, create_namespace
+from .nodeagent import NodeAgent
+from .support import EXAMPLES, alive, condition, load_example, wait_for, workflows
+
+pytestmark = pytest.mark.e2e
+
+PRINTER_COLUMNS = ["NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AGE"]
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A DurableAgent applied for the test module."""
+
+    name: str
+    namespace: str
+
+    def get(self, kubectl: Kubectl) -> dict[str, Any]:
+        found = kubectl.get("durableagent", self.name, self.namespace)
+        assert found is not None, f"DurableAgent {self.namespace}/{self.name} is gone"
+        return found
+
+
+def wait_until_serving(kubectl: Kubectl, agent: Agent, workers: int, timeout: float = 120) -> dict[str, Any]:
+    """Wait for Ready=True with exactly `workers` workers polling; return the DurableAgent."""
+
+    def serving() -> dict[str, Any] | None:
+        body = agent.get(kubectl)
+        status = body.get("status") or {}
+        ok = condition(body, "Ready") == "True" and status.get("workers") == workers
+        return body if ok else None
+
+    return wait_for(f"{agent.name} Ready with {workers} polling worker(s)", serving, timeout=timeout)
+
+
+def worker_pods(kubectl: Kubectl, agent: Agent) -> list[dict[str, Any]]:
+    selector = f"durable-agents.dev/agent={agent.name}"
+    pods = kubectl.json("get", "pods", "-n", agent.namespace, "-l", selector)["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def owned_children(kubectl: Kubectl, agent: Agent, uid: str) -> dict[str, list[str]]:
+    """Kind → names of the objects in the agent's namespace whose owner is the agent."""
+    children: dict[str, list[str]] = {}
+    for kind in ("configmaps", "deployments", "services"):
+        for item in kubectl.json("get", kind, "-n", agent.namespace)["items"]:
+            owners = item["metadata"].get("ownerReferences") or []
+            if any(owner["uid"] == uid and owner.get("controller") for owner in owners):
+                children.setdefault(kind, []).append(item["metadata"]["name"])
+    return children
+
+
+@pytest.fixture(scope="module")
+def hello(operator_release: Release, kubectl: Kubectl, node_agent: NodeAgent) -> Iterator[Agent]:
+    """examples/hello.yaml, applied as a user would, in a namespace of its own."""
+    namespace = create_namespace(kubectl)
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "hello.yaml"))
+    yield Agent(load_example("hello.yaml")["metadata"]["name"], namespace)
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_hello_example_becomes_ready_with_a_polling_worker(
+    hello: Agent, kubectl: Kubectl, node_agent: NodeAgent, e2e_temporal: ShortPollDevServer
+) -> None:
+    body = wait_until_serving(kubectl, hello, workers=1)
+    status = body["status"]
+    assert condition(body, "Degraded") == "False"
+    assert condition(body, "TemporalReachable") == "True"
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["taskQueue"] == f"{hello.namespace}.{hello.name}"
+    assert status["readyReplicas"] == 1
+
+    children = owned_children(kubectl, hello, body["metadata"]["uid"])
+    assert set(children) == {"configmaps", "deployments", "services"}, children
+
+    (pod,) = worker_pods(kubectl, hello)
+    pid = node_agent.pid(pod["metadata"]["name"], "worker", namespace=hello.namespace)
+    # The console script runs under the venv's Python: [python, .../durable-agents, worker].
+    command = [arg.decode() for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]
+    assert command[-1] == "worker" and command[-2].endswith("/durable-agents"), command
+    log = node_agent.logs(pod["metadata"]["name"], "worker", namespace=hello.namespace)
+    assert f"polling task queue {status['taskQueue']} at {e2e_temporal.address}" in log, log
+
+    table = kubectl("get", "da", "-n", hello.namespace).splitlines()
+    assert table[0].split() == PRINTER_COLUMNS, table
+    assert table[1].split()[:7] == [hello.name, "True", "1", "1", "0", "0", "0"], table
+
+
+def test_agent_run_succeeds_with_output_and_usage_and_temporal_lists_it(
+    hello: Agent, kubectl: Kubectl, e2e_temporal: ShortPollDevServer
+) -> None:
+    wait_until_serving(kubectl, hello, workers=1)
+    run = load_example("hello-run.yaml")
+    kubectl("apply", "-n", hello.namespace, "-f", str(EXAMPLES / "hello-run.yaml"))
+    name = run["metadata"]["name"]
+
+    def finished() -> dict[str, Any] | None:
+        body = kubectl.get("agentrun", name, hello.namespace)
+        phase = ((body or {}).get("status") or {}).get("phase")
+        return body if phase in ("Succeeded", "Failed") else None
+
+    body = wait_for(f"AgentRun {name} to finish", finished, timeout=60)
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    # The `test` model calls both demo tools once, then answers with their results as JSON.
+    output = json.loads(status["output"])
+    assert set(output) == {"get_weather", "get_local_time"}, output
+    assert "°C" in output["get_weather"] and "UTC" in output["get_local_time"], output
+    assert status["outputSize"] == len(status["output"].encode()) and not status["outputTruncated"]
+    usage = status["usage"]
+    assert usage["requests"] == 2 and usage["toolCalls"] == 2, usage
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0, usage
+    assert status["workflowId"] == f"agentrun-{body['metadata']['uid']}"
+
+    (listed,) = workflows(e2e_temporal.address, f"WorkflowId = '{status['workflowId']}'")
+    assert listed["status"] == "WORKFLOW_EXECUTION_STATUS_COMPLETED", listed
+    assert listed["taskQueue"] == f"{hello.namespace}.{hello.name}"
+    assert listed["type"]["name"] == "DurableAgentRun"
+
+
+def test_scaling_to_three_replicas_gives_three_polling_workers(
+    hello: Agent, kubectl: Kubectl, node_agent: NodeAgent
+) -> None:
+    wait_until_serving(kubectl, hello, workers=1)
+    kubectl("scale", "da", hello.name, "--replicas=3", "-n", hello.namespace)
+
+    body = wait_until_serving(kubectl, hello, workers=3)
+    assert condition(body, "Ready", "reason") == "AllWorkersPolling"
+    assert body["status"]["readyReplicas"] == 3 and body["spec"]["replicas"] == 3
+    pods = worker_pods(kubectl, hello)
+    assert len(pods) == 3
+    # Three processes, each probed and bound on its own pod IP.
+    pids = {node_agent.pid(p["metadata"]["name"], "worker", namespace=hello.namespace) for p in pods}
+    assert len(pids) == 3 and all(map(alive, pids))
+    assert len({p["status"]["podIP"] for p in pods}) == 3
+    for pod in pods:
+        log = node_agent.logs(pod["metadata"]["name"], "worker", namespace=hello.namespace)
+        assert "polling task queue" in log, log
+
+
+def test_deleting_agent_removes_its_objects_and_stops_its_workers(
+    hello: Agent, kubectl: Kubectl, node_agent: NodeAgent
+) -> None:
+    body = hello.get(kubectl)
+    children = owned_children(kubectl, hello, body["metadata"]["uid"])
+    assert set(children) == {"configmaps", "deployments", "services"}, children
+    pids = set()
+    for processes in node_agent.processes(hello.namespace).values():
+        pids |= set(processes.values())
+    assert pids
+
+    kubectl("delete", "da", hello.name, "-n", hello.namespace, "--timeout=60s")
+
+    def all_gone() -> bool:
+        return not (
+            owned_children(kubectl, hello, body["metadata"]["uid"])
+            or kubectl.json("get", "replicasets", "-n", hello.namespace)["items"]
+            or kubectl.json("get", "pods", "-n", hello.namespace)["items"]
+        )
+
+    wait_for("garbage collection of the ConfigMap, Deployment, Service and pods", all_gone, timeout=90)
+    wait_for(
+        "the worker processes to stop",
+        lambda: not node_agent.processes(hello.namespace) and not any(map(alive, pids)),
+        timeout=60,
+    )
