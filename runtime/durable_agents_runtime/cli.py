@@ -112,6 +112,10 @@ def _dev(args: argparse.Namespace, out: Renderer) -> int:
     server.start()
     try:
         return asyncio.run(_dev_serve(server, manifests, args, out))
+    except KeyboardInterrupt:
+        if one_shot:
+            raise
+        return 0  # Ctrl-C is how a long-running `dev` is meant to stop
     finally:
         server.stop()
 
