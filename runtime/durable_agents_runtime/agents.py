@@ -85,6 +85,8 @@ _RETRY_FIELDS = (
     "non_retryable_error_types",
 )
 _OPENAI_PROVIDERS = ("openai", "openai-chat", "openai-responses")
+PYTHON_MODEL_PREFIX = "python:"
+"""`model: python:pkg.mod:attr` names a `Model` instance in code instead of a provider model."""
 
 
 # --- activity settings ----------------------------------------------------------------------------------
@@ -191,6 +193,8 @@ def _provider(name: str, *, base_url: str | None) -> Provider[Any]:
 
 def _infer(name: str, model: ModelSpec) -> Model:
     """Build the model named `name`; raises `UserError` (which fails a run at once) if that is impossible."""
+    if name.startswith(PYTHON_MODEL_PREFIX):
+        return _python_model(name.removeprefix(PYTHON_MODEL_PREFIX))
     try:
         return infer_model(name, provider_factory=partial(_provider, base_url=model.base_url))
     except UserError as exc:
@@ -204,6 +208,20 @@ def _infer(name: str, model: ModelSpec) -> Model:
             f"cannot use model {name!r}: {str(exc).rstrip('.')}. Set the provider's API key in the "
             "environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"
         ) from None
+
+
+def _python_model(path: str) -> Model:
+    """`python:pkg.mod:attr`: a pydantic-ai `Model` instance from code (scripted or self-hosted models)."""
+    try:
+        found = import_object(path, what="model")
+    except AgentLoadError as exc:
+        raise UserError(str(exc)) from None
+    if not isinstance(found, Model):
+        raise UserError(
+            f"model 'python:{path}' is a {type(found).__name__}, not a pydantic-ai Model: point it at a "
+            "Model instance (e.g. a FunctionModel)"
+        )
+    return found
 
 
 def resolve_model(name: str, model: ModelSpec) -> Model:

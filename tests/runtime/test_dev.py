@@ -50,9 +50,9 @@ def test_the_readme_demo_prints_the_tool_calls_the_output_and_usage(tmp_path: Pa
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert re.search(r"^  get_weather\(city=", out, re.MULTILINE), out
-    assert re.search(r"^  get_local_time\(city=", out, re.MULTILINE), out
-    assert "Output:" in out and "°C in" in out
+    assert re.search(r'^  get_weather\(city="Paris"\)', out, re.MULTILINE), out
+    assert re.search(r'^  get_local_time\(city="Paris"\)', out, re.MULTILINE), out
+    assert "Output:" in out and "°C in Paris; the local time is 13:00 in Paris (UTC+1)." in out
     assert "Usage: 2 requests" in out
     assert "Traceback" not in done.stderr
     assert (state / "temporal.db").is_file(), "the dev server keeps its state in the state directory"
@@ -62,7 +62,7 @@ def test_the_readme_demo_prints_the_tool_calls_the_output_and_usage(tmp_path: Pa
 
 def test_an_invalid_manifest_stops_dev_with_the_field_and_exit_code_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(HELLO.read_text().replace("model: test", "model: test\n    temprature: 0.2"))
+    bad.write_text(HELLO.read_text().replace("  agent:\n", "  agent:\n    temprature: 0.2\n"))
 
     done = cli("dev", str(bad), "--prompt", PROMPT, env={ENV_STATE_DIR: str(tmp_path / "state")})
 
