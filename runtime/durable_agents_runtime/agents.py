@@ -42,6 +42,7 @@ from durable_agents_runtime.config import (
     RuntimeConfig,
     ToolsetSpec,
 )
+from durable_agents_runtime.contract import EVENT_TOPIC
 from durable_agents_runtime.errors import AgentLoadError
 
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ __all__ = [
     "resolve_model",
 ]
 
-EVENT_TOPIC = "durable-agents.events"
-"""Workflow stream topic the agents built here publish their run events to (`durable-agents run --stream`)."""
 
 # pydantic-ai heartbeats every activity in the background (every timeout/2). With a short heartbeat timeout a
 # killed worker's in-flight activity is retried on another worker within seconds instead of after the

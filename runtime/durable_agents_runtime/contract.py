@@ -19,9 +19,12 @@ __all__ = [
     "ENV_HEALTH_PORT",
     "ENV_METRICS_PORT",
     "ENV_TEMPORAL_API_KEY",
+    "EVENT_TOPIC",
+    "EVENT_TOPIC_QUERY",
     "LIVENESS_PATH",
     "METRICS_PATH",
     "READINESS_PATH",
+    "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
     "RunInput",
     "RunOutput",
@@ -31,6 +34,12 @@ __all__ = [
 
 WORKFLOW_NAME = "DurableAgentRun"
 """Workflow type every agent worker registers (one agent per task queue)."""
+SUBSCRIBE_SIGNAL = "durable-agents.subscribe"
+"""Signal a live subscriber sends (with the start) so the run waits for it to read the final event."""
+EVENT_TOPIC_QUERY = "durable-agents.event-topic"
+"""Query answering the workflow stream topic the run publishes its events to (`None`: no events)."""
+EVENT_TOPIC = "durable-agents.events"
+"""Workflow stream topic the runtime's agents publish their run events to (`durable-agents run --stream`)."""
 
 ENV_CONFIG = "DURABLE_AGENTS_CONFIG"
 """Path of the RuntimeConfig file (JSON or YAML) the worker reads."""

@@ -43,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
     # workflow sees the registry the worker filled in rather than a fresh copy.
     import durable_agents_runtime._registry as _registry
     from durable_agents_runtime.contract import (
+        EVENT_TOPIC_QUERY,
+        SUBSCRIBE_SIGNAL,
         WORKFLOW_NAME,
         RunInput,
         RunOutput,
@@ -59,10 +61,6 @@ __all__ = [
     "summarize",
 ]
 
-SUBSCRIBE_SIGNAL = "durable-agents.subscribe"
-"""Signal a live subscriber sends (with the start) so the run waits for it to read the final event."""
-EVENT_TOPIC_QUERY = "durable-agents.event-topic"
-"""Query answering the workflow stream topic the run publishes its events to (`None`: no events)."""
 
 MAX_OUTPUT_BYTES = 1_900_000
 """Largest run result returned; Temporal rejects payloads over 2 MB and says only "payload too large"."""
