@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from bench._harness import stop_on_sigterm
 from bench._stats import Row, machine_line, markdown_table
 
 __all__ = ["run_cli"]
@@ -16,6 +17,7 @@ def run_cli(doc: str | None, run: Callable[[bool], Awaitable[list[Row]]], quick_
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     args = parser.parse_args()
+    stop_on_sigterm()
     start = machine_line()
     rows = asyncio.run(run(args.quick))
     print(markdown_table(rows))

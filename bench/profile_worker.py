@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench._harness import connect, dev_server, wait_for_poller, within, workdir
+from bench._harness import connect, dev_server, stop_on_sigterm, wait_for_poller, within, workdir
 from bench._targets import baseline_target, ours_target
 from bench.throughput import closed_loop
 
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help="RuntimeConfig overrides for ours, as JSON")
     parser.add_argument("--output", default="/tmp/bench-profile.txt", help="collapsed stacks file")
     args = parser.parse_args()
+    stop_on_sigterm()
     out = Path(args.output)
     asyncio.run(_profile(args.side, args.seconds, json.loads(args.overrides), out))
     print(summarize_collapsed(out.read_text().splitlines()))

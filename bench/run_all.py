@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     # Run as a script (`python bench/run_all.py`): make `bench` importable from the repo root.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._harness import stop_on_sigterm
 from bench._stats import Row, machine_line, markdown_table
 
 __all__ = ["BENCHMARKS", "main", "run_benchmarks"]
@@ -62,6 +63,7 @@ def main() -> None:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}: choose from {', '.join(BENCHMARKS)}")
+    stop_on_sigterm()
     rows, loads = asyncio.run(run_benchmarks(names, args.quick))
     print(markdown_table(rows))
     print("\nMachine and load per benchmark:")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench._harness import connect, dev_server, wait_for_poller, within, workdir
+from bench._harness import connect, dev_server, stop_on_sigterm, wait_for_poller, within, workdir
 from bench._stats import Row, machine_line, markdown_table, ratio, summarize
 from bench._targets import Target, baseline_target, ours_target
 from bench.throughput import Trial, closed_loop
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 repetitions of 60 runs instead of 4 of 100")
     parser.add_argument("--only", default="", help="comma-separated variant labels")
     args = parser.parse_args()
+    stop_on_sigterm()
     only = [label.strip() for label in args.only.split(",") if label.strip()]
     start = machine_line()
     rows = asyncio.run(run(args.quick, only))
