@@ -208,10 +208,10 @@ def test_dev_temporal_server_runs_by_default_and_the_operator_points_at_it() -> 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     command = container["command"]
     assert command[:4] == ["temporal", "server", "start-dev", "--headless"]
-    assert command[command.index("--ip") + 1] == "$(POD_IP)"
+    # Not the pod IP: the dev server dials its internal services on 127.0.0.1 whatever --ip says.
+    assert command[command.index("--ip") + 1] == "0.0.0.0"
     assert command[command.index("--port") + 1] == "7233"
     assert "--http-port" in command and "--metrics-port" in command
-    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
     assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
     data = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
     assert data == {"name": "data", "emptyDir": {}}
