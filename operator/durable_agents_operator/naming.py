@@ -14,7 +14,6 @@ __all__ = [
     "ANNOTATION_CONFIG_HASH",
     "ANNOTATION_SPEC_HASH",
     "COMPONENT",
-    "FIELD_MANAGER_DEFAULT",
     "LABEL_AGENT",
     "LABEL_COMPONENT",
     "LABEL_INSTANCE",
@@ -39,7 +38,6 @@ LABEL_AGENT = f"{API_GROUP}/agent"
 WORKER_APP_NAME = "durable-agents-worker"
 COMPONENT = "worker"
 MANAGED_BY = "durable-agents"
-FIELD_MANAGER_DEFAULT = "durable-agents"
 
 ANNOTATION_CONFIG_HASH = f"{API_GROUP}/config-hash"
 """On the worker pod template: sha256 of the rendered runtime config, so a config change rolls the pods."""
