@@ -200,6 +200,11 @@ class Kubectl:
         found = self("get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "json")
         return json.loads(found) if found.strip() else None
 
+    def can_i(self, user: str, verb: str, resource: str, namespace: str | None = None) -> str:
+        """``kubectl auth can-i`` as *user* (impersonated): "yes" or "no"."""
+        scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+        return self.run("auth", "can-i", verb, resource, *scope, f"--as={user}").stdout.strip()
+
     def apply(self, *manifests: dict[str, Any], namespace: str) -> str:
         """Apply *manifests* (as one List) in *namespace*."""
         document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
@@ -300,8 +305,14 @@ class Release:
     node_agent: NodeAgent
 
     @property
+    def fullname(self) -> str:
+        """The chart's name for the release's objects (Deployment, ServiceAccount, RBAC)."""
+        return self.name if "durable-agents" in self.name else f"{self.name}-durable-agents"
+
+    @property
     def service_account(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
+        """The operator's Kubernetes user."""
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
 
     def operator_pods(self) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=operator"
@@ -392,6 +403,8 @@ def _namespaces_of(value: Any) -> set[str]:
     """Kubernetes namespaces a fixture value stands for: a test namespace, or an object living in one."""
     if isinstance(value, Release):
         return {value.namespace}
+    if isinstance(getattr(value, "release", None), Release):
+        return set(value.namespaces)
     candidate = value if isinstance(value, str) else getattr(value, "namespace", None)
     return {candidate} if isinstance(candidate, str) and candidate.startswith("e2e-") else set()
 

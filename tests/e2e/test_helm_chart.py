@@ -11,18 +11,12 @@ from .support import service_account_of
 pytestmark = pytest.mark.e2e
 
 
-def can_i(kubectl: Kubectl, user: str, verb: str, resource: str, namespace: str | None = None) -> str:
-    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
-    result = kubectl.run("auth", "can-i", verb, resource, *scope, f"--as={user}")
-    return result.stdout.strip()
-
-
 def test_chart_runs_operator_under_its_service_account_and_helm_test_passes(
     operator_release: Release, helm: Helm, kubectl: Kubectl, node_agent: NodeAgent
 ) -> None:
     release = operator_release
     pod = release.operator_pod()
-    assert pod["spec"]["serviceAccountName"] == release.name
+    assert pod["spec"]["serviceAccountName"] == release.fullname
     pid = node_agent.pid(pod["metadata"]["name"], "operator", namespace=release.namespace)
     # The process holds a token of the release's service account, bound to its pod, and nothing else.
     assert service_account_of(pid) == release.service_account
@@ -32,10 +26,10 @@ def test_chart_runs_operator_under_its_service_account_and_helm_test_passes(
 
     # What that account may do is what the chart grants: its resources and children, no more.
     user = release.service_account
-    assert can_i(kubectl, user, "patch", "durableagents.durable-agents.dev") == "yes"
-    assert can_i(kubectl, user, "patch", "deployments.apps") == "yes"
-    assert can_i(kubectl, user, "list", "secrets") == "no"
-    assert can_i(kubectl, user, "create", "pods") == "no"
+    assert kubectl.can_i(user, "patch", "durableagents.durable-agents.dev") == "yes"
+    assert kubectl.can_i(user, "patch", "deployments.apps") == "yes"
+    assert kubectl.can_i(user, "list", "secrets") == "no"
+    assert kubectl.can_i(user, "create", "pods") == "no"
 
     status = helm("status", release.name, "-n", release.namespace)
     assert "STATUS: deployed" in status
