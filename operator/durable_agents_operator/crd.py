@@ -425,8 +425,8 @@ class _Converter:
         if not out.get("description") and path not in self.undocumented:
             raise ValueError(f"{path} has no description: add Field(description=...) to the model field")
         # Null is only worth keeping where it means something other than "unset": a required field, or
-        # one whose default is not null (`prometheusPort: null` turns metrics off). Elsewhere the API
-        # server prunes the null and the field takes its default, which is the same thing.
+        # one whose default is not null. Elsewhere the API server prunes the null and the field takes its
+        # default, which is the same thing.
         if out.pop(_MAY_BE_NULL, False) and (required or "default" in out):
             out["nullable"] = True
         return out

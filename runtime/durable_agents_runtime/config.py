@@ -427,11 +427,12 @@ class ObservabilitySpec(Spec):
     otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
         default=None, description="OTLP/HTTP endpoint for traces (e.g. an OpenTelemetry collector)."
     )
-    prometheus_port: int | None = Field(
+    # 0, not null, is "off": a merge or apply patch with null deletes the field and brings the default back.
+    prometheus_port: int = Field(
         default=DEFAULT_METRICS_PORT,
         ge=0,
         le=65535,
-        description="Prometheus metrics port; null turns it off.",
+        description="Prometheus metrics port; 0 turns metrics off.",
     )
 
 

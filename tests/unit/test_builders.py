@@ -143,7 +143,7 @@ CODE_PAUSED = {
         "image": "example.com/research:1.0",
     },
     "temporal": {"connectionRef": {"name": "cloud"}},
-    "observability": {"prometheusPort": None},
+    "observability": {"prometheusPort": 0},
 }
 CLOUD = connection(
     {

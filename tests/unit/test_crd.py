@@ -169,12 +169,11 @@ def test_defaults_are_valid_values_of_their_own_schema() -> None:
             assert not errors, f"{path}: default {node['default']!r} is invalid: {errors[0].message}"
 
 
-def test_a_value_whose_default_is_not_null_can_still_be_set_to_null() -> None:
-    # `prometheusPort: null` turns metrics off, so the API server must keep the null, not prune it.
+def test_no_field_depends_on_an_explicit_null() -> None:
+    # A merge or apply patch with null deletes a field, so "off" is spelled 0 (prometheusPort), never null.
     port = node_at("DurableAgent", "spec", "observability", "prometheusPort")
-    assert port["nullable"] is True and port["default"] == 9464
-    nullable = [path for path, node in all_nodes() if node.get("nullable")]
-    assert nullable == ["DurableAgent.spec.observability.prometheusPort"]
+    assert port["default"] == 9464 and port["minimum"] == 0
+    assert [path for path, node in all_nodes() if node.get("nullable")] == []
 
 
 def test_tool_settings_accept_an_object_or_false_and_say_so() -> None:
@@ -347,11 +346,11 @@ def test_schema_rejects_what_the_model_rejects(change: dict[str, Any], field: st
         DurableAgent.model_validate(doc)
 
 
-def test_null_prometheus_port_is_accepted_by_schema_and_model() -> None:
+def test_prometheus_port_zero_turns_metrics_off_in_schema_and_model() -> None:
     doc = {"apiVersion": "durable-agents.dev/v1alpha1", "kind": "DurableAgent", "metadata": {"name": "x"}}
-    doc["spec"] = {"agent": {"name": "a", "model": "test"}, "observability": {"prometheusPort": None}}
+    doc["spec"] = {"agent": {"name": "a", "model": "test"}, "observability": {"prometheusPort": 0}}
     assert not list(validator("DurableAgent").iter_errors(doc))
-    assert DurableAgent.model_validate(doc).spec.observability.prometheus_port is None
+    assert DurableAgent.model_validate(doc).spec.observability.prometheus_port == 0
 
 
 # --- CEL rules ------------------------------------------------------------------------------------------
