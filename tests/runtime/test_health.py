@@ -11,11 +11,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,11 +26,11 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from durable_agents_runtime.devserver import DevServer
 from durable_agents_runtime.health import AgentHealth, read_health
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
-TEMPORAL = Path(sys.executable).parent / "temporal"
 READ_CALLS = (
     "describe_task_queue",
     "count_workflow_executions",
@@ -88,48 +87,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def temporal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """The session's dev server when the suite provides one, else a dev server for this module."""
-    try:
-        shared = request.getfixturevalue("temporal_dev_server")
-    except pytest.FixtureLookupError:
-        pass
-    else:
-        yield Target(shared.address, shared.namespace)
-        return
-    ports = [_free_port() for _ in range(3)]
-    state = tmp_path_factory.mktemp("temporal")
-    log = (state / "temporal.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(TEMPORAL),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(ports[0]),
-            "--http-port",
-            str(ports[1]),
-            "--metrics-port",
-            str(ports[2]),
-            "--db-filename",
-            str(state / "temporal.db"),
-            "--log-level",
-            "warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        target = Target(f"127.0.0.1:{ports[0]}", "default")
-        _wait_until_serving(target, server)
-        yield target
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+def temporal(temporal_dev_server: DevServer) -> Target:
+    """The session's dev server."""
+    return Target(temporal_dev_server.address, temporal_dev_server.namespace)
 
 
 @pytest.fixture
@@ -141,24 +101,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_until_serving(target: Target, server: subprocess.Popen[bytes]) -> None:
-    async def connect() -> None:
-        deadline = time.monotonic() + 15
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the dev server exited with {server.returncode}; see its temporal.log")
-            try:
-                await Client.connect(target.address, namespace=target.namespace)
-                return
-            # The frontend listens before it is healthy; connecting fails until then.
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
-
-    asyncio.run(connect())
 
 
 def _queue(purpose: str) -> str:
