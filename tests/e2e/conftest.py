@@ -65,7 +65,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     # Remember each phase's outcome, and add diagnostics while the test's fixtures still exist.
     report = yield
     setattr(item, f"report_{report.when}", report)
-    if report.failed and report.when in ("setup", "call"):
+    if report.failed:
         text = _diagnostics(item)
         if text:
             report.sections.append(("e2e diagnostics", text))
@@ -365,10 +365,9 @@ def operator_values(temporal_address: str, **extra: Any) -> dict[str, Any]:
         "temporal": {"dev": {"enabled": False}, "address": temporal_address},
         "operator": {
             "healthInterval": HEALTH_INTERVAL_SECONDS,
-            "extraEnv": [
-                {"name": "DURABLE_AGENTS_LIVE_WITHIN", "value": str(LIVE_WITHIN_SECONDS)},
-                {"name": "DURABLE_AGENTS_RUN_POLL_INTERVAL", "value": "1"},
-            ],
+            "liveWithin": LIVE_WITHIN_SECONDS,
+            # A setting without a value of its own in the chart: through extraEnv.
+            "extraEnv": [{"name": "DURABLE_AGENTS_RUN_POLL_INTERVAL", "value": "1"}],
         },
         **extra,
     }

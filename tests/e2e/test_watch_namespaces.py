@@ -23,7 +23,6 @@ import pytest
 
 from .cluster import free_port
 from .conftest import (
-    CHART,
     HEALTH_INTERVAL_SECONDS,
     Helm,
     Kubectl,
@@ -39,15 +38,12 @@ pytestmark = pytest.mark.e2e
 SCOPED_RELEASE = "scoped"
 
 
-def scale_operator(helm: Helm, release: Release, replicas: int) -> None:
-    helm(
-        "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values",
-        "--set", f"replicaCount={replicas}", "--wait", "--timeout", "120s",
-    )  # fmt: skip
+def scale_operator(kubectl: Kubectl, release: Release, replicas: int) -> None:
+    kubectl("scale", "deployment", release.fullname, f"--replicas={replicas}", "-n", release.namespace)
     if replicas == 0:
         wait_for(
             f"the operator of {release.name} to stop",
-            lambda: not release.node_agent.processes(release.namespace),
+            lambda: not release.operator_pods() and not release.node_agent.processes(release.namespace),
             timeout=60,
         )
     else:
@@ -55,13 +51,13 @@ def scale_operator(helm: Helm, release: Release, replicas: int) -> None:
 
 
 @pytest.fixture
-def only_scoped_operator(operator_release: Release, helm: Helm) -> Iterator[None]:
+def only_scoped_operator(operator_release: Release, kubectl: Kubectl) -> Iterator[None]:
     """The session's cluster-wide operator stopped for the test, then started again."""
-    scale_operator(helm, operator_release, 0)
+    scale_operator(kubectl, operator_release, 0)
     try:
         yield
     finally:
-        scale_operator(helm, operator_release, 1)
+        scale_operator(kubectl, operator_release, 1)
 
 
 def temporal_pod(kubectl: Kubectl, release: Release) -> dict[str, Any]:
