@@ -161,7 +161,7 @@ def test_worker_killed_mid_tool_call_run_still_succeeds_and_agent_recovers(
     assert starts == {"fast_step": 1, "slow_step": 2}, log  # completed activities are not run again
     assert ("end", "slow_step", second) in log and ("end", "slow_step", first) not in log, log
 
-    container = kubectl.get("pod", pod, slow.namespace)["status"]["containerStatuses"][0]  # type: ignore[index]
+    container = kubectl.json("get", "pod", pod, "-n", slow.namespace)["status"]["containerStatuses"][0]
     assert container["restartCount"] == 1
     assert container["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
     # One replica: while its only worker restarts the agent is rolling out, not degraded.
@@ -209,7 +209,7 @@ def test_operator_killed_mid_run_starts_each_workflow_once_and_catches_up(
             timeout=90,
         )
     for name in ("during-restart", "while-down"):
-        uid = kubectl.get("agentrun", name, slow.namespace)["metadata"]["uid"]  # type: ignore[index]
+        uid = kubectl.json("get", "agentrun", name, "-n", slow.namespace)["metadata"]["uid"]
         started = workflows(e2e_temporal.address, f"WorkflowId STARTS_WITH 'agentrun-{uid}'")
         assert len(started) == 1, started
         assert started[0]["status"] == "WORKFLOW_EXECUTION_STATUS_COMPLETED"
