@@ -6,6 +6,7 @@ scale to three, delete. Each still checks its own starting point, so a failure n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from durable_agents_runtime import demo
 
 from .conftest import Kubectl, Release, ShortPollDevServer, create_namespace
 from .nodeagent import NodeAgent
-from .support import EXAMPLES, alive, condition, load_example, wait_for, workflows
+from .support import EXAMPLES, alive, condition, load_example, temporal_cli, wait_for, workflows
 
 pytestmark = pytest.mark.e2e
 
@@ -134,7 +135,7 @@ def test_agent_run_succeeds_with_output_and_usage_and_temporal_lists_it(
 
 
 def test_scaling_to_three_replicas_gives_three_polling_workers(
-    hello: Agent, kubectl: Kubectl, node_agent: NodeAgent
+    hello: Agent, kubectl: Kubectl, node_agent: NodeAgent, e2e_temporal: ShortPollDevServer
 ) -> None:
     wait_until_serving(kubectl, hello, workers=1)
     kubectl("scale", "da", hello.name, "--replicas=3", "-n", hello.namespace)
@@ -148,9 +149,11 @@ def test_scaling_to_three_replicas_gives_three_polling_workers(
     pids = {node_agent.pid(p["metadata"]["name"], "worker", namespace=hello.namespace) for p in pods}
     assert len(pids) == 3 and all(map(alive, pids))
     assert len({p["status"]["podIP"] for p in pods}) == 3
-    for pod in pods:
-        log = node_agent.logs(pod["metadata"]["name"], "worker", namespace=hello.namespace)
-        assert "polling task queue" in log, log
+    # Temporal sees each of these processes poll (a worker's identity is `<pid>@<host>`).
+    queue = ["--task-queue", body["status"]["taskQueue"]]
+    described = temporal_cli(e2e_temporal.address, "task-queue", "describe", *queue, "-o", "json")
+    polling = {poller["identity"].split("@")[0] for poller in json.loads(described)["pollers"]}
+    assert {str(pid) for pid in pids} <= polling, (pids, polling)
 
 
 def test_deleting_agent_removes_its_objects_and_stops_its_workers(
