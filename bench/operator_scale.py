@@ -44,6 +44,7 @@ from bench._harness import (
     REPO_ROOT,
     VENV_BIN,
     WorkerProcess,
+    cpu_seconds,
     dev_server,
     free_port,
     stop_on_sigterm,
@@ -79,10 +80,19 @@ class Scale:
     seconds_to_status: float | None
     peak_rss_mb: float
     window_intervals: float
+    cpu_create: float = 0.0
+    """Operator CPU seconds from creating the agents to all statuses written."""
+    cpu_window: float = 0.0
+    """Operator CPU seconds during the steady window."""
     apiserver: collections.Counter[str] = field(default_factory=collections.Counter)
     temporal: collections.Counter[str] = field(default_factory=collections.Counter)
     event_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     """Reasons of the Events in the namespace at the end of the window (count of each, summed)."""
+
+    @property
+    def window_cpu_share(self) -> float:
+        """The operator's CPU use during the steady window, as a fraction of one core."""
+        return self.cpu_window / (self.window_intervals * HEALTH_INTERVAL)
 
     def per_agent_interval(self, counter: collections.Counter[str]) -> float:
         """Requests per agent per health interval over the steady window."""
@@ -273,6 +283,7 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                 created = 0
                 for target in agents:
                     began = time.monotonic()
+                    cpu_began = cpu_seconds(operator.pid)
                     kubectl(
                         plane,
                         "create",
@@ -289,14 +300,17 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                             seconds = time.monotonic() - began
                             break
                         await asyncio.sleep(0.5)
+                    cpu_created = cpu_seconds(operator.pid)
                     # Let one-off work after creation (first health reads, transition Events) pass, so
                     # the window shows the steady state.
                     await asyncio.sleep(SETTLE_INTERVALS * HEALTH_INTERVAL)
                     intervals = 2 if quick else 3
                     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
                     before, since = await _metrics(http, metrics_url), _rfc3339_now()
+                    cpu_window_began = cpu_seconds(operator.pid)
                     await asyncio.sleep(intervals * HEALTH_INTERVAL)
                     after, until = await _metrics(http, metrics_url), _rfc3339_now()
+                    cpu_window = cpu_seconds(operator.pid) - cpu_window_began
                     audit = (work / "audit.log").read_text().splitlines()
                     events = (
                         await http.get(f"{plane.server_url}/api/v1/namespaces/{NAMESPACE}/events")
@@ -310,6 +324,8 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                             seconds_to_status=seconds,
                             peak_rss_mb=peak_rss_mb(operator.pid),
                             window_intervals=intervals,
+                            cpu_create=cpu_created - cpu_began,
+                            cpu_window=cpu_window,
                             apiserver=count_audit(audit, since, until),
                             temporal=after - before,
                             event_reasons=reasons,
@@ -339,9 +355,8 @@ def operator_scale_rows(results: list[Scale]) -> list[Row]:
                 ratio=None,
                 goal=time_goal,
                 met=(seconds is not None and seconds <= GOAL_SECONDS_500) if time_goal else None,
-                note=f"agents added on top of the previous N; {scale.agents / seconds:.1f} agents/s"
-                if seconds
-                else "",
+                note=(f"{scale.agents / seconds:.1f} agents/s; " if seconds else "")
+                + f"operator CPU {scale.cpu_create:.1f} s meanwhile; agents added on top of the previous N",
             )
         )
         rows.append(
@@ -366,6 +381,7 @@ def operator_scale_rows(results: list[Scale]) -> list[Row]:
                 note=f"apiserver: {scale.formula(scale.apiserver)}; "
                 f"Temporal: {scale.formula(scale.temporal)} "
                 f"(interval {HEALTH_INTERVAL:g} s, window {scale.window_intervals:g} intervals); "
+                f"operator CPU {scale.window_cpu_share:.0%} of a core; "
                 f"Events so far by reason: {_reasons(scale.event_reasons)}",
             )
         )
