@@ -9,7 +9,8 @@ healthy, settled agent reads Ready=True, Progressing=False, Degraded=False.
   NoActivePollers, TemporalUnreachable, InvalidSpec, HealthNotChecked, or a blocked reason such as
   TemporalConnectionNotFound, SecretNotFound, ObjectConflict).
 - `Progressing` (abnormal-true): True while the worker Deployment rolls out or scales (RollingOut);
-  False once settled (RolloutComplete, Paused) or when it cannot start (InvalidSpec, blocked reasons).
+  False once settled (RolloutComplete, Paused, Autoscaling: settled at the count the backlog set) or
+  when it cannot start (InvalidSpec, blocked reasons).
 - `Degraded` (abnormal-true): True when a human is needed (InvalidSpec, TemporalUnreachable,
   NoActivePollers, RolloutStalled, blocked reasons); False otherwise (AsExpected).
 - `TemporalReachable`: True when the operator's last read of the task queue worked (Connected), False
@@ -72,6 +73,8 @@ class Reason:
     """The worker Deployment does not yet have the desired number of updated, ready pods."""
     ROLLOUT_COMPLETE = "RolloutComplete"
     """The worker Deployment matches the spec."""
+    AUTOSCALING = "Autoscaling"
+    """The worker Deployment is settled at the count `spec.autoscaling` set; `spec.replicas` is ignored."""
     ROLLOUT_STALLED = "RolloutStalled"
     """The Deployment exceeded its progress deadline (image pull errors, crash loops, no capacity)."""
     NO_ACTIVE_POLLERS = "NoActivePollers"
@@ -170,6 +173,8 @@ class AgentObservation:
     generation: int | None
     desired_replicas: int
     paused: bool = False
+    autoscaling: bool = False
+    """`spec.autoscaling.enabled`: `desired_replicas` comes from the backlog, not `spec.replicas`."""
     task_queue: str = ""
     spec_error: str | None = None
     blocked: tuple[str, str] | None = None
@@ -256,8 +261,15 @@ def _agent_conditions(obs: AgentObservation) -> list[Condition]:
     deployment = obs.deployment
     rolled_out = deployment is not None and deployment.rolled_out(desired)
     if rolled_out:
-        settled = Reason.PAUSED if obs.paused else Reason.ROLLOUT_COMPLETE
-        progressing = _cond(PROGRESSING, "False", settled, f"{desired} worker(s) up to date")
+        message = f"{desired} worker(s) up to date"
+        if obs.paused:
+            settled = Reason.PAUSED
+        elif obs.autoscaling:
+            settled = Reason.AUTOSCALING
+            message += "; the backlog sets the count (spec.autoscaling), spec.replicas is ignored"
+        else:
+            settled = Reason.ROLLOUT_COMPLETE
+        progressing = _cond(PROGRESSING, "False", settled, message)
     else:
         ready = deployment.available_replicas if deployment else 0
         updated = deployment.updated_replicas if deployment else 0
@@ -294,6 +306,13 @@ def _ready(
     if desired == 0 and rolled_out:
         if obs.paused:
             return _cond(READY, "True", Reason.PAUSED, "paused: no workers run; new runs wait in the backlog")
+        if obs.autoscaling:
+            return _cond(
+                READY,
+                "True",
+                Reason.SCALED_TO_ZERO,
+                "autoscaled to zero: a new run's backlog brings a worker up",
+            )
         return _cond(READY, "True", Reason.SCALED_TO_ZERO, "spec.replicas is 0: new runs wait in the backlog")
     if not rolled_out:
         return _cond(READY, "False", Reason.ROLLING_OUT, progressing.message)

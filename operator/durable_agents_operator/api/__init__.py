@@ -12,6 +12,7 @@ from .common import (
 )
 from .durableagent import (
     AutoscalingSpec,
+    AutoscalingStatus,
     Backlog,
     DurableAgent,
     DurableAgentSpec,
@@ -39,6 +40,7 @@ __all__ = [
     "AgentRunSpec",
     "AgentRunStatus",
     "AutoscalingSpec",
+    "AutoscalingStatus",
     "Backlog",
     "Condition",
     "DurableAgent",

@@ -25,6 +25,7 @@ from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta, Se
 
 __all__ = [
     "AutoscalingSpec",
+    "AutoscalingStatus",
     "Backlog",
     "DurableAgent",
     "DurableAgentSpec",
@@ -136,14 +137,34 @@ class PodTemplateSpec(Spec):
 
 
 class AutoscalingSpec(Spec):
-    """Backlog-driven scaling of the worker replicas."""
+    """Backlog-driven scaling of the worker replicas (see `durable_agents_operator.autoscaling`)."""
 
-    enabled: bool = Field(default=False, description="Scale replicas from the task queue backlog.")
-    min_replicas: int = Field(default=1, ge=0, description="Lowest replica count (0 allowed).")
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Set the worker replicas from the task queue backlog instead of spec.replicas: "
+            "ceil(backlog / targetBacklogPerWorker) within [minReplicas, maxReplicas], at least 1 while a "
+            "run is in progress, 0 while spec.paused. Decided by the operator's health timer; while "
+            "Temporal cannot be read the replicas stay as they are."
+        ),
+    )
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Lowest replica count (0 allowed: no workers while nothing is queued or running).",
+    )
     max_replicas: int = Field(default=10, ge=1, description="Highest replica count.")
-    target_backlog_per_worker: int = Field(default=10, ge=1, description="Backlog each worker should carry.")
-    scale_up_delay: Duration | None = Field(default=None, description="Wait before scaling up again.")
-    scale_down_delay: Duration | None = Field(default=None, description="Wait before scaling down again.")
+    target_backlog_per_worker: int = Field(
+        default=10, ge=1, description="Waiting tasks (workflow + activity) each worker should carry."
+    )
+    scale_up_delay: Duration | None = Field(
+        default=None,
+        description="Least time between the last scaling and a scale-up (default 15s).",
+    )
+    scale_down_delay: Duration | None = Field(
+        default=None,
+        description="Least time between the last scaling and a scale-down (default 2m).",
+    )
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Self:
@@ -155,7 +176,14 @@ class AutoscalingSpec(Spec):
 class DurableAgentSpec(Spec):
     """Desired state of a DurableAgent."""
 
-    replicas: int = Field(default=1, ge=0, description="Worker pods (the scale subresource).")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "Worker pods (the scale subresource). Ignored while autoscaling.enabled: the backlog sets "
+            "the replicas then."
+        ),
+    )
     paused: bool = Field(default=False, description="Scale workers to zero and keep status.")
     agent: AgentSpec = Field(description="The agent: declarative or code.")
     temporal: DurableAgentTemporalSpec = Field(
@@ -217,6 +245,20 @@ class LastFailure(Spec):
     time: datetime | None = Field(default=None, description="When it failed.")
 
 
+class AutoscalingStatus(Spec):
+    """What the autoscaler decided last (present while `spec.autoscaling.enabled`)."""
+
+    replicas: int = Field(description="Worker replicas the autoscaler set on the Deployment.")
+    desired_replicas: int = Field(
+        description="Replicas the last backlog reading asks for (reached once the delays allow)."
+    )
+    last_scale_time: datetime | None = Field(
+        default=None, description="When the autoscaler last changed the replicas."
+    )
+    reason: str = Field(description="One CamelCase word: ScaledUp, ScaledDown, Steady, ScaleUpDelayed, ...")
+    message: str = Field(default="", description="The backlog and runs the decision was based on.")
+
+
 class DurableAgentStatus(Spec):
     """Observed state, including real workflow health read from Temporal."""
 
@@ -232,6 +274,9 @@ class DurableAgentStatus(Spec):
     runs: RunCounts | None = Field(default=None, description="Run counts.")
     last_failure: LastFailure | None = Field(default=None, description="Most recent failed run.")
     last_health_check: datetime | None = Field(default=None, description="When Temporal was last read.")
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The autoscaler's last decision (while spec.autoscaling.enabled)."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from durable_agents_operator.api import DurableAgent
+from durable_agents_operator.autoscaling import autoscaled_replicas
 from durable_agents_operator.errors import InvalidSpec
 from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, configmap_name, deployment_name
 from durable_agents_runtime.config import RuntimeConfig
@@ -38,8 +39,15 @@ LOGFIRE_TOKEN_ENV = "LOGFIRE_TOKEN"
 
 
 def desired_replicas(agent: DurableAgent) -> int:
-    """Worker pods the agent should have: 0 while paused, otherwise `spec.replicas`."""
-    return 0 if agent.spec.paused else agent.spec.replicas
+    """Worker pods the agent should have: 0 while paused; with autoscaling, what the autoscaler last
+    recorded in `status.autoscaling` (`minReplicas` before its first decision); otherwise `spec.replicas`.
+    """
+    if agent.spec.paused:
+        return 0
+    autoscaling = agent.spec.autoscaling
+    if autoscaling is not None and autoscaling.enabled:
+        return autoscaled_replicas(autoscaling, agent.status.autoscaling if agent.status else None)
+    return agent.spec.replicas
 
 
 def termination_grace_period(agent: DurableAgent) -> int:

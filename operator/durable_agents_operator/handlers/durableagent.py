@@ -1,5 +1,9 @@
 """DurableAgent: reconcile (parse → resolve → build → plan → apply → report) and the health timer.
 
+With `spec.autoscaling.enabled`, the health timer also decides the worker replicas from the backlog it
+read (`durable_agents_operator.autoscaling.decide`) and, when they change, applies them through the same
+build → plan → apply path as reconcile, records the decision in `status.autoscaling` and emits an Event.
+
 Deletion needs no handler: every child carries an owner reference, so garbage collection removes it.
 """
 
@@ -14,8 +18,20 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from durable_agents_operator.api import API_VERSION, DurableAgent
-from durable_agents_operator.builders import desired_replicas, resolve_temporal, selector_string
+from durable_agents_operator.api import (
+    API_VERSION,
+    AutoscalingSpec,
+    AutoscalingStatus,
+    DurableAgent,
+    DurableAgentStatus,
+)
+from durable_agents_operator.autoscaling import ScaleDecision, decide
+from durable_agents_operator.builders import (
+    WorkerTemporal,
+    desired_replicas,
+    resolve_temporal,
+    selector_string,
+)
 from durable_agents_operator.builders.agent import AgentObjects, build_agent_objects, child_keys
 from durable_agents_operator.conditions import (
     READY,
@@ -36,10 +52,11 @@ from durable_agents_operator.errors import (
 from durable_agents_operator.kube import KubeInvalid
 from durable_agents_operator.naming import deployment_name
 from durable_agents_operator.objects import ObjectKey, key_of, timestamp
-from durable_agents_operator.planner import Apply, Conflict, Delete, plan
+from durable_agents_operator.planner import Action, Apply, Conflict, Delete, plan
 from durable_agents_runtime.errors import format_validation
+from durable_agents_runtime.health import AgentHealth
 
-from .reporting import report, status_due
+from .reporting import emit, report, status_due
 
 __all__ = ["check_health", "reconcile"]
 
@@ -72,21 +89,13 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
 
     try:
         objects = await _desired(ops, agent)
-        observed_list = await asyncio.gather(*(ops.kube.get(k) for k in child_keys(_name(agent), _ns(agent))))
-        observed = dict(zip(child_keys(_name(agent), _ns(agent)), observed_list, strict=True))
-        actions = plan({key_of(m): m for m in objects.manifests}, observed, owner_uid=agent.metadata.uid)
+        observed, actions = await _plan(ops, agent, objects)
         conflicts = [a for a in actions if isinstance(a, Conflict)]
         if conflicts:
             message = "; ".join(c.message for c in conflicts)
             await _report_stuck(ops, body, now, blocked=(Reason.OBJECT_CONFLICT, message))
             raise kopf.TemporaryError(message, delay=60)
-        live = dict(observed)
-        for action in actions:
-            if isinstance(action, Apply):
-                live[action.key] = await ops.kube.apply(action.manifest)
-            elif isinstance(action, Delete):
-                await ops.kube.delete(action.key, uid=action.uid)
-                live[action.key] = None
+        live = await _execute(ops, observed, actions)
     except (InvalidSpec, KubeInvalid) as exc:
         await _report_stuck(ops, body, now, spec_error=str(exc))
         raise kopf.PermanentError(str(exc)) from None
@@ -132,14 +141,11 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
     previous = _conditions(body)
     if any(c.get("type") == READY and c.get("reason") == Reason.OBJECT_CONFLICT for c in previous):
         return  # reconcile owns this state until the conflicting object is gone
-    spec_error = blocked = health = None
+    spec_error = blocked = health = temporal = None
     try:
         connection, params = await ops.resolve(agent)
-        build_agent_objects(
-            agent,
-            temporal=resolve_temporal(agent, connection=connection, default=ops.default_connection),
-            default_image=ops.settings.worker_image,
-        )
+        temporal = resolve_temporal(agent, connection=connection, default=ops.default_connection)
+        build_agent_objects(agent, temporal=temporal, default_image=ops.settings.worker_image)
     except InvalidSpec as exc:
         spec_error = str(exc)
     except DependencyNotReady as exc:
@@ -153,6 +159,17 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
     except OperatorError:
         return
     now = ops.clock()
+    scaling = None
+    if temporal is not None and _autoscaling(agent) is not None:
+        scaling = _decide(agent, health, now)
+        if scaling.replicas != desired_replicas(agent):
+            agent = _with_autoscaling(agent, scaling.status)
+            try:
+                deployment = await _apply_scale(ops, agent, temporal)
+            except OperatorError:
+                return  # nothing scaled and nothing recorded: the next tick decides again
+            if deployment is None:
+                return  # reconcile reports the conflicting object; scale once it is resolved
     observation = _observation(
         ops,
         agent,
@@ -168,6 +185,10 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
     if health is not None and health.reachable:
         reading = health.to_dict()
         status.update({field: reading.get(field) for field in _HEALTH_FIELDS})
+    if scaling is not None:
+        status["autoscaling"] = scaling.to_api()
+    elif (body.get("status") or {}).get("autoscaling") is not None:
+        status["autoscaling"] = None  # autoscaling was turned off: its last decision no longer applies
     current = body.get("status") or {}
     if not update.transitions and not status_due(current, status, "lastHealthCheck", now, ops.settings):
         return
@@ -176,6 +197,60 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         await report(ops, body, _key(body), status, update.transitions, now)
     except OperatorError:
         return
+    if scaling is not None and scaling.scaled:
+        await emit(
+            ops, body, reason=scaling.status.reason, message=scaling.event_message, warning=False, now=now
+        )
+
+
+def _autoscaling(agent: DurableAgent) -> AutoscalingSpec | None:
+    autoscaling = agent.spec.autoscaling
+    return autoscaling if autoscaling is not None and autoscaling.enabled else None
+
+
+def _decide(agent: DurableAgent, health: AgentHealth | None, now: datetime) -> ScaleDecision:
+    spec = _autoscaling(agent)
+    assert spec is not None, "only called with autoscaling enabled"
+    previous = agent.status.autoscaling if agent.status is not None else None
+    return decide(spec, paused=agent.spec.paused, health=health, previous=previous, now=now)
+
+
+def _with_autoscaling(agent: DurableAgent, decision: AutoscalingStatus) -> DurableAgent:
+    """`agent` as if `decision` were already recorded: what the builders read the replica count from."""
+    status = agent.status or DurableAgentStatus()
+    return agent.model_copy(update={"status": status.model_copy(update={"autoscaling": decision})})
+
+
+async def _apply_scale(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> dict[str, Any] | None:
+    """Build → plan → apply for the new replica count (the Deployment and its disruption budget change);
+    the live Deployment, or None when an object belongs to someone else (then nothing is applied)."""
+    objects = build_agent_objects(agent, temporal=temporal, default_image=ops.settings.worker_image)
+    observed, actions = await _plan(ops, agent, objects)
+    if any(isinstance(a, Conflict) for a in actions):
+        return None
+    live = await _execute(ops, observed, actions)
+    return live.get(_deployment_key(agent))
+
+
+async def _plan(
+    ops: Operator, agent: DurableAgent, objects: AgentObjects
+) -> tuple[dict[ObjectKey, dict[str, Any] | None], list[Action]]:
+    keys = child_keys(_name(agent), _ns(agent))
+    observed = dict(zip(keys, await asyncio.gather(*(ops.kube.get(k) for k in keys)), strict=True))
+    return observed, plan({key_of(m): m for m in objects.manifests}, observed, owner_uid=agent.metadata.uid)
+
+
+async def _execute(
+    ops: Operator, observed: Mapping[ObjectKey, dict[str, Any] | None], actions: list[Action]
+) -> dict[ObjectKey, dict[str, Any] | None]:
+    live = dict(observed)
+    for action in actions:
+        if isinstance(action, Apply):
+            live[action.key] = await ops.kube.apply(action.manifest)
+        elif isinstance(action, Delete):
+            await ops.kube.delete(action.key, uid=action.uid)
+            live[action.key] = None
+    return live
 
 
 async def _desired(ops: Operator, agent: DurableAgent) -> AgentObjects:
@@ -201,6 +276,7 @@ def _observation(
         generation=generation if generation is not None else agent.metadata.generation,
         desired_replicas=desired_replicas(agent),
         paused=agent.spec.paused,
+        autoscaling=_autoscaling(agent) is not None,
         task_queue=agent.task_queue,
         spec_error=spec_error,
         blocked=blocked,
