@@ -273,6 +273,7 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
         )
         operator = WorkerProcess([str(VENV_BIN / "durable-agents"), "operator"], env, work / "operator.log")
         operator.start()
+        profile = _profile_operator(operator.pid)
         list_url = f"{plane.server_url}/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
         async with httpx.AsyncClient(
             verify=str(plane.ca_path),
@@ -333,7 +334,27 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                     )
             finally:
                 operator.stop()
+                if profile is not None:
+                    profile.wait()
     return results
+
+
+def _profile_operator(pid: int) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PROFILE_OPERATOR=FILE, py-spy records the operator for its first 120 s into FILE.
+
+    Collapsed stacks; summarize them with `bench.profile_worker.summarize_collapsed`.
+    """
+    output = os.environ.get("BENCH_PROFILE_OPERATOR")
+    py_spy = shutil.which("py-spy")
+    if not output:
+        return None
+    if py_spy is None:
+        raise RuntimeError("BENCH_PROFILE_OPERATOR needs py-spy on PATH (see bench/profile_worker.py)")
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", "120", "--rate", "100", "--format", "raw",
+         "--output", output, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
 
 
 def _metrics_port(args: Any) -> int:
