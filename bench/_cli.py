@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from bench._harness import stop_on_sigterm
 from bench._stats import Row, machine_line, markdown_table
@@ -12,7 +13,7 @@ from bench._stats import Row, machine_line, markdown_table
 __all__ = ["run_cli"]
 
 
-def run_cli(doc: str | None, run: Callable[[bool], Awaitable[list[Row]]], quick_help: str) -> None:
+def run_cli(doc: str | None, run: Callable[[bool], Coroutine[Any, Any, list[Row]]], quick_help: str) -> None:
     """Parse `--quick`, run the benchmark, print its rows and the machine line before and after."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)

@@ -113,6 +113,7 @@ def dev_server(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[DevSer
     log_path = workdir / "temporal.log"
     log = log_path.open("ab")
     process: subprocess.Popen[bytes] | None = None
+    port = 0
     try:
         # A port picked as free can be taken before the server binds it: retry with new ports.
         for attempt in range(3):

@@ -123,7 +123,7 @@ def ours_target(*, label: str = "ours", overrides: Mapping[str, Any] | None = No
     return Target(
         label=label,
         workflow=WORKFLOW_NAME,
-        argument=lambda prompt: RunInput(prompt=prompt),
+        argument=lambda prompt: RunInput.model_validate({"prompt": prompt}),
         command=command,
         health_port=ports,
     )
