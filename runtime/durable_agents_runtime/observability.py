@@ -8,7 +8,8 @@ served for Prometheus on `prometheusPort`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from durable_agents_runtime.config import RuntimeConfig
@@ -29,10 +30,24 @@ def prometheus_runtime(host: str, port: int | None) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
 
 
-def logfire_plugins(config: RuntimeConfig) -> Sequence[Plugin]:
-    """Configure Logfire as `observability` asks and return the Temporal client plugins that trace runs."""
+_OTLP_ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def spans_have_a_destination(config: RuntimeConfig, environ: Mapping[str, str]) -> bool:
+    """Whether any span would leave the process: to Logfire (send + token) or to an OTLP endpoint."""
+    if config.observability.otlp_endpoint or any(environ.get(name) for name in _OTLP_ENDPOINT_ENV):
+        return True
+    return config.observability.logfire.send and bool(environ.get("LOGFIRE_TOKEN"))
+
+
+def logfire_plugins(config: RuntimeConfig, environ: Mapping[str, str] = os.environ) -> Sequence[Plugin]:
+    """Configure Logfire as `observability` asks and return the Temporal client plugins that trace runs.
+
+    Tracing is skipped when no span could go anywhere: building and dropping them cost about a fifth of a
+    worker's CPU per run (bench/README.md, "logfire off").
+    """
     spec = config.observability.logfire
-    if not spec.enabled:
+    if not spec.enabled or not spans_have_a_destination(config, environ):
         return []
     import logfire
     from pydantic_ai.durable_exec.temporal import LogfirePlugin
