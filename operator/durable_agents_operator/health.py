@@ -9,6 +9,7 @@ unreachable `AgentHealth` for every queue of the batch: never an exception, neve
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ HealthReader = Callable[
 """Reads several task queues of one Temporal namespace in one go, given the previous read's result."""
 
 
+READ_CONCURRENCY = 8
+"""Temporal calls one batched health read keeps in flight."""
+CALLS_PER_QUEUE = 3
+"""Calls per task queue in a steady-state read (2 DescribeTaskQueue + 1 CountWorkflowExecutions)."""
+
+
 def runtime_reader(*, live_within: float, rpc_timeout: float) -> HealthReader:
     """The runtime's `read_health`: what `durable-agents status` shows is what the operator writes."""
 
@@ -40,6 +47,7 @@ def runtime_reader(*, live_within: float, rpc_timeout: float) -> HealthReader:
             live_within=timedelta(seconds=live_within),
             previous=previous,
             rpc_timeout=timedelta(seconds=rpc_timeout),
+            concurrency=READ_CONCURRENCY,
         )
 
     return read
@@ -100,6 +108,17 @@ class HealthBatcher:
         result = await asyncio.shield(task)
         return result[task_queue]
 
+    def deadline(self, queues: int) -> float:
+        """How long one batched read of `queues` task queues may take.
+
+        The timeout bounds each wave of calls, not the whole batch: a read makes `CALLS_PER_QUEUE` calls per
+        queue, `READ_CONCURRENCY` at a time, so 500 agents need ~190 waves. One timeout for the whole batch
+        reported every agent TemporalUnreachable on a slow but healthy server (bench/README.md, operator
+        scale). A server that is really down still fails fast: the reader stops after its first timeout.
+        """
+        waves = math.ceil(CALLS_PER_QUEUE * queues / READ_CONCURRENCY)
+        return self._timeout * max(1, waves)
+
     def peek(self, params: ConnectionParams, task_queue: str) -> AgentHealth | None:
         """The last known health of `task_queue`, however old, without reading Temporal."""
         conn = self._connections.get(params.key)
@@ -140,13 +159,15 @@ class HealthBatcher:
     ) -> Mapping[str, AgentHealth]:
         try:
             client = await self._pool.client(params)
-            result = await asyncio.wait_for(self._reader(client, queues, previous), self._timeout)
+            result = await asyncio.wait_for(
+                self._reader(client, queues, previous), self.deadline(len(queues))
+            )
         except OperatorError as exc:
             return {q: AgentHealth.unreachable(q, str(exc)) for q in queues}
         except TimeoutError:
             message = (
-                f"Temporal at {params} did not answer within {self._timeout:g}s: check that the frontend "
-                "is up and reachable from the operator"
+                f"Temporal at {params} did not answer within {self.deadline(len(queues)):g}s: check that the "
+                "frontend is up and reachable from the operator"
             )
             return {q: AgentHealth.unreachable(q, message) for q in queues}
         except Exception as exc:  # any failure of a read must become a condition, not a crashed timer

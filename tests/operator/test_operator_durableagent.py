@@ -264,6 +264,15 @@ async def test_a_slow_temporal_is_cut_off_by_the_timeout(kube: FakeKube, clock: 
     assert conditions(kube)["TemporalReachable"] == ("False", "TemporalUnreachable")
 
 
+def test_a_batched_read_may_take_one_timeout_per_wave_of_calls_not_one_for_all_agents(
+    kube: FakeKube, clock: Clock
+) -> None:
+    ops = make_operator(kube, clock=clock, temporal_timeout=5)
+    # 3 calls per queue, 8 at a time: one agent is one wave; 500 agents are 188 waves.
+    assert ops.health.deadline(1) == 5
+    assert ops.health.deadline(500) == 5 * 188
+
+
 async def test_no_pollers_on_ready_pods_is_degraded_with_a_hint(kube: FakeKube, clock: Clock) -> None:
     reader = RecordingReader()
     reader.workers["ns.hello"] = 0

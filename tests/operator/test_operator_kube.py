@@ -3,6 +3,7 @@ the API server's answers to the operator's errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
-from durable_agents_operator.kube import KubeClient, KubeInvalid
+from durable_agents_operator.kube import MAX_IN_FLIGHT, KubeClient, KubeInvalid
 from durable_agents_operator.objects import ObjectKey
 
 pytestmark = pytest.mark.anyio
@@ -154,3 +155,24 @@ async def test_permission_checks_ask_the_api_server_about_the_subresource() -> N
         "namespace": "team-a",
     }
     assert (allowed, reason) == (False, "no RBAC rule")
+
+
+async def test_requests_beyond_the_in_flight_limit_wait_in_the_operator_not_in_the_pool() -> None:
+    in_flight = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json={})
+
+    http = httpx.AsyncClient(base_url="https://kube.test:6443", transport=httpx.MockTransport(handler))
+    kube = KubeClient(http, field_manager="durable-agents")
+    keys = [ObjectKey("apps/v1", "Deployment", "team-a", f"d{i}") for i in range(3 * MAX_IN_FLIGHT)]
+
+    answers = await asyncio.gather(*(kube.get(key) for key in keys))
+
+    assert answers == [{}] * len(keys)
+    assert peak == MAX_IN_FLIGHT
