@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import KubeApiError, KubeForbidden
-from durable_agents_operator.health import HealthBatcher, HealthReader
+from durable_agents_operator.health import HealthBatcher, HealthReader, runtime_reader
 from durable_agents_operator.kube import resource_for
 from durable_agents_operator.objects import ObjectKey, key_of
 from durable_agents_operator.settings import OperatorSettings
@@ -243,6 +243,17 @@ def make_operator(
         default_params=ConnectionParams(address=config.temporal_address, namespace=config.temporal_namespace),
         clock=clock.wall,
         monotonic=clock.monotonic,
+    )
+
+
+def make_real_operator(kube: FakeKube, *, clock: Clock, temporal_address: str) -> Operator:
+    """An operator whose Temporal side is real: connection pool and the runtime's health read."""
+    return make_operator(
+        kube,
+        clock=clock,
+        temporal=TemporalPool(timeout=5),
+        reader=runtime_reader(live_within=75, rpc_timeout=5),
+        temporal_address=temporal_address,
     )
 
 

@@ -19,6 +19,7 @@ from operator_support import (
     agent_manifest,
     deployment_key,
     make_operator,
+    make_real_operator,
     roll_out,
 )
 from temporalio import workflow
@@ -26,9 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from durable_agents_operator.handlers import durableagent
-from durable_agents_operator.health import runtime_reader
 from durable_agents_operator.objects import ObjectKey
-from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.health import AgentHealth, read_health
 
 pytestmark = pytest.mark.anyio
@@ -87,13 +86,7 @@ async def test_the_timer_scales_workers_up_on_a_backlog_and_down_after_the_delay
     kube: FakeKube, clock: Clock, dev_server: DevServer
 ) -> None:
     queue = f"autoscale-{uuid.uuid4().hex[:8]}"
-    ops = make_operator(
-        kube,
-        clock=clock,
-        temporal=TemporalPool(timeout=5),
-        reader=runtime_reader(live_within=75, rpc_timeout=5),
-        temporal_address=dev_server.address,
-    )
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
     autoscaling = {"enabled": True, "minReplicas": 0, "maxReplicas": 5, "targetBacklogPerWorker": 2}
     await durableagent.reconcile(
         ops, kube.put(agent_manifest(replicas=1, temporal={"taskQueue": queue}, autoscaling=autoscaling))

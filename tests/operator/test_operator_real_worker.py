@@ -21,14 +21,12 @@ from operator_support import (
     FakeKube,
     agent_key,
     agent_manifest,
-    make_operator,
+    make_real_operator,
     roll_out,
 )
 
 from durable_agents_operator.handlers import agentrun, durableagent
-from durable_agents_operator.health import runtime_reader
 from durable_agents_operator.objects import ObjectKey
-from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.config import RuntimeConfig
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -53,13 +51,7 @@ async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_complet
     kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any
 ) -> None:
     queue = f"hello-{uuid.uuid4().hex[:8]}"
-    ops = make_operator(
-        kube,
-        clock=clock,
-        temporal=TemporalPool(timeout=5),
-        reader=runtime_reader(live_within=75, rpc_timeout=5),
-        temporal_address=dev_server.address,
-    )
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
     manifest = agent_manifest(temporal={"taskQueue": queue})
     manifest["spec"]["agent"]["toolsets"] = [
         {"id": "demo", "entrypoint": "durable_agents_runtime.demo:toolset"}
