@@ -5,10 +5,17 @@ what the operator writes into a DurableAgent's status.
 
 What is read for each task queue:
 
-- **workers**: identities that polled the queue (workflow or activity pollers, merged by identity) within
-  `live_within`. Temporal keeps a dead worker in the poller list for minutes after it died (measured
-  190 s after SIGKILL), so the list alone cannot tell a live worker from a dead one; the time of each
-  poller's last poll can. An idle live worker only shows a new poll when its long poll returns, which
+- **workers**: workers that sent an SDK worker heartbeat for the queue (`ListWorkers`) within
+  `HEARTBEAT_STALE_AFTER`, plus, for identities that send no heartbeats (other SDKs, older images), poller
+  identities (workflow or activity pollers, merged by identity) that polled within `live_within`. An
+  identity that heartbeats at least every `HEARTBEAT_STALE_AFTER` is judged by its heartbeat only;
+  one heartbeating more slowly (the SDK default is 60 s) or that sent only its first heartbeat keeps the
+  poller rule. Our worker heartbeats every `WORKER_HEARTBEAT_INTERVAL`, so its death shows within about
+  `HEARTBEAT_STALE_AFTER` (9 s from SIGKILL in tests/runtime/test_health.py; 6.9 s in bench/README.md,
+  "Health latency"); the poller rule takes 25 to 70 s.
+  Temporal keeps a dead worker in the poller list for minutes after it died (measured 190 s after
+  SIGKILL), so the list alone cannot tell a live worker from a dead one; the time of each poller's last
+  poll can. An idle live worker only shows a new poll when its long poll returns, which
   took up to 57 s on the dev server (60 s is the server default): `live_within` must stay above that, or
   idle workers are counted as gone. The comparison uses this process's clock against the server's, so
   a clock skew adds to the window.
@@ -21,15 +28,19 @@ What is read for each task queue:
 
 Calls per read, for N task queues on one connection (all through one semaphore, `concurrency` at a time):
 
-    calls = 2N DescribeTaskQueue + N CountWorkflowExecutions
+    calls = 2N DescribeTaskQueue + N CountWorkflowExecutions + ceil(N / 25) * P ListWorkers
             + F * (1 ListWorkflowExecutions + at most 1 GetWorkflowExecutionHistory)
 
 F is the number of queues whose failed count differs from `previous` (every queue with failures when
-there is no previous read); the history call is skipped when the newest failure is a timeout. A steady
-state costs 3N calls; the worst case 5N. The run counts cannot be merged into one query: the dev server's
-SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field. Describing both queue
-types in one call needs the deprecated ENHANCED mode, hence two calls. A visibility query cannot match
-a task queue name containing `"` or `\\` on the dev server; such a queue reports zero runs.
+there is no previous read); the history call is skipped when the newest failure is a timeout. ListWorkers
+reads the heartbeats of up to 25 queues per call (`TaskQueue='a' OR TaskQueue='b' ...`; the dev server
+answers `TaskQueue IN (...)` with nothing), P pages each (1 unless a page of 1000 workers fills). A steady
+state costs 3N + ceil(N / 25) calls; the worst case 5N + ceil(N / 25). A server that rejects ListWorkers
+(other than by being unreachable) leaves only the poller rule. The run counts cannot be merged into one
+query: the dev server's SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field.
+Describing both queue types in one call needs the deprecated ENHANCED mode, hence two calls. A
+visibility query cannot match a task queue name containing `"` or `\\` on the dev server; such a queue
+reports zero runs.
 
 Temporal failures never raise: the affected queues come back with `reachable=False` and a short `error`.
 Each call is bounded by `rpc_timeout`; after a connection-level failure (unreachable, timed out) the
@@ -45,14 +56,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
-from temporalio.api.enums.v1 import EventType, HistoryEventFilterType, TaskQueueType
+from temporalio.api.enums.v1 import EventType, HistoryEventFilterType, TaskQueueType, WorkerStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
     DescribeTaskQueueResponse,
     GetWorkflowExecutionHistoryRequest,
+    ListWorkersRequest,
 )
 from temporalio.client import (
     Client,
@@ -64,7 +77,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 __all__ = [
     "DEFAULT_LIVE_WITHIN",
+    "HEARTBEAT_STALE_AFTER",
     "MAX_MESSAGE_CHARS",
+    "WORKER_HEARTBEAT_INTERVAL",
     "AgentHealth",
     "FailureInfo",
     "backlog_of",
@@ -79,6 +94,12 @@ __all__ = [
 
 DEFAULT_LIVE_WITHIN = timedelta(seconds=75)
 """A poller counts as a live worker if it polled this recently (above the 60 s long-poll interval)."""
+WORKER_HEARTBEAT_INTERVAL = timedelta(seconds=3)
+"""How often our worker sends an SDK worker heartbeat (the SDK default, 60 s, would make a death show as
+slowly as the poller list does). A heartbeat is one small call per interval per worker process."""
+HEARTBEAT_STALE_AFTER = 3 * WORKER_HEARTBEAT_INTERVAL
+"""A worker whose last heartbeat is older than this counts as gone: three missed heartbeats, so one late
+heartbeat (a busy event loop, a slow server) does not make a live worker flap."""
 MAX_MESSAGE_CHARS = 500
 """Failure messages are cut to this length."""
 _MAX_DETAIL_CHARS = 200
@@ -90,6 +111,8 @@ _FAILED_STATUSES = ("Failed", "TimedOut", "Terminated")
 _CONNECTION_STATUSES = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
+_HEARTBEAT_QUEUES_PER_CALL = 25
+_HEARTBEAT_PAGE = 1000
 _QUEUE_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
 _T = TypeVar("_T")
@@ -173,12 +196,28 @@ async def read_health(
     reader = _Reader(client, concurrency=concurrency, rpc_timeout=rpc_timeout)
     previous = previous or {}
     unique = list(dict.fromkeys(task_queues))
-    results = await asyncio.gather(
-        *(
-            _read_queue(reader, queue, live_within=live_within, now=now, previous=previous.get(queue))
-            for queue in unique
+    if not unique:
+        return {}
+    heartbeats = asyncio.ensure_future(reader.heartbeats(unique))
+    try:
+        results = await asyncio.gather(
+            *(
+                _read_queue(
+                    reader,
+                    queue,
+                    heartbeats,
+                    live_within=live_within,
+                    now=now,
+                    previous=previous.get(queue),
+                )
+                for queue in unique
+            )
         )
-    )
+    finally:
+        if not heartbeats.done():
+            heartbeats.cancel()
+        elif not heartbeats.cancelled():
+            heartbeats.exception()  # retrieved: each queue already reported it
     return dict(zip(unique, results, strict=True))
 
 
@@ -221,6 +260,39 @@ class _Reader:
             lambda: self.client.workflow_service.describe_task_queue(request, timeout=self.timeout)
         )
 
+    async def heartbeats(self, queues: Sequence[str]) -> dict[str, list[WorkerHeartbeat]]:
+        """SDK worker heartbeats by task queue; none when the server rejects `ListWorkers`."""
+        by_queue: dict[str, list[WorkerHeartbeat]] = {}
+        for first in range(0, len(queues), _HEARTBEAT_QUEUES_PER_CALL):
+            chunk = queues[first : first + _HEARTBEAT_QUEUES_PER_CALL]
+            query = " OR ".join(f"TaskQueue={_quote(queue)}" for queue in chunk)
+            token = b""
+            while True:
+                request = ListWorkersRequest(
+                    namespace=self.client.namespace,
+                    query=query,
+                    page_size=_HEARTBEAT_PAGE,
+                    next_page_token=token,
+                )
+                try:
+                    response = await self.call(
+                        lambda request=request: self.client.workflow_service.list_workers(
+                            request, timeout=self.timeout
+                        )
+                    )
+                except _ReadError:
+                    if self._down is not None:
+                        raise
+                    return {}
+                # `workers` (WorkerListInfo) carries no heartbeat time; the deprecated `workers_info` does.
+                for info in response.workers_info:
+                    beat = info.worker_heartbeat
+                    by_queue.setdefault(beat.task_queue, []).append(beat)
+                token = response.next_page_token
+                if not token:
+                    break
+        return by_queue
+
     async def count(self, queue: str) -> Sequence[WorkflowExecutionCountAggregationGroup]:
         query = f"TaskQueue={_quote(queue)} GROUP BY ExecutionStatus"
         result = await self.call(lambda: self.client.count_workflows(query, rpc_timeout=self.timeout))
@@ -253,17 +325,26 @@ class _Reader:
 
 
 async def _read_queue(
-    reader: _Reader, queue: str, *, live_within: timedelta, now: datetime | None, previous: AgentHealth | None
+    reader: _Reader,
+    queue: str,
+    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]]],
+    *,
+    live_within: timedelta,
+    now: datetime | None,
+    previous: AgentHealth | None,
 ) -> AgentHealth:
     try:
         async with asyncio.TaskGroup() as group:
             describes = [group.create_task(reader.describe(queue, queue_type)) for queue_type in _QUEUE_TYPES]
+            beats = group.create_task(_heartbeats_of(heartbeats, queue))
             count = group.create_task(reader.count(queue))
     except* _ReadError as failures:
         error = str(failures.exceptions[0])
     else:
         described = [task.result() for task in describes]
-        workers = live_workers(described, now=now or datetime.now(UTC), live_within=live_within)
+        workers = live_workers(
+            described, now=now or datetime.now(UTC), live_within=live_within, heartbeats=beats.result()
+        )
         running, completed, failed = run_counts(count.result())
         backlog_count, backlog_age = backlog_of(described)
         try:
@@ -284,6 +365,13 @@ async def _read_queue(
             last_failure=last_failure,
         )
     return AgentHealth.unreachable(queue, error)
+
+
+async def _heartbeats_of(
+    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]]], queue: str
+) -> list[WorkerHeartbeat]:
+    # Shielded: one queue's read failing must not cancel the call the other queues wait for.
+    return (await asyncio.shield(heartbeats)).get(queue, [])
 
 
 async def _last_failure(reader: _Reader, queue: str) -> FailureInfo | None:
@@ -310,10 +398,45 @@ def last_polls(described: Iterable[DescribeTaskQueueResponse]) -> dict[str, date
 
 
 def live_workers(
-    described: Iterable[DescribeTaskQueueResponse], *, now: datetime, live_within: timedelta
+    described: Iterable[DescribeTaskQueueResponse],
+    *,
+    now: datetime,
+    live_within: timedelta,
+    heartbeats: Iterable[WorkerHeartbeat] = (),
+    stale_after: timedelta = HEARTBEAT_STALE_AFTER,
 ) -> int:
-    """How many poller identities polled within `live_within` before `now` (a timezone-aware time)."""
-    return sum(1 for polled in last_polls(described).values() if now - polled <= live_within)
+    """How many worker identities are live at `now` (a timezone-aware time).
+
+    An identity whose newest heartbeat reports shutdown is not live. One that heartbeats at least every
+    `stale_after` (its `elapsed_since_last_heartbeat`) is judged by its heartbeat only: live when the
+    newest heartbeat is at most `stale_after` old, whatever its last poll. Any other poller identity,
+    including one that heartbeats more slowly (the SDK default is 60 s) or has sent only its first
+    heartbeat, is live when it polled within `live_within`.
+    """
+    beats: dict[str, WorkerHeartbeat] = {}
+    for beat in heartbeats:
+        seen = beats.get(beat.worker_identity)
+        if seen is None or _beat_time(beat) > _beat_time(seen):
+            beats[beat.worker_identity] = beat
+    polls = last_polls(described)
+    live = 0
+    for identity in beats.keys() | polls.keys():
+        beat = beats.get(identity)
+        if beat is not None:
+            if beat.status == WorkerStatus.WORKER_STATUS_SHUTDOWN:
+                continue
+            cadence = beat.elapsed_since_last_heartbeat.ToTimedelta()
+            if timedelta(0) < cadence <= stale_after:
+                live += now - _beat_time(beat) <= stale_after
+                continue
+        polled = polls.get(identity)
+        if polled is not None and now - polled <= live_within:
+            live += 1
+    return live
+
+
+def _beat_time(beat: WorkerHeartbeat) -> datetime:
+    return beat.heartbeat_time.ToDatetime(tzinfo=UTC)
 
 
 def backlog_of(described: Iterable[DescribeTaskQueueResponse]) -> tuple[int, float]:

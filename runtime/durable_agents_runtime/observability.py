@@ -21,13 +21,21 @@ if TYPE_CHECKING:
 __all__ = ["logfire_plugins", "prometheus_runtime"]
 
 
-def prometheus_runtime(host: str, port: int | None) -> Runtime | None:
-    """A Temporal runtime serving SDK metrics for Prometheus on `host:port`; None when the port is 0 (off)."""
-    if not port:
-        return None
+def prometheus_runtime(host: str, port: int | None) -> Runtime:
+    """The worker's Temporal runtime: SDK worker heartbeats every `WORKER_HEARTBEAT_INTERVAL`, and SDK
+    metrics served for Prometheus on `host:port` unless the port is 0 (off).
+
+    The runtime is built even without Prometheus: the heartbeats are how `read_health` sees a dead worker
+    within seconds (see `durable_agents_runtime.health`).
+    """
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+    from durable_agents_runtime.health import WORKER_HEARTBEAT_INTERVAL
+
+    metrics = PrometheusConfig(bind_address=f"{host}:{port}") if port else None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=metrics), worker_heartbeat_interval=WORKER_HEARTBEAT_INTERVAL
+    )
 
 
 _OTLP_ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

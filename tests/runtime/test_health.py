@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from slow_tools import agent_config, worker_env
 from temporalio import workflow
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWorkersRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -33,6 +35,7 @@ pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
 READ_CALLS = (
     "describe_task_queue",
+    "list_workers",
     "count_workflow_executions",
     "list_workflow_executions",
     "get_workflow_execution_history",
@@ -328,15 +331,50 @@ async def test_calls_per_read_follow_the_documented_formula(temporal: Target, cl
     second = await read_health(counted, queues, previous=first, concurrency=4)
     n, failed_queues = len(queues), 1
 
-    # 2N describe + N count + F * (list + close event), F = queues whose failed count changed.
+    # 2N describe + N count + 1 ListWorkers (up to 25 queues) + F * (list + close event), F = queues
+    # whose failed count changed.
     assert first_calls == {
         "describe_task_queue": 2 * n,
+        "list_workers": 1,
         "count_workflow_executions": n,
         "list_workflow_executions": failed_queues,
         "get_workflow_execution_history": failed_queues,
     }
-    assert counter.calls == {"describe_task_queue": 2 * n, "count_workflow_executions": n}
+    assert counter.calls == {"describe_task_queue": 2 * n, "list_workers": 1, "count_workflow_executions": n}
     assert counter.most_in_flight <= 4
     assert second[queues[0]].last_failure == first[queues[0]].last_failure
     assert first[queues[0]].last_failure is not None
     assert all(second[queue].last_failure is None for queue in queues[1:])
+
+
+async def test_a_sigkilled_heartbeating_worker_is_gone_within_seconds(
+    client: Client, temporal: Target, start_worker: Any, tmp_path: Path
+):
+    config = agent_config(temporal, "heartbeat_agent")
+    worker = start_worker(config, **worker_env(tmp_path / "tools.log", 0))
+    queue = config.temporal.task_queue
+    await _health_until(client, queue, lambda h: h.workers >= 1, timeout=30)
+    # Killed after its heartbeat cadence is known (the second heartbeat); before that, pollers decide.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not await _heartbeat_cadence_known(client, queue):
+        await asyncio.sleep(0.2)
+
+    worker.process.send_signal(signal.SIGKILL)
+    worker.process.wait(timeout=10)
+    killed = time.monotonic()
+    # The default live_within (75 s) would keep the dead worker's last poll live; its heartbeats stop.
+    gone = await _health_until(client, queue, lambda h: h.workers == 0, timeout=20)
+    elapsed = time.monotonic() - killed
+    print(f"SIGKILL -> 0 workers: {elapsed:.1f} s")
+
+    assert gone.workers == 0
+    assert elapsed < 15
+
+
+async def _heartbeat_cadence_known(client: Client, queue: str) -> bool:
+    request = ListWorkersRequest(namespace=client.namespace, query=f"TaskQueue='{queue}'")
+    response = await client.workflow_service.list_workers(request)
+    return any(
+        info.worker_heartbeat.elapsed_since_last_heartbeat.ToTimedelta() > timedelta(0)
+        for info in response.workers_info
+    )

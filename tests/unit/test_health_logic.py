@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkerStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
     HistoryEvent,
@@ -15,10 +15,12 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionTerminatedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats
+from temporalio.api.worker.v1 import WorkerHeartbeat
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecutionCountAggregationGroup
 
 from durable_agents_runtime.health import (
+    HEARTBEAT_STALE_AFTER,
     MAX_MESSAGE_CHARS,
     AgentHealth,
     FailureInfo,
@@ -51,6 +53,14 @@ def _described(*pollers: tuple[str, float], backlog: int | None = None, age: flo
             TaskQueueStats(approximate_backlog_count=backlog, approximate_backlog_age=duration)
         )
     return response
+
+
+def _beat(
+    identity: str, seconds_ago: float, status: int = WorkerStatus.WORKER_STATUS_RUNNING, every: float = 3.0
+):
+    beat = WorkerHeartbeat(worker_identity=identity, heartbeat_time=_at(seconds_ago), status=status)
+    beat.elapsed_since_last_heartbeat.FromTimedelta(timedelta(seconds=every))
+    return beat
 
 
 def _health(**changes) -> AgentHealth:
@@ -223,3 +233,43 @@ def test_unreachable_health_carries_the_error_and_no_counts():
     assert health.error == "cannot read Temporal (UNAVAILABLE)"
     assert (health.workers, health.backlog_count, health.running, health.failed) == (0, 0, 0, 0)
     assert health.to_dict()["error"] == "cannot read Temporal (UNAVAILABLE)"
+
+
+def test_a_worker_with_a_recent_heartbeat_is_live_whatever_its_last_poll():
+    stale = HEARTBEAT_STALE_AFTER.total_seconds()
+    described = [_described(("a", 200.0), ("b", 1.0))]
+    heartbeats = [_beat("a", stale - 1), _beat("b", stale + 1)]
+
+    # "a" is live by its heartbeat despite an old poll; "b" stopped heartbeating, so its recent poll
+    # does not count.
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 1
+
+
+def test_the_newest_heartbeat_of_an_identity_decides():
+    stale = HEARTBEAT_STALE_AFTER.total_seconds()
+    heartbeats = [_beat("a", stale + 5), _beat("a", 1.0)]
+    assert live_workers([], now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 1
+
+
+def test_a_worker_that_reported_shutdown_is_not_live():
+    heartbeats = [_beat("a", 1.0, WorkerStatus.WORKER_STATUS_SHUTDOWN)]
+    described = [_described(("a", 1.0))]
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 0
+
+
+def test_slow_or_first_heartbeats_leave_the_decision_to_the_last_poll():
+    stale = HEARTBEAT_STALE_AFTER.total_seconds()
+    described = [_described(("slow", 30.0), ("first", 30.0), ("slow-gone", 80.0), ("first-gone", 80.0))]
+    heartbeats = [
+        _beat("slow", 40.0, every=60.0),
+        _beat("first", stale + 1, every=0.0),
+        _beat("slow-gone", 1.0, every=60.0),
+        _beat("first-gone", 1.0, every=0.0),
+    ]
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 2
+
+
+def test_pollers_without_heartbeats_fall_back_to_live_within():
+    described = [_described(("old-sdk", 50.0), ("gone", 80.0), ("ours", 70.0))]
+    heartbeats = [_beat("ours", 2.0)]
+    assert live_workers(described, now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 2
