@@ -131,7 +131,8 @@ async def serve(
         pool=pool,
         reader=runtime_reader(live_within=settings.live_within, rpc_timeout=settings.temporal_timeout),
         interval=settings.health_interval,
-        # One batched read makes 3 calls per task queue (8 at a time); it may take up to an interval.
+        # Bounds each wave of a batched read's calls (about 3 per task queue, 8 at a time; see
+        # HealthBatcher.deadline), so a large batch on a healthy server is not cut off.
         timeout=max(settings.health_interval, settings.temporal_timeout),
     )
     try:
