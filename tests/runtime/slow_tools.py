@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_ai import FunctionToolset
+from temporalio.client import Client, WorkflowHandle
 
 from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 __all__ = [
     "ENV_LOG",
@@ -106,3 +108,18 @@ def agent_config(temporal: Any, name: str, **worker: Any) -> RuntimeConfig:
 def worker_env(log: Path, seconds: float) -> dict[str, str]:
     """Environment for a worker that serves `agent_config`: this directory importable, the log, the delay."""
     return {ENV_LOG: str(log), ENV_SECONDS: str(seconds), "PYTHONPATH": str(Path(__file__).resolve().parent)}
+
+
+async def start_run_into_the_slow_tool(
+    client: Client, config: RuntimeConfig, log: Path, *, worker_pid: int, id_prefix: str
+) -> WorkflowHandle[Any, RunOutput]:
+    """Start a run and return once the worker `worker_pid` has begun the slow tool."""
+    handle = await client.start_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt="Process the item."),
+        id=f"{id_prefix}-{uuid.uuid4()}",
+        task_queue=config.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    await wait_for_entry(log, ("start", "slow_step", worker_pid), timeout=30)
+    return handle

@@ -11,18 +11,15 @@ claims belong in bench/. The bound below only keeps the test from hanging.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from slow_tools import agent_config, executions, wait_for_entry, worker_env
+from slow_tools import agent_config, executions, start_run_into_the_slow_tool, worker_env
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
@@ -42,15 +39,9 @@ async def test_worker_killed_mid_tool_run_completes_once(
     log = tmp_path / "tools.log"
     first = start_worker(config, **worker_env(log, SLOW_SECONDS))
 
-    handle = await temporal_client.start_workflow(
-        WORKFLOW_NAME,
-        RunInput(prompt="Process the item."),
-        id=f"crash-{uuid.uuid4()}",
-        task_queue=config.temporal.task_queue,
-        result_type=RunOutput,
+    handle = await start_run_into_the_slow_tool(
+        temporal_client, config, log, worker_pid=first.pid, id_prefix="crash"
     )
-
-    await wait_for_entry(log, ("start", "slow_step", first.pid), timeout=30)
     # The first model request and the fast tool have completed in the history; the slow tool has not.
     with anyio.fail_after(10):
         while await completed_activities(handle) < 2:

@@ -15,17 +15,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from slow_tools import agent_config, executions, wait_for_entry, worker_env
+from slow_tools import agent_config, executions, start_run_into_the_slow_tool, worker_env
 from temporalio.client import Client
-
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 SLOW_SECONDS = 3.0
 GRACE_SECONDS = 10.0
@@ -51,14 +48,9 @@ async def test_sigterm_lets_the_tool_in_flight_finish_and_exits_zero(
     config = agent_config(temporal_dev_server, "drain_agent", gracefulShutdownTimeout=f"{GRACE_SECONDS:.0f}s")
     log = tmp_path / "tools.log"
     first = start_worker(config, **worker_env(log, SLOW_SECONDS))
-    handle = await temporal_client.start_workflow(
-        WORKFLOW_NAME,
-        RunInput(prompt="Process the item."),
-        id=f"drain-{uuid.uuid4()}",
-        task_queue=config.temporal.task_queue,
-        result_type=RunOutput,
+    handle = await start_run_into_the_slow_tool(
+        temporal_client, config, log, worker_pid=first.pid, id_prefix="drain"
     )
-    await wait_for_entry(log, ("start", "slow_step", first.pid), timeout=30)
 
     first.process.send_signal(signal.SIGTERM)
     signalled_at = time.monotonic()
