@@ -64,7 +64,9 @@ class RunInput(BaseModel):
     """Workflow input: one agent run."""
 
     prompt: str
-    deps: dict[str, Any] | None = None
+    deps: Any = None
+    """The run's deps as a JSON value (an object for a dataclass or model deps type, a string for `str`);
+    None when the run passes none."""
     model: str | None = Field(None, description="Model override for this run.")
 
 
