@@ -16,6 +16,7 @@ import copy
 import importlib
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
@@ -32,17 +33,19 @@ from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model, infer_model
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.toolsets import AbstractToolset
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityConfig
 
 from durable_agents_runtime.config import (
+    DEFAULT_MAXIMUM_ATTEMPTS,
     ActivitySpec,
     McpServerSpec,
     ModelSpec,
     RuntimeConfig,
     ToolsetSpec,
 )
-from durable_agents_runtime.contract import EVENT_TOPIC
+from durable_agents_runtime.contract import EVENT_TOPIC, PYTHON_MODEL_PREFIX
 from durable_agents_runtime.errors import AgentLoadError
 
 if TYPE_CHECKING:
@@ -58,19 +61,28 @@ __all__ = [
     "build_agent",
     "event_topic",
     "import_object",
+    "model_streams",
     "resolve_model",
 ]
 
 
-# pydantic-ai heartbeats every activity in the background (every timeout/2). With a short heartbeat timeout a
-# killed worker's in-flight activity is retried on another worker within seconds instead of after the
-# start-to-close timeout (measured: 66 s with library defaults, 11 s with 2 s heartbeats and a 2 s sticky
-# schedule-to-start timeout). A 1 s first retry keeps that retry prompt; 30 s caps the backoff.
+# With a short heartbeat timeout a killed worker's in-flight activity is retried on another worker within
+# seconds instead of after the start-to-close timeout (measured: 66 s with library defaults, 11 s with 2 s
+# heartbeats and a 2 s sticky schedule-to-start timeout). The worker process heartbeats every running
+# activity from a thread of its own (`durable_agents_runtime.heartbeats`), so a tool that blocks the event
+# loop is not mistaken for a dead worker. A 1 s first retry keeps a retry prompt; 30 s caps the backoff.
+# Temporal's default is to retry forever, which turns a tool with a bug into a run that never ends: five
+# attempts (four retries, 1 + 2 + 4 + 8 = 15 s of backoff) end it with the last attempt's error.
 DEFAULT_ACTIVITY = ActivitySpec.model_validate(
     {
         "startToCloseTimeout": "60s",
         "heartbeatTimeout": "2s",
-        "retry": {"initialInterval": "1s", "backoffCoefficient": 2.0, "maximumInterval": "30s"},
+        "retry": {
+            "initialInterval": "1s",
+            "backoffCoefficient": 2.0,
+            "maximumInterval": "30s",
+            "maximumAttempts": DEFAULT_MAXIMUM_ATTEMPTS,
+        },
     }
 )
 """Runtime defaults for every activity; any value in the manifest overrides the matching one here."""
@@ -84,8 +96,6 @@ _RETRY_FIELDS = (
     "non_retryable_error_types",
 )
 _OPENAI_PROVIDERS = ("openai", "openai-chat", "openai-responses")
-PYTHON_MODEL_PREFIX = "python:"
-"""`model: python:pkg.mod:attr` names a `Model` instance in code instead of a provider model."""
 
 
 # --- activity settings ----------------------------------------------------------------------------------
@@ -240,6 +250,18 @@ def _run_time_model_resolver(model: ModelSpec) -> ModelIdResolver[Any]:
     """Resolves a run's model override (`RunInput.model`) the same way as the agent's own model."""
 
     def resolve(ctx: ModelResolutionContext[Any], model_id: str) -> Model | None:
+        if workflow.in_workflow():
+            # pydantic-ai resolves the run's model in the workflow too (for its profile; requests still
+            # run in the activity, where this resolver builds the model again). Built inside the
+            # workflow, a provider SDK is imported into the sandbox, which fails (openai → aiohttp), and
+            # a `python:` model's module runs in workflow context, where the durable agents it defines
+            # cannot be constructed. Build it on a thread of the worker process, as the activity does.
+            with (
+                workflow.unsafe.sandbox_unrestricted(),
+                workflow.unsafe.imports_passed_through(),
+                ThreadPoolExecutor(max_workers=1) as outside,
+            ):
+                return outside.submit(_infer, model_id, model).result()
         return _infer(model_id, model)
 
     return resolve
@@ -355,15 +377,42 @@ def _tool_metadata_capabilities(
 # --- agents ---------------------------------------------------------------------------------------------
 
 
+class _LiveEventsWhenWatched(TemporalDurability[Any]):
+    """`TemporalDurability` that streams and publishes a run's events only while someone watches it.
+
+    Publishing live events makes every model request a streamed one (a model that cannot stream, such as
+    a `FunctionModel` without `stream_function`, then fails on every attempt) and costs worker CPU per
+    run. A run is watched once a subscriber announces itself (`SUBSCRIBE_SIGNAL`, recorded on the
+    workflow instance as `live_events`); pydantic-ai asks `has_wrap_run_event_stream` at every step, so
+    the steps after the announcement stream. The answer comes from workflow state that replays
+    identically, so it is deterministic.
+    """
+
+    @property
+    def has_wrap_run_event_stream(self) -> bool:
+        return super().has_wrap_run_event_stream and _run_is_watched()
+
+
+def _run_is_watched() -> bool:
+    return workflow.in_workflow() and bool(getattr(workflow.instance(), "live_events", False))
+
+
 def _durability(config: RuntimeConfig, activity: ActivityConfigs) -> TemporalDurability[Any]:
     topic = EVENT_TOPIC if config.worker.event_stream.enabled else None
-    return TemporalDurability(
+    return _LiveEventsWhenWatched(
         activity_config=activity.default,
         model_activity_config=activity.model,
         toolset_activity_config=activity.toolsets,
         run_context_type=_run_context_type(config),
         event_stream_topic=topic,
     )
+
+
+def model_streams(model: object) -> bool:
+    """Whether `model` can answer a streamed request (a `FunctionModel` needs a `stream_function`)."""
+    from pydantic_ai.models.function import FunctionModel
+
+    return not (isinstance(model, FunctionModel) and model.stream_function is None)
 
 
 def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
@@ -415,6 +464,10 @@ def _make_durable(agent: Agent[Any, Any], config: RuntimeConfig) -> Agent[Any, A
     """
     activity = activity_configs(config)
     durable = copy.copy(agent)
+    # pydantic-ai treats dynamic toolsets registered with `@agent.toolset` after construction as added at
+    # run time, which Temporal cannot make durable. Here durability is bound after the whole module ran,
+    # so every one of them exists at binding and gets its activities, as with the `TemporalAgent` wrapper.
+    durable._constructor_dynamic_toolset_count = len(agent._dynamic_toolsets)  # pyright: ignore[reportPrivateUsage]
     if isinstance(agent.model_settings, Mapping) or agent.model_settings is None:
         durable.model_settings = _without_sdk_retries(cast(Mapping[str, Any] | None, agent.model_settings))
     if not isinstance(getattr(durable, "_root_capability", None), CombinedCapability):
@@ -452,6 +505,7 @@ def _code_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             "agent.name in the manifest"
         )
     if isinstance(agent, TemporalAgent) or TemporalDurability.from_agent(agent) is not None:  # pyright: ignore[reportDeprecated]
+        _refuse_manifest_activities(config)
         return agent
     if not isinstance(agent, Agent):
         raise AgentLoadError(
@@ -462,6 +516,29 @@ def _code_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
         return _make_durable(agent, config)
     except UserError as exc:
         raise AgentLoadError(f"agent {spec.name!r}: {exc}") from None
+
+
+def _refuse_manifest_activities(config: RuntimeConfig) -> None:
+    """An agent made durable in code takes its activity settings from code: manifest ones cannot apply."""
+    activities = config.activities
+    set_levels = [
+        level
+        for level, value in (
+            ("default", activities.default),
+            ("model", activities.model),
+            ("toolsets", activities.toolsets),
+            ("tools", activities.tools),
+        )
+        if value
+    ]
+    if set_levels:
+        names = ", ".join(f"activities.{level}" for level in set_levels)
+        raise AgentLoadError(
+            f"agent.entrypoint {config.agent.entrypoint!r} is already durable in code (TemporalDurability or "
+            f"TemporalAgent), so its activity settings come from that code and {names} cannot apply: remove "
+            "them from the manifest and set them on TemporalDurability, or export the plain Agent (without "
+            "TemporalDurability) so the runtime makes it durable with the manifest's settings"
+        )
 
 
 def build_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:

@@ -24,12 +24,18 @@ What is read for each task queue:
 - **runs**: run counts by execution status from visibility; `failed` counts Failed, TimedOut and
   Terminated runs.
 - **last failure**: the failed (or timed out, or terminated) run that closed last, with the first
-  message of each failure in its cause chain: never stack traces or failure details.
+  message of each failure in its cause chain: never stack traces or failure details. While a run is
+  still retrying a failing activity, that attempt's failure is shown instead when it is newer ("retrying
+  agent__…__call_tool, attempt 3 of 5: …"), so a run that keeps failing is visible before its retries
+  end: the newest `RETRYING_SAMPLE` runs that have been running for over `RETRYING_AFTER` are described.
 
 Calls per read, for N task queues on one connection (all through one semaphore, `concurrency` at a time):
 
     calls = 2N DescribeTaskQueue + N CountWorkflowExecutions + ceil(N / 25) * P ListWorkers
             + F * (1 ListWorkflowExecutions + at most 1 GetWorkflowExecutionHistory)
+            + R * (1 ListWorkflowExecutions + at most RETRYING_SAMPLE DescribeWorkflowExecution)
+
+R is the number of queues with running runs (the retrying check; see "last failure").
 
 F is the number of queues whose failed count differs from `previous` (every queue with failures when
 there is no previous read); the history call is skipped when the newest failure is a timeout. ListWorkers
@@ -61,9 +67,11 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.worker.v1 import WorkerHeartbeat
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
     DescribeTaskQueueResponse,
+    DescribeWorkflowExecutionRequest,
     GetWorkflowExecutionHistoryRequest,
     ListWorkersRequest,
 )
@@ -79,6 +87,8 @@ __all__ = [
     "DEFAULT_LIVE_WITHIN",
     "HEARTBEAT_STALE_AFTER",
     "MAX_MESSAGE_CHARS",
+    "RETRYING_AFTER",
+    "RETRYING_SAMPLE",
     "WORKER_HEARTBEAT_INTERVAL",
     "AgentHealth",
     "FailureInfo",
@@ -88,7 +98,9 @@ __all__ = [
     "last_polls",
     "live_workers",
     "needs_failure_lookup",
+    "newest_failure",
     "read_health",
+    "retrying_failure",
     "run_counts",
 ]
 
@@ -106,6 +118,10 @@ _MAX_DETAIL_CHARS = 200
 _TIMEOUT_GRACE_SECONDS = 1.0
 _CAUSE_DEPTH = 5
 _FAILURE_PAGE = 10
+RETRYING_SAMPLE = 3
+"""Running runs described per queue and read to find an activity that is failing and being retried."""
+RETRYING_AFTER = timedelta(seconds=5)
+"""Only runs older than this are described: a retry starts after a failed attempt and its backoff."""
 _FAILED_STATUSES = ("Failed", "TimedOut", "Terminated")
 # A timed-out call comes back CANCELLED ("Timeout expired"), not DEADLINE_EXCEEDED.
 _CONNECTION_STATUSES = frozenset(
@@ -120,11 +136,13 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class FailureInfo:
-    """The most recent failed run of an agent."""
+    """The most recent failure of an agent: a failed run, or a failed attempt of a run still retrying."""
 
     workflow_id: str
     message: str
     time: datetime | None
+    retrying: bool = False
+    """The run is still running: this is its latest failed activity attempt, and it will be retried."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +330,28 @@ class _Reader:
         executions = await self.call(first_page)
         return max(executions, key=_close_time, default=None)
 
+    async def long_running(self, queue: str, started_before: datetime) -> list[WorkflowExecution]:
+        before = started_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f"TaskQueue={_quote(queue)} AND ExecutionStatus='Running' AND StartTime < '{before}'"
+
+        async def first_page() -> list[WorkflowExecution]:
+            listing = self.client.list_workflows(
+                query, limit=RETRYING_SAMPLE, page_size=RETRYING_SAMPLE, rpc_timeout=self.timeout
+            )
+            return [execution async for execution in listing]
+
+        return await self.call(first_page)
+
+    async def pending_activities(self, execution: WorkflowExecution) -> Sequence[PendingActivityInfo]:
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            execution=ExecutionRef(workflow_id=execution.id, run_id=execution.run_id),
+        )
+        response = await self.call(
+            lambda: self.client.workflow_service.describe_workflow_execution(request, timeout=self.timeout)
+        )
+        return response.pending_activities
+
     async def close_event(self, execution: WorkflowExecution) -> HistoryEvent | None:
         request = GetWorkflowExecutionHistoryRequest(
             namespace=self.client.namespace,
@@ -351,7 +391,9 @@ async def _read_queue(
             if needs_failure_lookup(previous, failed):
                 last_failure = await _last_failure(reader, queue)
             else:
-                last_failure = previous.last_failure if previous is not None and failed else None
+                last_failure = _carried_failure(previous) if failed else None
+            if running:
+                last_failure = newest_failure(last_failure, await _retrying(reader, queue, now))
         except _ReadError as exc:
             return AgentHealth.unreachable(queue, str(exc))
         return AgentHealth(
@@ -384,6 +426,59 @@ async def _last_failure(reader: _Reader, queue: str) -> FailureInfo | None:
         event = await reader.close_event(execution)
         message = close_event_message(event) if event is not None else ""
     return FailureInfo(workflow_id=execution.id, message=message, time=execution.close_time)
+
+
+def _carried_failure(previous: AgentHealth | None) -> FailureInfo | None:
+    """The previous read's failed run (a retrying attempt it showed is read afresh each time)."""
+    if previous is None or previous.last_failure is None or previous.last_failure.retrying:
+        return None
+    return previous.last_failure
+
+
+async def _retrying(reader: _Reader, queue: str, now: datetime | None) -> FailureInfo | None:
+    started_before = (now or datetime.now(UTC)) - RETRYING_AFTER
+    found: list[FailureInfo] = []
+    for execution in await reader.long_running(queue, started_before):
+        failure = retrying_failure(execution.id, await reader.pending_activities(execution))
+        if failure is not None:
+            found.append(failure)
+    return max(found, key=_failure_time, default=None)
+
+
+def retrying_failure(workflow_id: str, pending: Iterable[PendingActivityInfo]) -> FailureInfo | None:
+    """The newest failed attempt among a running run's pending activities, or None."""
+    newest: FailureInfo | None = None
+    for activity in pending:
+        if not activity.HasField("last_failure"):
+            continue
+        limit = f" of {activity.maximum_attempts}" if activity.maximum_attempts else ""
+        failed_at = (
+            activity.last_attempt_complete_time.ToDatetime(tzinfo=UTC)
+            if activity.HasField("last_attempt_complete_time")
+            else None
+        )
+        failure = FailureInfo(
+            workflow_id=workflow_id,
+            message=_shorten(
+                f"retrying {activity.activity_type.name}, attempt {activity.attempt}{limit}: "
+                f"{failure_message(activity.last_failure)}"
+            ),
+            time=failed_at,
+            retrying=True,
+        )
+        newest = newest_failure(newest, failure)
+    return newest
+
+
+def newest_failure(first: FailureInfo | None, second: FailureInfo | None) -> FailureInfo | None:
+    """The more recent of two failures (either may be None; one without a time counts as oldest)."""
+    if first is None or second is None:
+        return first or second
+    return second if _failure_time(second) > _failure_time(first) else first
+
+
+def _failure_time(failure: FailureInfo) -> datetime:
+    return failure.time or datetime.min.replace(tzinfo=UTC)
 
 
 def last_polls(described: Iterable[DescribeTaskQueueResponse]) -> dict[str, datetime]:
@@ -462,7 +557,8 @@ def run_counts(groups: Iterable[WorkflowExecutionCountAggregationGroup]) -> tupl
 
 def needs_failure_lookup(previous: AgentHealth | None, failed: int) -> bool:
     """Whether the last failure must be looked up: there are failures, and the previous read does not
-    already hold the newest one (no previous read, it failed, found none, or the failed count changed).
+    already hold the newest one (no previous read, it failed, found none or only a retrying attempt, or
+    the failed count changed).
 
     A failure that replaces one removed by retention between two reads leaves the count unchanged and is
     picked up on the next change.
@@ -473,6 +569,7 @@ def needs_failure_lookup(previous: AgentHealth | None, failed: int) -> bool:
         previous is None
         or not previous.reachable
         or previous.last_failure is None
+        or previous.last_failure.retrying
         or previous.failed != failed
     )
 
