@@ -33,7 +33,7 @@ from temporalio.worker import (
     Worker,
 )
 
-from durable_agents_runtime import _temporal_compat
+from durable_agents_runtime import temporal_internals
 
 __all__ = ["ProcessHeartbeats"]
 
@@ -72,7 +72,7 @@ class ProcessHeartbeats(Interceptor):
 
     def attach(self, worker: Worker) -> None:
         """Send heartbeats through `worker` from now on."""
-        self._send = _temporal_compat.heartbeat_sender(worker)
+        self._send = temporal_internals.heartbeat_sender(worker)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Inbound(next, self)

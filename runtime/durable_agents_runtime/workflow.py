@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
     # workflow sees the registry the worker filled in rather than a fresh copy.
     import durable_agents_runtime._registry as _registry
+    from durable_agents_runtime import pydantic_ai_internals
     from durable_agents_runtime.contract import (
         EVENT_TOPIC_QUERY,
         LIVE_EVENTS_QUERY,
@@ -119,7 +120,7 @@ def summarize(result: AgentRunResult[Any]) -> RunOutput:
     """The workflow result for a finished agent run: output, usage and the tool calls made."""
     output = to_jsonable_python(result.output)
     # The output tool (structured output) is how the run ended, not a tool the agent used.
-    output_tool = getattr(result, "_output_tool_name", None)
+    output_tool = pydantic_ai_internals.output_tool_name(result)
     tool_calls = [
         ToolCallRecord(tool_name=part.tool_name, args=part.args_as_dict())
         for message in result.all_messages()
@@ -214,9 +215,11 @@ class AgentRunWorkflow:
         try:
             result = await agent.run(run.prompt, deps=deps, model=run.model)
         except ModelAPIError as error:
-            # Categorized HTTP errors are private subclasses: name the public class they belong to.
-            kind = next(cls.__name__ for cls in type(error).__mro__ if not cls.__name__.startswith("_"))
-            raise ApplicationError(explain_model_error(error), type=kind, non_retryable=True) from error
+            raise ApplicationError(
+                explain_model_error(error),
+                type=pydantic_ai_internals.public_error_class(error),
+                non_retryable=True,
+            ) from error
         finally:
             await self._close_events()
         output = summarize(result)

@@ -19,7 +19,7 @@ from fake_openai import FakeOpenAI
 from pydantic_ai.durable_exec.temporal import stream_agent_events
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from durable_agents_runtime.agents import DEFAULT_ACTIVITY
+from durable_agents_runtime.activity_settings import DEFAULT_ACTIVITY
 from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
 from durable_agents_runtime.contract import (
     EVENT_TOPIC,

@@ -21,7 +21,7 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecutionCountAggregationGroup
 
-from durable_agents_runtime.health import (
+from durable_agents_runtime.health_signals import (
     HEARTBEAT_STALE_AFTER,
     MAX_MESSAGE_CHARS,
     AgentHealth,

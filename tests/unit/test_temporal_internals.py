@@ -1,6 +1,6 @@
-"""The temporalio internals `_temporal_compat` relies on are where it expects them in the installed SDK.
+"""The temporalio internals `temporal_internals` relies on are where it expects them in the installed SDK.
 
-If this fails after a temporalio upgrade, `durable_agents_runtime._temporal_compat` needs the new spelling:
+If this fails after a temporalio upgrade, `durable_agents_runtime.temporal_internals` needs the new spelling:
 the worker's own heartbeats (`durable_agents_runtime.heartbeats`) depend on it.
 """
 

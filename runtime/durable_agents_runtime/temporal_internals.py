@@ -1,6 +1,6 @@
 """The temporalio internals the runtime relies on, in one place, each with the public API it stands in for.
 
-tests/unit/test_temporal_compat.py pins them to the installed temporalio, so an upgrade that moves one fails
+tests/unit/testtemporal_internals.py pins them to the installed temporalio, so an upgrade that moves one fails
 there, loudly, instead of in a worker.
 """
 
