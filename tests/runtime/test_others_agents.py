@@ -418,7 +418,7 @@ async def test_no_broken_agent_hangs_each_ends_with_a_message_naming_the_cause(
     configs = {name: code_agent(temporal_dev_server, name) for name in cases}
     workers = [start_worker(cfg, wait=False, **env(log)) for cfg in configs.values()]
     for worker in workers:
-        worker.wait_ready(60)
+        worker.wait_ready(180)  # five workers starting at once on a busy 2-core machine
     handles = {
         name: await start(temporal_client, configs[name], **{"prompt": "go", **cases[name][0]})
         for name in cases
