@@ -41,7 +41,7 @@ def _size(payloads: Sequence[Any]) -> int:
 def too_large_message(activity_type: str, size: int, *, result: bool) -> str:
     """What to tell the user about an oversized payload of `activity_type`."""
     mb = f"{size / 1_000_000:.1f} MB ({size} bytes)"
-    limit = f"Temporal's payload limit ({MAX_PAYLOAD_BYTES} bytes)"
+    limit = f"Temporal's payload size limit ({MAX_PAYLOAD_BYTES} bytes)"
     if "__model_request" in activity_type:
         if result:
             return (

@@ -226,7 +226,7 @@ class AgentRunWorkflow:
         size = len(output.model_dump_json())
         if size > MAX_PAYLOAD_BYTES:
             raise ApplicationError(
-                f"the run's output is {size} bytes, over Temporal's payload limit ({MAX_PAYLOAD_BYTES} "
+                f"the run's output is {size} bytes, over Temporal's payload size limit ({MAX_PAYLOAD_BYTES} "
                 "bytes): ask the agent for a shorter answer, or have a tool store the result and return a "
                 "reference to it",
                 type=PAYLOAD_TOO_LARGE,

@@ -302,7 +302,7 @@ async def test_a_model_answer_over_the_payload_limit_fails_at_once_naming_the_li
     message = await failure_of(handle)
 
     assert "PayloadTooLarge" in message or "the model's response is 2.5 MB" in message
-    assert f"payload limit ({MAX_PAYLOAD_BYTES} bytes)" in message
+    assert f"payload size limit ({MAX_PAYLOAD_BYTES} bytes)" in message
     assert "max_tokens" in message
     description = await handle.describe()
     assert description.raw_description.workflow_execution_info.history_length < 20
