@@ -8,6 +8,7 @@ ones.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -228,6 +229,15 @@ class DevServer:
                 process.kill()
                 process.wait()
         self._release()
+
+    def kill(self, timeout: float = 1.0) -> None:
+        """SIGKILL the server at once and wait up to `timeout` seconds for it to die; for a stop that cannot
+        wait for `stop()` (sqlite keeps every committed transaction through a kill)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
 
     def _take_lock(self) -> None:
         # Two servers on one sqlite file would corrupt each other's state.
