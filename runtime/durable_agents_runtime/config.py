@@ -40,6 +40,7 @@ __all__ = [
     "ActivitySpec",
     "AgentSpec",
     "Duration",
+    "Entrypoint",
     "EventStreamSpec",
     "LogfireSpec",
     "McpServerSpec",
@@ -72,6 +73,7 @@ AGENT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$"
 TOOLSET_ID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]{0,62}$"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENTRYPOINT_EXAMPLE = "my_agents.support:agent"
 
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -117,6 +119,24 @@ def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("duration must be greater than zero")
     return value
+
+
+_ENTRYPOINT_RE = re.compile(ENTRYPOINT_PATTERN)
+
+
+def _entrypoint(value: str) -> str:
+    if not _ENTRYPOINT_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not an import path: write `package.module:attribute` (a dotted module path, a "
+            f"colon, then the name of an object in that module), e.g. {ENTRYPOINT_EXAMPLE!r}"
+        )
+    return value
+
+
+Entrypoint = Annotated[
+    str, AfterValidator(_entrypoint), WithJsonSchema({"type": "string", "pattern": ENTRYPOINT_PATTERN})
+]
+"""An import path `package.module:attribute`; a value of another shape is refused with an example."""
 
 
 Duration = Annotated[
@@ -259,7 +279,7 @@ class ToolsetSpec(Spec):
     id: Annotated[str, Field(pattern=TOOLSET_ID_PATTERN)] = Field(
         description="Stable toolset id; part of activity names."
     )
-    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] = Field(
+    entrypoint: Entrypoint = Field(
         description="`package.module:attribute` naming a pydantic-ai toolset (e.g. a FunctionToolset)."
     )
 
@@ -311,7 +331,7 @@ class AgentSpec(Spec):
         default=None, ge=0, description="How often the model may retry a tool call or output."
     )
     image: str | None = Field(default=None, description="Code agents: the image holding the agent's code.")
-    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
+    entrypoint: Entrypoint | None = Field(
         default=None,
         description="Code agents: `package.module:attribute` naming a pydantic-ai Agent (made durable "
         "here) or an already durable one.",
@@ -396,7 +416,7 @@ class WorkerSpec(Spec):
         description="How long a workflow task waits for the worker that has the run cached before any "
         "worker takes it. Short values make a dead worker cost seconds.",
     )
-    run_context_type: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)] | None = Field(
+    run_context_type: Entrypoint | None = Field(
         default=None,
         description="`module:Class`, a TemporalRunContext subclass carrying extra fields into activities.",
     )
