@@ -1,4 +1,4 @@
-"""`durable-agents`: dev · worker · run · status · operator · crds.
+"""`durable-agents`: dev · worker · run · result · status · operator · crds.
 
 Heavy modules (pydantic-ai, temporalio, the operator) are imported inside each verb, so `--help` is instant
 and a worker pod pays only for what `worker` needs.
@@ -35,6 +35,8 @@ _STARTED = time.monotonic()
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NOT_FINISHED = 3
+"""`run`/`result`: the run has not finished (still running, or no worker polls its task queue)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,13 @@ class _Target:
 
     name: str
     task_queue: str
+    guessed: bool = False
+    """The task queue was derived from a bare agent name (`default.<name>`), not read from a manifest."""
 
 
 def _resolve_target(agent: str, *, manifest: str | None, task_queue: str | None) -> _Target:
-    """AGENT is a manifest path or an agent name; `-f` picks the named agent from a manifest file."""
+    """AGENT is a manifest path or an agent name; `-f` picks the agent from a manifest file by its
+    `metadata.name` or its `spec.agent.name`."""
     from durable_agents_runtime.errors import ConfigError
     from durable_agents_runtime.manifest import load_manifests
 
@@ -54,24 +59,95 @@ def _resolve_target(agent: str, *, manifest: str | None, task_queue: str | None)
         loaded = load_manifests([agent])[0]
         return _Target(loaded.name, task_queue or loaded.task_queue)
     if manifest is not None:
-        matches = [m for m in load_manifests([manifest]) if agent in (m.name, m.agent.metadata.name)]
+        loaded_all = load_manifests([manifest])
+        matches = [m for m in loaded_all if agent in (m.name, m.agent.metadata.name)]
         if not matches:
-            raise ConfigError(f"{manifest} has no DurableAgent named {agent!r}")
+            names = ", ".join(sorted({m.agent.metadata.name for m in loaded_all}))
+            raise ConfigError(
+                f"{manifest} has no DurableAgent with metadata.name or spec.agent.name {agent!r}: it has "
+                f"{names}"
+            )
         return _Target(matches[0].name, task_queue or matches[0].task_queue)
     from durable_agents_operator.api import default_task_queue
 
-    return _Target(agent, task_queue or default_task_queue("default", agent))
+    return _Target(agent, task_queue or default_task_queue("default", agent), guessed=task_queue is None)
 
 
-async def _client(args: argparse.Namespace, task_queue: str) -> Client:
+async def _client(args: argparse.Namespace, task_queue: str | None = None) -> Client:
     from durable_agents_runtime.config import TemporalSpec
     from durable_agents_runtime.connect import connect
 
     overrides = {"target_host": args.address} if args.address else {}
     if args.namespace:
         overrides["namespace"] = args.namespace
-    spec = TemporalSpec.model_validate({"address": DEFAULT_ADDRESS, "taskQueue": task_queue})
+    spec = TemporalSpec.model_validate({"address": DEFAULT_ADDRESS, "taskQueue": task_queue or "unused"})
     return await connect(spec, overrides=overrides)
+
+
+DEFAULT_WORKER_TIMEOUT = 10.0
+"""Seconds `run` and `result` wait for a worker to poll the run's task queue before they stop waiting."""
+
+
+async def _worker_polls(client: Client, task_queue: str, *, timeout: float) -> bool | None:
+    """Whether a live worker polls `task_queue` for workflow tasks, waiting up to `timeout` seconds for
+    one to appear (a worker may still be starting); None, with a warning, when Temporal would not say."""
+    from datetime import UTC, datetime
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.service import RPCError
+
+    from durable_agents_runtime.health import DEFAULT_LIVE_WITHIN, live_workers
+
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = await client.workflow_service.describe_task_queue(
+                request, timeout=timedelta(seconds=5)
+            )
+        except RPCError as exc:
+            print(
+                f"warning: cannot tell whether a worker polls task queue {task_queue!r} ({exc.message})",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        # Temporal lists a dead worker's poller for minutes: count only recent polls.
+        if live_workers([response], now=datetime.now(UTC), live_within=DEFAULT_LIVE_WITHIN):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+
+
+def _no_worker_hint(target: _Target) -> str:
+    """How to reach a worker for `target` (one indented line per remedy, for the end of a message)."""
+    if target.guessed:
+        return (
+            f"\n  The queue comes from the name alone (default.<name>), but a worker polls its manifest's "
+            "queue, <metadata.namespace>.<metadata.name> (or spec.temporal.taskQueue): another queue when "
+            f"metadata.name is not {target.name!r}."
+            "\n  Name the manifest instead (`durable-agents run MANIFEST PROMPT`, or -f MANIFEST), pass "
+            "--task-queue, or start a worker (`durable-agents dev MANIFEST`)."
+        )
+    return (
+        "\n  Start a worker for this agent (`durable-agents dev MANIFEST`, or check the DurableAgent's "
+        "pods), or check --task-queue, --address and --namespace."
+    )
+
+
+def _not_started_message(run_id: str, task_queue: str, timeout: float, hint: str) -> str:
+    return (
+        f"no worker polls task queue {task_queue!r} (waited {timeout:g}s), so run {run_id} has not started."
+        f"{hint}\n  The run stays queued and starts once a worker polls the queue: `durable-agents result "
+        f"{run_id}` waits for it, `temporal workflow terminate --workflow-id {run_id}` drops it."
+    )
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -354,18 +430,10 @@ async def _run(args: argparse.Namespace, out: Renderer) -> int:
     from temporalio.client import WorkflowFailureError
 
     from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
-    from durable_agents_runtime.errors import ConfigError
     from durable_agents_runtime.workflow import SUBSCRIBE_SIGNAL
 
     target = _resolve_target(args.agent, manifest=args.file, task_queue=args.task_queue)
-    deps = None
-    if args.deps is not None:
-        try:
-            deps = json.loads(args.deps)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--deps is not valid JSON ({exc}): pass a JSON object") from None
-        if not isinstance(deps, dict):
-            raise ConfigError('--deps must be a JSON object, e.g. \'{"user": "ada"}\'')
+    deps = _parse_deps(args.deps)
     client = await _client(args, target.task_queue)
     handle = await client.start_workflow(
         WORKFLOW_NAME,
@@ -377,8 +445,22 @@ async def _run(args: argparse.Namespace, out: Renderer) -> int:
     )
     if args.no_wait:
         print(handle.id, flush=True)
+        if await _worker_polls(client, target.task_queue, timeout=0) is False:
+            hint = _no_worker_hint(target)
+            print(
+                f"warning: no worker polls task queue {target.task_queue!r} right now.{hint}",
+                file=sys.stderr,
+                flush=True,
+            )
         return 0
     out.line(f"Run {handle.id} on task queue {target.task_queue}", style="dim")
+    # Waiting on a queue nobody polls would wait forever in silence.
+    if await _worker_polls(client, target.task_queue, timeout=args.worker_timeout) is False:
+        message = _not_started_message(
+            handle.id, target.task_queue, args.worker_timeout, _no_worker_hint(target)
+        )
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return EXIT_NOT_FINISHED
     try:
         if args.stream:
             await _stream(client, handle, out)
@@ -427,22 +509,132 @@ async def _status(args: argparse.Namespace, out: Renderer) -> int:
     else:
         out.line(f"Agent {target.name}", style="bold")
         out.health(health)
+    if target.guessed and health.reachable and health.workers == 0:
+        print(
+            f"note: no worker polls task queue {target.task_queue!r}.{_no_worker_hint(target)}",
+            file=sys.stderr,
+            flush=True,
+        )
     return EXIT_FAILED if health.error else 0
+
+
+# --- result ---------------------------------------------------------------------------------------------
+
+
+def _status_name(status: Any) -> str:
+    """A Temporal `WorkflowExecutionStatus` as the CLI prints it: `completed`, `timedOut`, ..."""
+    first, *rest = status.name.lower().split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def _result_json(run_id: str, status: str, result: Any = None, error: str | None = None) -> str:
+    data: dict[str, Any] = {"id": run_id, "status": status}
+    if result is not None:
+        usage = result.usage
+        data["output"] = result.output
+        data["usage"] = {
+            "requests": usage.requests,
+            "inputTokens": usage.input_tokens,
+            "outputTokens": usage.output_tokens,
+            "toolCalls": usage.tool_calls,
+        }
+        data["toolCalls"] = [{"toolName": c.tool_name, "args": c.args} for c in result.tool_calls]
+    data["error"] = error
+    return json.dumps(data, default=str, indent=2)
+
+
+async def _result(args: argparse.Namespace, out: Renderer) -> int:
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from durable_agents_runtime.contract import RunOutput
+    from durable_agents_runtime.errors import TemporalConnectError
+
+    run_id = args.run_id
+    client = await _client(args)
+    handle = client.get_workflow_handle(run_id, result_type=RunOutput)
+
+    def report(status: str, message: str, code: int) -> int:
+        # With --json, stdout carries every outcome and the exit code tells them apart.
+        if args.json:
+            print(_result_json(run_id, status, error=message.removeprefix("error: ")), flush=True)
+        elif code == EXIT_FAILED:
+            out.line(message, style="bold red")
+        else:
+            print(message, file=sys.stderr, flush=True)
+        return code
+
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise TemporalConnectError(f"cannot read run {run_id!r}: {exc.message}") from None
+        return report(
+            "notFound",
+            f"error: no run {run_id!r} in namespace {client.namespace!r}: check the id (`durable-agents run "
+            "--no-wait` prints it) and --address / --namespace",
+            EXIT_USAGE,
+        )
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        queue = description.task_queue
+        if not args.wait:
+            return report(
+                "running",
+                f"run {run_id} is still running (task queue {queue!r}, started {description.start_time}): "
+                f"`durable-agents result {run_id}` waits for it",
+                EXIT_NOT_FINISHED,
+            )
+        if await _worker_polls(client, queue, timeout=args.worker_timeout) is False:
+            hint = "\n  Start a worker for its agent, or check --address and --namespace."
+            return report(
+                "running",
+                f"error: {_not_started_message(run_id, queue, args.worker_timeout, hint)}",
+                EXIT_NOT_FINISHED,
+            )
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as exc:
+        final = await handle.describe()
+        status = _status_name(final.status) if final.status is not None else "failed"
+        return report(status, f"Run {run_id} {status}: {_failure_message(exc)}", EXIT_FAILED)
+    if args.json:
+        print(_result_json(run_id, "completed", result), flush=True)
+    else:
+        out.run_output(result)
+    return 0
 
 
 # --- parser ---------------------------------------------------------------------------------------------
 
 
-def _connection_flags(parser: argparse.ArgumentParser) -> None:
+def _connection_flags(parser: argparse.ArgumentParser, *, agent: bool = True) -> None:
     parser.add_argument(
         "--address", help=f"Temporal frontend host:port (default: $TEMPORAL_ADDRESS or {DEFAULT_ADDRESS})"
     )
     parser.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    if not agent:
+        return
     parser.add_argument(
-        "--task-queue", help="task queue (default: from the manifest, or default.<agent name>)"
+        "--task-queue",
+        help="task queue (default: from the manifest, or default.<AGENT> for a bare name, which matches "
+        "the manifest's queue only when its metadata.name is AGENT)",
     )
     parser.add_argument(
-        "-f", "--file", metavar="MANIFEST", help="manifest file holding the agent named AGENT"
+        "-f",
+        "--file",
+        metavar="MANIFEST",
+        help="manifest file holding the agent AGENT (by metadata.name or spec.agent.name)",
+    )
+
+
+def _worker_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=DEFAULT_WORKER_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop waiting (exit {EXIT_NOT_FINISHED}) if no worker polls the run's task queue within this "
+        f"many seconds; the run stays queued (default {DEFAULT_WORKER_TIMEOUT:g})",
     )
 
 
@@ -481,15 +673,44 @@ def build_parser() -> argparse.ArgumentParser:
     worker = verbs.add_parser("worker", help="run a worker from a runtime config (what pods run)")
     worker.add_argument("--config", help="RuntimeConfig file (JSON or YAML; default: $DURABLE_AGENTS_CONFIG)")
 
-    run = verbs.add_parser("run", help="start a run of an agent and print its output")
+    run = verbs.add_parser(
+        "run",
+        help="start a run of an agent and print its output",
+        description=f"Start a run and print its output. Exit codes: 0 succeeded, 1 failed, 2 usage error, "
+        f"{EXIT_NOT_FINISHED} not finished (no worker polls the task queue).",
+    )
     run.add_argument("agent", metavar="AGENT", help="manifest path or agent name")
     run.add_argument("prompt", metavar="PROMPT")
     run.add_argument("--stream", action="store_true", help="show live events (tool calls, text)")
-    run.add_argument("--no-wait", action="store_true", help="print the workflow id and exit")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="print the run id and exit; `durable-agents result ID` prints the outcome later",
+    )
     run.add_argument("--model", help="model override for this run")
-    run.add_argument("--deps", metavar="JSON", help="deps for the run, as a JSON object")
+    run.add_argument("--deps", metavar="JSON", help=_DEPS_HELP)
     run.add_argument("--id", help="workflow id (default run-<uuid>)")
+    _worker_timeout_flag(run)
     _connection_flags(run)
+
+    result = verbs.add_parser(
+        "result",
+        help="print the outcome of a run (e.g. one started with run --no-wait)",
+        description=f"Print a run's output and usage, or why it failed. Exit codes: 0 succeeded, 1 failed "
+        f"(or was cancelled, terminated, timed out), 2 no such run, {EXIT_NOT_FINISHED} not finished.",
+    )
+    result.add_argument(
+        "run_id", metavar="RUN_ID", help="the run's workflow id, as `run --no-wait` prints it"
+    )
+    result.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"wait for a running run to finish (default); --no-wait exits {EXIT_NOT_FINISHED} at once",
+    )
+    result.add_argument("--json", action="store_true", help="print JSON (id, status, output, usage, error)")
+    _worker_timeout_flag(result)
+    _connection_flags(result, agent=False)
 
     status = verbs.add_parser("status", help="the health the operator would write into status")
     status.add_argument("agent", metavar="AGENT", help="manifest path or agent name")
@@ -519,7 +740,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     out = Renderer()
     if args.verb == "dev":
         return _dev(args, out)
-    verb = {"run": _run, "status": _status}[args.verb]
+    verb = {"run": _run, "result": _result, "status": _status}[args.verb]
     return asyncio.run(verb(args, out))
 
 
