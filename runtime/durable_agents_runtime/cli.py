@@ -182,8 +182,8 @@ class _DevStopper:
     it arrives even while Python code cannot run) and a watcher thread acts on it: it sets the
     `asyncio.Event` the serve coroutine waits on, then, if the process is still alive `bound` later (a
     tool blocking the event loop, a worker that does not drain) or a second signal comes, kills the dev
-    server and exits. Raising KeyboardInterrupt from a handler instead (the old way) lands wherever
-    Python happens to be, including inside asyncio's own teardown, where `dev` hung.
+    server and exits. A handler that raised KeyboardInterrupt instead would land wherever Python happens
+    to be, including inside asyncio's own teardown, where it can hang the process.
     """
 
     def __init__(self, server: DevServer, *, grace: timedelta) -> None:
@@ -253,14 +253,15 @@ class _DevStopper:
             self._force(self._timeout_reason.format(signal=self.signal_name))
 
     def _force(self, reason: str) -> None:
-        print(
+        message = (
             f"error: {reason}: killing the Temporal dev server and exiting now. Runs in flight continue "
-            "when dev starts again with the same state directory.",
-            file=sys.stderr,
-            flush=True,
+            "when dev starts again with the same state directory.\n"
         )
+        # Straight to the file descriptors: the main thread may be stuck holding the lock of sys.stderr,
+        # and a flush that waits on the network (Logfire) is exactly what this must not do.
+        os.write(2, message.encode())
         self._server.kill()
-        _exit(EXIT_FAILED)
+        os._exit(EXIT_FAILED)
 
 
 def _parse_deps(text: str | None) -> Any:

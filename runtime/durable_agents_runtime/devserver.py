@@ -220,7 +220,7 @@ class DevServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout` seconds)."""
-        process, self._process = self._process, None
+        process = self._process
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -228,6 +228,8 @@ class DevServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        # Cleared only once the process is gone, so a `kill()` from another thread meanwhile still finds it.
+        self._process = None
         self._release()
 
     def kill(self, timeout: float = 1.0) -> None:
