@@ -216,11 +216,13 @@ class _DevStopper:
         import signal
 
         os.set_blocking(self._write, False)
+        # The fd first: a signal between the two steps then meets the default action (nothing has started
+        # yet), never a handler whose signal goes nowhere.
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         for signum in _SIGNAL_NAMES:
             # A Python-level handler must be set for the wakeup fd to receive the signal; it does nothing
             # itself, so no exception is ever raised into whatever code the signal interrupts.
             signal.signal(signum, lambda signum, frame: None)
-        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, name="dev-stop", daemon=True).start()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
