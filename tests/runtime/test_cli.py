@@ -163,7 +163,8 @@ def test_result_prints_the_outcome_of_a_run_started_with_no_wait(whoami: list[st
 
 @pytest.mark.runtime
 def test_result_of_a_failed_run_prints_the_cause(whoami: list[str]) -> None:
-    started = cli("run", "whoami", "Hi", "--model", "nosuchprovider:model-x", "--no-wait", *whoami)
+    bad_model = ["--model", "nosuchprovider:model-x", "--deps", '"ada"']
+    started = cli("run", "whoami", "Hi", *bad_model, "--no-wait", *whoami)
     run_id = started.stdout.strip()
 
     text = cli("result", run_id, *whoami[:2])
