@@ -98,7 +98,7 @@ async def _worker_polls(client: Client, task_queue: str, *, timeout: float) -> b
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.service import RPCError
 
-    from durable_agents_runtime.health import DEFAULT_LIVE_WITHIN, live_workers
+    from durable_agents_runtime.health_signals import DEFAULT_LIVE_WITHIN, live_workers
 
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
