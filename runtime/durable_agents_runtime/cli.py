@@ -464,38 +464,52 @@ async def _run(args: argparse.Namespace, out: Renderer) -> int:
         )
         print(f"error: {message}", file=sys.stderr, flush=True)
         return EXIT_NOT_FINISHED
+    from durable_agents_runtime.retry_report import report_retries
+
+    # Temporal retries failing activities on its own; say so while waiting instead of waiting in silence.
+    retries = asyncio.create_task(report_retries(handle, lambda line: out.line(line, style="yellow")))
     try:
-        if args.stream:
-            await _stream(client, handle, out)
+        live = await _stream(client, handle, out) if args.stream else False
         result = await handle.result()
     except WorkflowFailureError as exc:
         out.line(f"Run {handle.id} failed: {_failure_message(exc)}", style="bold red")
         return EXIT_FAILED
-    out.run_output(result, tool_calls=not args.stream)
+    finally:
+        retries.cancel()
+    out.run_output(result, tool_calls=not live)
     return 0
 
 
-async def _stream(client: Client, handle: Any, out: Renderer) -> None:
+async def _stream(client: Client, handle: Any, out: Renderer) -> bool:
+    """Show the run's live events; False when it publishes no live tool calls and text (they are shown
+    with the result instead)."""
     from datetime import timedelta
 
     from pydantic_ai.durable_exec.temporal import stream_agent_events
+    from temporalio.client import WorkflowQueryFailedError
     from temporalio.service import RPCError
 
-    from durable_agents_runtime.contract import EVENT_TOPIC
-    from durable_agents_runtime.workflow import EVENT_TOPIC_QUERY
+    from durable_agents_runtime.contract import EVENT_TOPIC, LIVE_EVENTS_QUERY, LiveEvents
 
     try:
-        # The run knows its topic (a durable code agent may have chosen its own).
-        topic = await handle.query(
-            EVENT_TOPIC_QUERY, result_type=str | None, rpc_timeout=timedelta(seconds=20)
+        # The run knows its topic (a durable code agent may have chosen its own) and what it can show.
+        info = await handle.query(
+            LIVE_EVENTS_QUERY, result_type=LiveEvents, rpc_timeout=timedelta(seconds=20)
         )
-    except RPCError:
-        topic = EVENT_TOPIC  # no worker answered yet: the runtime's own topic is the likely one
-    if topic is None:
+    except (RPCError, WorkflowQueryFailedError):
+        info = LiveEvents(topic=EVENT_TOPIC)  # no worker answered yet: the runtime's own topic is likely
+    if info.topic is None:
         out.line("(this agent publishes no live events; waiting for the result)", style="dim")
-        return
-    async for event in stream_agent_events(client, handle, topic):
+        return False
+    if info.no_live_text is not None:
+        out.line(
+            f"(no live events: {info.no_live_text}; the tool calls and the answer follow when the run ends)",
+            style="dim",
+        )
+    # Read to the final event even when nothing is live: a watched run waits for its subscriber.
+    async for event in stream_agent_events(client, handle, info.topic):
         out.event(event)
+    return info.no_live_text is None
 
 
 # --- status ---------------------------------------------------------------------------------------------
