@@ -21,7 +21,7 @@ import httpx
 
 from durable_agents_operator.api import API_GROUP, VERSION
 from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
-from durable_agents_operator.objects import ObjectKey, key_of
+from durable_agents_operator.object_identity import ObjectKey, key_of
 
 __all__ = ["RESOURCES", "Kube", "KubeClient", "KubeInvalid", "Resource", "resource_for"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from durable_agents_operator.naming import ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, MANAGED_BY
-from durable_agents_operator.objects import ObjectKey, stable_hash
+from durable_agents_operator.object_identity import ObjectKey, stable_hash
 
 __all__ = ["Action", "Apply", "Conflict", "Delete", "manifest_hash", "plan"]
 

@@ -27,7 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from durable_agents_operator.handlers import durableagent
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_runtime.health import AgentHealth, read_health
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from operator_support import API, Clock, DevServer, FakeKube, connection_manifes
 from durable_agents_operator.api import TemporalConnection
 from durable_agents_operator.errors import DependencyNotReady
 from durable_agents_operator.handlers import temporalconnection
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.temporal_clients import TemporalPool, params_from_connection
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]

@@ -25,7 +25,7 @@ from durable_agents_operator.builders import (
     owner_reference,
     resolve_temporal,
 )
-from durable_agents_operator.builders.agent import build_agent_objects, runtime_config
+from durable_agents_operator.builders.agent_objects import build_agent_objects, runtime_config
 
 GOLDEN = Path(__file__).parent / "golden" / "builders"
 IMAGE = "ghcr.io/durable-agents/runtime:0.1.0"

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from durable_agents_operator.api import DurableAgent, TemporalConnection
 from durable_agents_operator.builders import DefaultConnection, resolve_temporal, selector_string
-from durable_agents_operator.builders.agent import build_agent_objects, child_keys
+from durable_agents_operator.builders.agent_objects import build_agent_objects, child_keys
 from durable_agents_operator.errors import InvalidSpec
 from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, child_name
-from durable_agents_operator.objects import key_of
+from durable_agents_operator.object_identity import key_of
 
 DEFAULT = DefaultConnection(address="temporal:7233", namespace="default")
 BASE: dict[str, Any] = {"agent": {"name": "hello", "model": "test"}}

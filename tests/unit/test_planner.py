@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from durable_agents_operator.naming import ANNOTATION_SPEC_HASH
-from durable_agents_operator.objects import ObjectKey, key_of
+from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.planner import Apply, Conflict, Delete, manifest_hash, plan
 
 OWNER = "uid-agent"

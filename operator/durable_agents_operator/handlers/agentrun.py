@@ -20,11 +20,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_agents_operator.agentrun_workflow import (
+    failed_status,
+    failure_message,
+    run_input,
+    succeeded_status,
+)
 from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
-from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
-from durable_agents_operator.objects import ObjectKey, timestamp
-from durable_agents_operator.runs import failed_status, failure_message, run_input, succeeded_status
+from durable_agents_operator.object_identity import ObjectKey, timestamp
+from durable_agents_operator.operator_state import Operator
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
 from durable_agents_runtime.errors import format_validation
 

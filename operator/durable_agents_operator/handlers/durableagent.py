@@ -32,7 +32,7 @@ from durable_agents_operator.builders import (
     resolve_temporal,
     selector_string,
 )
-from durable_agents_operator.builders.agent import AgentObjects, build_agent_objects, child_keys
+from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects, child_keys
 from durable_agents_operator.conditions import (
     READY,
     AgentObservation,
@@ -41,7 +41,6 @@ from durable_agents_operator.conditions import (
     Reason,
     agent_conditions,
 )
-from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
@@ -51,7 +50,8 @@ from durable_agents_operator.errors import (
 )
 from durable_agents_operator.kube import KubeInvalid
 from durable_agents_operator.naming import deployment_name
-from durable_agents_operator.objects import ObjectKey, key_of, timestamp
+from durable_agents_operator.object_identity import ObjectKey, key_of, timestamp
+from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.planner import Action, Apply, Conflict, Delete, plan
 from durable_agents_runtime.errors import format_validation
 from durable_agents_runtime.health import AgentHealth

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from durable_agents_operator.builders.event import build_event
 from durable_agents_operator.conditions import Transition
-from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import KubeApiError
-from durable_agents_operator.events import build_event
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 
 __all__ = ["STATUS_REFRESH", "emit", "report", "status_due"]

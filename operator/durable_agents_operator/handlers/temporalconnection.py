@@ -14,9 +14,9 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from durable_agents_operator.api import API_VERSION, TemporalConnection
 from durable_agents_operator.conditions import Reason, connection_conditions
-from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import DependencyNotReady, OperatorError
-from durable_agents_operator.objects import ObjectKey, timestamp
+from durable_agents_operator.object_identity import ObjectKey, timestamp
+from durable_agents_operator.operator_state import Operator
 from durable_agents_runtime.errors import format_validation
 
 from . import durableagent

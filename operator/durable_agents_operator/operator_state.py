@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from durable_agents_operator.api import API_VERSION, DurableAgent, TemporalConnection
 from durable_agents_operator.builders.temporal import DefaultConnection
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
-from durable_agents_operator.health import HealthBatcher
+from durable_agents_operator.health_batching import HealthBatcher
 from durable_agents_operator.kube import Kube
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import (
     ConnectionParams,
