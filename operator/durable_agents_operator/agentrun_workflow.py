@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from durable_agents_operator.api import AgentRun
-from durable_agents_operator.object_identity import timestamp
+from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.contract import RunInput, RunOutput
 
 __all__ = [

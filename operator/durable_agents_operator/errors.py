@@ -12,6 +12,7 @@ __all__ = [
     "InvalidSpec",
     "KubeApiError",
     "KubeForbidden",
+    "KubeInvalid",
     "KubeUnavailable",
     "OperatorError",
     "TemporalUnavailable",
@@ -61,6 +62,15 @@ class KubeForbidden(KubeApiError):
     """The operator's service account may not do this; its RBAC must grant the verb."""
 
     retry_after = 120.0
+
+
+class KubeInvalid(KubeApiError):
+    """The API server rejected an object as invalid (HTTP 422): the spec that produced it must change.
+
+    The message carries the API server's, which names the field.
+    """
+
+    retry_after = None
 
 
 class KubeUnavailable(KubeApiError):

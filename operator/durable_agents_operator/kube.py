@@ -20,16 +20,10 @@ from urllib.parse import quote
 import httpx
 
 from durable_agents_operator.api import API_GROUP, VERSION
-from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeInvalid, KubeUnavailable
 from durable_agents_operator.object_identity import ObjectKey, key_of
 
-__all__ = ["RESOURCES", "Kube", "KubeClient", "KubeInvalid", "Resource", "resource_for"]
-
-
-class KubeInvalid(KubeApiError):
-    """The API server rejected an object as invalid (HTTP 422); its message names the field."""
-
-    retry_after = None
+__all__ = ["RESOURCES", "Kube", "KubeClient", "Resource", "resource_for"]
 
 
 @dataclass(frozen=True)
@@ -308,7 +302,11 @@ def _error(response: httpx.Response, what: str) -> KubeApiError:
             status=status,
         )
     if status == 422:
-        return KubeInvalid(f"could not {what}: the API server rejected it: {detail}", status=status)
+        return KubeInvalid(
+            f"could not {what}: the API server rejected it: {detail}; change the field it names in the "
+            "resource's spec",
+            status=status,
+        )
     if status == 404:
         return KubeApiError(
             f"could not {what}: not found ({detail}); if this is a durable-agents kind, install the CRDs "

@@ -8,10 +8,9 @@ from .deployment import build_deployment, desired_replicas, termination_grace_pe
 from .metadata import labels, owner_reference, selector_labels, selector_string, stable_hash
 from .pdb import build_pdb
 from .service import build_service
-from .temporal import DefaultConnection, WorkerTemporal, resolve_temporal
+from .temporal import WorkerTemporal, resolve_temporal
 
 __all__ = [
-    "DefaultConnection",
     "WorkerTemporal",
     "build_configmap",
     "build_deployment",

@@ -28,8 +28,9 @@ from durable_agents_operator.agentrun_workflow import (
 )
 from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
-from durable_agents_operator.object_identity import ObjectKey, timestamp
+from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
+from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
 from durable_agents_runtime.errors import format_validation
 
@@ -37,17 +38,11 @@ from .reporting import emit
 
 __all__ = ["cancel", "poll", "start"]
 
-KIND = "AgentRun"
 TERMINAL = ("Succeeded", "Failed")
 CANCEL_ATTEMPTS = 5
 """Deleting a run retries cancelling its workflow this often; then the run is let go (with a Warning)."""
 
 _T = TypeVar("_T")
-
-
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body["metadata"]
-    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])
 
 
 def _phase(body: Mapping[str, Any]) -> str | None:
@@ -241,4 +236,4 @@ async def _timed(ops: Operator, call: Awaitable[_T]) -> _T:
 
 
 async def _set_status(ops: Operator, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    await ops.kube.patch_status(_key(body), status)
+    await ops.kube.patch_status(key_of(body), status)

@@ -19,7 +19,6 @@ import kopf
 from pydantic import ValidationError
 
 from durable_agents_operator.api import (
-    API_VERSION,
     AutoscalingSpec,
     AutoscalingStatus,
     DurableAgent,
@@ -45,14 +44,15 @@ from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
     KubeApiError,
+    KubeInvalid,
     OperatorError,
     to_kopf,
 )
-from durable_agents_operator.kube import KubeInvalid
 from durable_agents_operator.naming import deployment_name
-from durable_agents_operator.object_identity import ObjectKey, key_of, timestamp
+from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.planner import Action, Apply, Conflict, Delete, plan
+from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.errors import format_validation
 from durable_agents_runtime.health import AgentHealth
 
@@ -60,15 +60,9 @@ from .reporting import emit, report, status_due
 
 __all__ = ["check_health", "reconcile"]
 
-KIND = "DurableAgent"
 
 # Health fields of `AgentHealth.to_dict()` that go into status as they are.
 _HEALTH_FIELDS = ("workers", "backlog", "runs", "lastFailure")
-
-
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body["metadata"]
-    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])
 
 
 async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -124,7 +118,7 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     }
     current = body.get("status") or {}
     if update.transitions or any(current.get(field) != value for field, value in status.items()):
-        await report(ops, body, _key(body), status, update.transitions, now)
+        await report(ops, body, status, update.transitions, now)
 
 
 async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -144,7 +138,7 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
     spec_error = blocked = health = temporal = None
     try:
         connection, params = await ops.resolve(agent)
-        temporal = resolve_temporal(agent, connection=connection, default=ops.default_connection)
+        temporal = resolve_temporal(agent, connection=connection, default=ops.default_params)
         build_agent_objects(agent, temporal=temporal, default_image=ops.settings.worker_image)
     except InvalidSpec as exc:
         spec_error = str(exc)
@@ -194,7 +188,7 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         return
     status["lastHealthCheck"] = timestamp(now)
     try:
-        await report(ops, body, _key(body), status, update.transitions, now)
+        await report(ops, body, status, update.transitions, now)
     except OperatorError:
         return
     if scaling is not None and scaling.scaled:
@@ -258,7 +252,7 @@ async def _desired(ops: Operator, agent: DurableAgent) -> AgentObjects:
     ref = agent.spec.temporal.connection_ref
     if ref is not None:
         connection = await ops.fetch_connection(_ns(agent), ref.name)
-    temporal = resolve_temporal(agent, connection=connection, default=ops.default_connection)
+    temporal = resolve_temporal(agent, connection=connection, default=ops.default_params)
     return build_agent_objects(agent, temporal=temporal, default_image=ops.settings.worker_image)
 
 
@@ -303,7 +297,7 @@ async def _report_stuck(
     status = {"observedGeneration": meta.get("generation"), "conditions": update.to_api()}
     # If this write fails, the caller's error (raised next) says more than the failed write would.
     with contextlib.suppress(KubeApiError):
-        await report(ops, body, _key(body), status, update.transitions, now)
+        await report(ops, body, status, update.transitions, now)
 
 
 def _replica_status(agent: DurableAgent, deployment: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from durable_agents_operator.builders.event import build_event
 from durable_agents_operator.conditions import Transition
 from durable_agents_operator.errors import KubeApiError
-from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 
@@ -25,13 +25,12 @@ STATUS_REFRESH = 60.0
 async def report(
     ops: Operator,
     body: Mapping[str, Any],
-    key: ObjectKey,
     status: Mapping[str, Any],
     transitions: Sequence[Transition],
     now: datetime,
 ) -> None:
     """Patch `status` (fields left out keep their values), then announce each transition as an Event."""
-    if await ops.kube.patch_status(key, status) is None:
+    if await ops.kube.patch_status(key_of(body), status) is None:
         return  # deleted meanwhile: nobody to tell
     for transition in transitions:
         await emit(

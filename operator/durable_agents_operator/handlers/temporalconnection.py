@@ -15,8 +15,9 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from durable_agents_operator.api import API_VERSION, TemporalConnection
 from durable_agents_operator.conditions import Reason, connection_conditions
 from durable_agents_operator.errors import DependencyNotReady, OperatorError
-from durable_agents_operator.object_identity import ObjectKey, timestamp
+from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
+from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.errors import format_validation
 
 from . import durableagent
@@ -24,7 +25,6 @@ from .reporting import report, status_due
 
 __all__ = ["check", "spec_changed"]
 
-KIND = "TemporalConnection"
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,10 @@ async def check(ops: Operator, body: Mapping[str, Any]) -> None:
     if not update.transitions and not status_due(current, status, "lastCheckTime", now, ops.settings):
         return
     status["lastCheckTime"] = timestamp(now)
-    key = _key(body)
     try:
-        await report(ops, body, key, status, update.transitions, now)
+        await report(ops, body, status, update.transitions, now)
     except OperatorError as exc:
-        logger.warning("could not update the status of %s: %s", key, exc)
+        logger.warning("could not update the status of %s: %s", key_of(body), exc)
 
 
 async def spec_changed(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -103,8 +102,3 @@ async def spec_changed(ops: Operator, body: Mapping[str, Any]) -> None:
 def _connection_name(agent: Mapping[str, Any]) -> str | None:
     ref = ((agent.get("spec") or {}).get("temporal") or {}).get("connectionRef") or {}
     return ref.get("name")
-
-
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body["metadata"]
-    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])
