@@ -14,6 +14,7 @@ __all__ = [
     "KubeForbidden",
     "KubeInvalid",
     "KubeUnavailable",
+    "ObjectConflict",
     "OperatorError",
     "TemporalUnavailable",
     "to_kopf",
@@ -42,6 +43,20 @@ class DependencyNotReady(OperatorError):
         super().__init__(message)
         self.reason = reason
         """A condition reason naming what is missing, e.g. `TemporalConnectionNotFound`."""
+
+
+class ObjectConflict(OperatorError):
+    """An object the resource needs exists and is controlled by someone else; applying would steal it.
+
+    The message names the object and its controller; the user deletes it or renames the resource.
+    """
+
+    retry_after = 60.0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = "ObjectConflict"
+        """The condition reason (`Reason.OBJECT_CONFLICT`)."""
 
 
 class TemporalUnavailable(OperatorError):

@@ -9,7 +9,7 @@ import pytest
 
 from durable_agents_operator.naming import ANNOTATION_SPEC_HASH
 from durable_agents_operator.object_identity import ObjectKey, key_of
-from durable_agents_operator.planner import Apply, Conflict, Delete, manifest_hash, plan
+from durable_agents_operator.planner import Apply, Conflict, Delete, manifest_hash, plan, plan_objects
 
 OWNER = "uid-agent"
 
@@ -179,3 +179,22 @@ def test_a_conflict_says_who_controls_the_object_and_what_to_do() -> None:
     assert isinstance(action, Conflict)
     assert "HelmRelease x" in action.message
     assert "delete it or rename the DurableAgent" in action.message
+
+
+def test_a_plan_with_a_conflict_applies_nothing_and_names_the_conflict() -> None:
+    desired = keyed(CM, SVC)
+    observed = {key_of(CM): None, key_of(SVC): live(SVC, ownerReferences=[FOREIGN])}
+    result = plan_objects(desired, observed, owner_uid=OWNER)
+    assert result.actions == ()
+    error = result.conflict_error()
+    assert error is not None
+    assert "HelmRelease x" in str(error)
+    assert error.retry_after == 60
+
+
+def test_a_plan_without_conflicts_keeps_what_was_observed_for_the_executor() -> None:
+    observed = {key_of(CM): None}
+    result = plan_objects(keyed(CM), observed, owner_uid=OWNER)
+    assert kinds(list(result.actions)) == [("Apply", "ConfigMap", "Missing")]
+    assert result.observed == observed
+    assert result.conflict_error() is None

@@ -12,14 +12,10 @@ from durable_agents_operator.conditions import Transition
 from durable_agents_operator.errors import KubeApiError
 from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
-from durable_agents_operator.settings import OperatorSettings
 
-__all__ = ["STATUS_REFRESH", "emit", "report", "status_due"]
+__all__ = ["emit", "report"]
 
 logger = logging.getLogger(__name__)
-
-STATUS_REFRESH = 60.0
-"""Seconds after which an unchanged observation is written anyway, to move its check time."""
 
 
 async def report(
@@ -54,25 +50,3 @@ async def emit(
         await ops.kube.create_event(event)
     except KubeApiError as exc:
         logger.warning("could not record event %s for %s: %s", reason, body["metadata"].get("name"), exc)
-
-
-def status_due(
-    current: Mapping[str, Any],
-    status: Mapping[str, Any],
-    check_field: str,
-    now: datetime,
-    settings: OperatorSettings,
-) -> bool:
-    """Whether a timer must write `status`: a field differs from `current`, or `current[check_field]`
-    (the last check time) is older than `STATUS_REFRESH` (or three health intervals, if longer).
-
-    Skipping unchanged writes keeps a steady object at one status write per minute instead of one per
-    interval: each write is an etcd write and a watch event for every watcher.
-    """
-    if any(current.get(field) != value for field, value in status.items()):
-        return True
-    try:
-        last = datetime.fromisoformat(current[check_field])
-    except (KeyError, TypeError, ValueError):
-        return True
-    return (now - last).total_seconds() >= max(STATUS_REFRESH, 3 * settings.health_interval)
