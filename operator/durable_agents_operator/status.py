@@ -57,8 +57,8 @@ STATUS_REFRESH = 60.0
 
 @dataclass(frozen=True)
 class Problem:
-    """Why the agent cannot be reconciled: its spec must change (`blocked_by` None), or something it
-    needs is missing or belongs to someone else (`blocked_by` is the condition reason)."""
+    """Why a resource cannot work: its spec must change (`blocked_by` None: reason `InvalidSpec`), or
+    something it needs is missing, unreachable or someone else's (`blocked_by` is the condition reason)."""
 
     message: str
     blocked_by: str | None = None
