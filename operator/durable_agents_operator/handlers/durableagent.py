@@ -108,7 +108,8 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class _Observed:
-    """What the health timer saw: the connection (None when the spec or a dependency is the problem)."""
+    """What the health timer saw: the connection (None when it could not be resolved), what keeps the
+    agent from working, its health and its worker Deployment."""
 
     temporal: WorkerTemporal | None
     problem: Problem | None
@@ -125,7 +126,7 @@ async def _observe(ops: Operator, agent: DurableAgent) -> _Observed:
         temporal = resolve_temporal(agent, connection=connection, default=ops.default_params)
         _build(ops, agent, temporal)
     except (InvalidSpec, DependencyNotReady) as exc:
-        temporal, problem = None, Problem.of(exc)
+        problem = Problem.of(exc)
     else:
         health = await ops.health.read(params, agent.task_queue)
     return _Observed(temporal, problem, health, await ops.kube.get(_deployment_key(agent)))
