@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus
-from durable_agents_operator.objects import timestamp
+from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus, DurableAgent, DurableAgentStatus
+from durable_agents_operator.timestamps import timestamp
 
 __all__ = [
     "DEFAULT_SCALE_DOWN_DELAY",
@@ -40,6 +40,9 @@ __all__ = [
     "ScaleReason",
     "autoscaled_replicas",
     "decide",
+    "decide_for",
+    "enabled_autoscaling",
+    "with_decision",
 ]
 
 DEFAULT_SCALE_UP_DELAY = timedelta(seconds=15)
@@ -167,6 +170,27 @@ def decide(
         message=basis,
     )
     return ScaleDecision(current, status)
+
+
+def enabled_autoscaling(agent: DurableAgent) -> AutoscalingSpec | None:
+    """`spec.autoscaling` when it is enabled; None when the agent runs `spec.replicas` workers."""
+    autoscaling = agent.spec.autoscaling
+    return autoscaling if autoscaling is not None and autoscaling.enabled else None
+
+
+def decide_for(agent: DurableAgent, health: BacklogObservation | None, now: datetime) -> ScaleDecision | None:
+    """`decide` for an agent, over the decision recorded in its status; None without autoscaling."""
+    spec = enabled_autoscaling(agent)
+    if spec is None:
+        return None
+    previous = agent.status.autoscaling if agent.status is not None else None
+    return decide(spec, paused=agent.spec.paused, health=health, previous=previous, now=now)
+
+
+def with_decision(agent: DurableAgent, decision: AutoscalingStatus) -> DurableAgent:
+    """`agent` as if `decision` were already recorded: what the builders read the replica count from."""
+    status = agent.status or DurableAgentStatus()
+    return agent.model_copy(update={"status": status.model_copy(update={"autoscaling": decision})})
 
 
 def _desired(spec: AutoscalingSpec, *, backlog: int, running: int) -> int:

@@ -12,7 +12,9 @@ __all__ = [
     "InvalidSpec",
     "KubeApiError",
     "KubeForbidden",
+    "KubeInvalid",
     "KubeUnavailable",
+    "ObjectConflict",
     "OperatorError",
     "TemporalUnavailable",
     "to_kopf",
@@ -43,6 +45,20 @@ class DependencyNotReady(OperatorError):
         """A condition reason naming what is missing, e.g. `TemporalConnectionNotFound`."""
 
 
+class ObjectConflict(OperatorError):
+    """An object the resource needs exists and is controlled by someone else; applying would steal it.
+
+    The message names the object and its controller; the user deletes it or renames the resource.
+    """
+
+    retry_after = 60.0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = "ObjectConflict"
+        """The condition reason (`Reason.OBJECT_CONFLICT`)."""
+
+
 class TemporalUnavailable(OperatorError):
     """Temporal did not answer in time or refused the operator's call."""
 
@@ -61,6 +77,15 @@ class KubeForbidden(KubeApiError):
     """The operator's service account may not do this; its RBAC must grant the verb."""
 
     retry_after = 120.0
+
+
+class KubeInvalid(KubeApiError):
+    """The API server rejected an object as invalid (HTTP 422): the spec that produced it must change.
+
+    The message carries the API server's, which names the field.
+    """
+
+    retry_after = None
 
 
 class KubeUnavailable(KubeApiError):

@@ -1,8 +1,9 @@
 """A thin async layer over the Kubernetes API: get, list, server-side apply, delete, status, events.
 
-No decisions are made here; handlers decide, this module performs. Credentials come from the
-`kubernetes` package's loaders (in-cluster service account or KUBECONFIG), including their token
-refresh, and requests go out through one `httpx.AsyncClient` created in the entrypoint.
+No decisions are made here; the planner decides, this module performs (`observe`, `execute`).
+Credentials come from the `kubernetes` package's loaders (in-cluster service account or KUBECONFIG),
+including their token refresh, and requests go out through one `httpx.AsyncClient` created in the
+entrypoint.
 
 Only the kinds the operator touches are known (`RESOURCES`), so no discovery requests are made.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -20,16 +21,11 @@ from urllib.parse import quote
 import httpx
 
 from durable_agents_operator.api import API_GROUP, VERSION
-from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
-from durable_agents_operator.objects import ObjectKey, key_of
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeInvalid, KubeUnavailable
+from durable_agents_operator.object_identity import ObjectKey, key_of
+from durable_agents_operator.planner import Apply, Plan
 
-__all__ = ["RESOURCES", "Kube", "KubeClient", "KubeInvalid", "Resource", "resource_for"]
-
-
-class KubeInvalid(KubeApiError):
-    """The API server rejected an object as invalid (HTTP 422); its message names the field."""
-
-    retry_after = None
+__all__ = ["RESOURCES", "Kube", "KubeClient", "Live", "Resource", "execute", "observe", "resource_for"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +105,28 @@ class Kube(Protocol):
     async def create_event(self, event: dict[str, Any]) -> None:
         """Record a core/v1 Event."""
         ...
+
+
+Live = dict[ObjectKey, dict[str, Any] | None]
+"""Objects by key as the API server holds them; None where an object does not exist."""
+
+
+async def observe(kube: Kube, keys: Iterable[ObjectKey]) -> Live:
+    """Read the objects at `keys`, concurrently."""
+    keys = tuple(keys)
+    return dict(zip(keys, await asyncio.gather(*(kube.get(k) for k in keys)), strict=True))
+
+
+async def execute(kube: Kube, plan: Plan) -> Live:
+    """Perform `plan`'s actions in order; the objects as they are afterwards."""
+    live = dict(plan.observed)
+    for action in plan.actions:
+        if isinstance(action, Apply):
+            live[action.key] = await kube.apply(action.manifest)
+        else:
+            await kube.delete(action.key, uid=action.uid)
+            live[action.key] = None
+    return live
 
 
 AuthHeaders = Callable[[], dict[str, str]]
@@ -308,7 +326,11 @@ def _error(response: httpx.Response, what: str) -> KubeApiError:
             status=status,
         )
     if status == 422:
-        return KubeInvalid(f"could not {what}: the API server rejected it: {detail}", status=status)
+        return KubeInvalid(
+            f"could not {what}: the API server rejected it: {detail}; change the field it names in the "
+            "resource's spec",
+            status=status,
+        )
     if status == 404:
         return KubeApiError(
             f"could not {what}: not found ({detail}); if this is a durable-agents kind, install the CRDs "

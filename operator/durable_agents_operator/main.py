@@ -15,10 +15,10 @@ import kopf
 from aiohttp import web
 from pydantic import ValidationError
 
-from durable_agents_operator.context import Operator
 from durable_agents_operator.handlers import register
-from durable_agents_operator.health import HealthBatcher, runtime_reader
+from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
 from durable_agents_operator.kube import KubeClient
+from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.preflight import check_permissions
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import TemporalPool, default_params

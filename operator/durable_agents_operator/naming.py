@@ -21,6 +21,7 @@ __all__ = [
     "LABEL_NAME",
     "MANAGED_BY",
     "MAX_AGENT_NAME",
+    "TLS_SECRET_PRIVATE_KEY",
     "WORKER_APP_NAME",
     "child_name",
     "configmap_name",
@@ -46,6 +47,9 @@ ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 
 MAX_AGENT_NAME = 63
 """Agent names become label values, which Kubernetes limits to 63 characters."""
+
+TLS_SECRET_PRIVATE_KEY = "tls.key"
+"""The private key's name inside a `kubernetes.io/tls` Secret (a client certificate Secret's other key)."""
 
 _MAX_CHILD_NAME = 63
 

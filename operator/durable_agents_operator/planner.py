@@ -1,5 +1,8 @@
 """Desired vs observed objects → the actions that make the cluster match. Pure: no client, no clock.
 
+`plan_objects` is the decision (a `Plan`); `kube.execute` only performs it. A plan with conflicts has no
+actions: applying part of an agent's objects while another controller holds one helps nobody.
+
 Change detection compares a hash of what the operator last applied (the `durable-agents.dev/spec-hash`
 annotation) with the hash of what it would apply now, never the whole object: the API server fills in
 defaults and other controllers add fields, so a field-by-field comparison would see changes forever.
@@ -14,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from durable_agents_operator.errors import ObjectConflict
 from durable_agents_operator.naming import ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, MANAGED_BY
-from durable_agents_operator.objects import ObjectKey, stable_hash
+from durable_agents_operator.object_identity import ObjectKey, stable_hash
 
-__all__ = ["Action", "Apply", "Conflict", "Delete", "manifest_hash", "plan"]
+__all__ = ["Action", "Apply", "Conflict", "Delete", "Plan", "manifest_hash", "plan", "plan_objects"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,36 @@ class Conflict:
 
 
 Action = Apply | Delete | Conflict
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do to one owner's objects, and what was observed before doing it."""
+
+    observed: Mapping[ObjectKey, dict[str, Any] | None]
+    """Each key the owner may have → the live object, or None."""
+    actions: tuple[Apply | Delete, ...]
+    conflicts: tuple[Conflict, ...] = ()
+
+    def conflict_error(self) -> ObjectConflict | None:
+        """The error to report when objects belong to someone else (then `actions` is empty)."""
+        if not self.conflicts:
+            return None
+        return ObjectConflict("; ".join(c.message for c in self.conflicts))
+
+
+def plan_objects(
+    desired: Mapping[ObjectKey, dict[str, Any]],
+    observed: Mapping[ObjectKey, dict[str, Any] | None],
+    *,
+    owner_uid: str | None = None,
+) -> Plan:
+    """The `Plan` that makes `observed` match `desired` (see `plan`); no actions while any conflict."""
+    actions = plan(desired, observed, owner_uid=owner_uid)
+    conflicts = tuple(a for a in actions if isinstance(a, Conflict))
+    if conflicts:
+        return Plan(observed, (), conflicts)
+    return Plan(observed, tuple(a for a in actions if not isinstance(a, Conflict)))
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:

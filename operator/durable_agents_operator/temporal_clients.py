@@ -7,69 +7,16 @@ such as `RunInput`/`RunOutput`) are encoded exactly as the worker's converter ex
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.service import TLSConfig
 
-from durable_agents_operator.api import TemporalConnection
-from durable_agents_operator.errors import DependencyNotReady, TemporalUnavailable
+from durable_agents_operator.connection_params import ConnectionParams
+from durable_agents_operator.errors import TemporalUnavailable
 from durable_agents_operator.settings import OperatorSettings
 
-__all__ = [
-    "ConnectionParams",
-    "Connector",
-    "SecretKey",
-    "TemporalPool",
-    "default_params",
-    "params_from_connection",
-    "secret_keys_of",
-]
-
-SecretKey = tuple[str, str]
-"""(Secret name, key) in the connection's namespace."""
-_TLS_PRIVATE_KEY = "tls.key"
-
-
-@dataclass(frozen=True)
-class ConnectionParams:
-    """How the operator connects to one Temporal namespace. Secret material never appears in repr."""
-
-    address: str
-    namespace: str
-    tls: bool = False
-    server_name: str | None = None
-    ca: bytes | None = field(default=None, repr=False)
-    client_cert: bytes | None = field(default=None, repr=False)
-    client_key: bytes | None = field(default=None, repr=False)
-    api_key: str | None = field(default=None, repr=False)
-
-    @property
-    def key(self) -> str:
-        """Identity of the connection; rotating a certificate or key yields a new one (and a new client)."""
-        digest = hashlib.sha256()
-        for part in (self.address, self.namespace, str(self.tls), self.server_name or ""):
-            digest.update(part.encode() + b"\0")
-        for secret in (self.ca, self.client_cert, self.client_key, (self.api_key or "").encode()):
-            digest.update(hashlib.sha256(secret or b"").digest())
-        return digest.hexdigest()
-
-    def __str__(self) -> str:
-        return f"{self.address} (namespace {self.namespace})"
-
-    def tls_config(self) -> TLSConfig | bool:
-        """What `Client.connect(tls=...)` takes."""
-        if not self.tls:
-            return False
-        return TLSConfig(
-            server_root_ca_cert=self.ca,
-            domain=self.server_name,
-            client_cert=self.client_cert,
-            client_private_key=self.client_key,
-        )
+__all__ = ["Connector", "TemporalPool", "default_params"]
 
 
 def default_params(settings: OperatorSettings) -> ConnectionParams:
@@ -87,58 +34,6 @@ def default_params(settings: OperatorSettings) -> ConnectionParams:
         client_cert=read(settings.temporal_tls_cert_file),
         client_key=read(settings.temporal_tls_key_file),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
-    )
-
-
-def secret_keys_of(connection: TemporalConnection) -> list[SecretKey]:
-    """The Secret keys a TemporalConnection refers to (what must be read before connecting)."""
-    spec = connection.spec
-    keys: list[SecretKey] = []
-    if spec.tls is not None and spec.tls.ca_secret_ref is not None:
-        keys.append((spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key))
-    if spec.tls is not None and spec.tls.client_cert_secret_ref is not None:
-        ref = spec.tls.client_cert_secret_ref
-        keys += [(ref.name, ref.key), (ref.name, _TLS_PRIVATE_KEY)]
-    if spec.api_key_secret_ref is not None:
-        keys.append((spec.api_key_secret_ref.name, spec.api_key_secret_ref.key))
-    return keys
-
-
-def params_from_connection(
-    connection: TemporalConnection, secrets: Mapping[SecretKey, bytes]
-) -> ConnectionParams:
-    """Connection parameters from a TemporalConnection and the Secret values it refers to (pure)."""
-    spec = connection.spec
-    where = f"TemporalConnection {connection.metadata.name}"
-
-    def value(name: str, key: str) -> bytes:
-        try:
-            return secrets[(name, key)]
-        except KeyError:
-            raise DependencyNotReady(
-                f"{where} refers to key {key!r} of Secret {name!r}, which does not exist: create it",
-                reason="SecretNotFound",
-            ) from None
-
-    ca = cert = private_key = None
-    if spec.tls is not None:
-        if spec.tls.ca_secret_ref is not None:
-            ca = value(spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key)
-        if spec.tls.client_cert_secret_ref is not None:
-            ref = spec.tls.client_cert_secret_ref
-            cert, private_key = value(ref.name, ref.key), value(ref.name, _TLS_PRIVATE_KEY)
-    api_key = None
-    if spec.api_key_secret_ref is not None:
-        api_key = value(spec.api_key_secret_ref.name, spec.api_key_secret_ref.key).decode().strip()
-    return ConnectionParams(
-        address=spec.address,
-        namespace=spec.namespace,
-        tls=spec.tls is not None,
-        server_name=spec.tls.server_name if spec.tls else None,
-        ca=ca,
-        client_cert=cert,
-        client_key=private_key,
-        api_key=api_key,
     )
 
 

@@ -17,13 +17,14 @@ from typing import Any, cast
 
 from temporalio.client import Client
 
-from durable_agents_operator.context import Operator
+from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import KubeApiError, KubeForbidden
-from durable_agents_operator.health import HealthBatcher, HealthReader, runtime_reader
+from durable_agents_operator.health_batching import HealthBatcher, HealthReader, runtime_reader
 from durable_agents_operator.kube import resource_for
-from durable_agents_operator.objects import ObjectKey, key_of
+from durable_agents_operator.object_identity import ObjectKey, key_of
+from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
-from durable_agents_operator.temporal_clients import ConnectionParams, TemporalPool
+from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.health import AgentHealth
 
 API = "durable-agents.dev/v1alpha1"

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import kopf
 import pytest
 from operator_support import (
     Clock,
@@ -27,7 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from durable_agents_operator.handlers import durableagent
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_runtime.health import AgentHealth, read_health
 
 pytestmark = pytest.mark.anyio
@@ -177,3 +178,27 @@ async def test_temporal_down_keeps_the_workers_and_a_spec_change_keeps_the_autos
     clock.advance(10)
     await durableagent.check_health(ops, kube.body(agent_key()))
     assert "autoscaling" not in kube.objects[agent_key()]["status"]
+
+
+async def test_a_spec_the_builders_refuse_keeps_the_recorded_scale_decision(
+    kube: FakeKube, clock: Clock
+) -> None:
+    reader = ScriptedBacklog()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    autoscaling = {"enabled": True, "minReplicas": 1, "targetBacklogPerWorker": 10}
+    await durableagent.reconcile(ops, kube.put(agent_manifest(autoscaling=autoscaling)))
+    roll_out(kube)
+    reader.backlog = 35
+    clock.advance(10)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert replicas(kube) == 4
+
+    body = kube.edit(agent_key(), lambda o: o["spec"].update(template={"env": [{"value": "x"}]}))
+    with pytest.raises(kopf.PermanentError):
+        await durableagent.reconcile(ops, body)
+    clock.advance(600)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    status = kube.objects[agent_key()]["status"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "InvalidSpec"
+    assert (status["autoscaling"]["replicas"], status["autoscaling"]["reason"]) == (4, "NotChecked")
+    assert replicas(kube) == 4

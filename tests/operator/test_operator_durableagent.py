@@ -23,7 +23,7 @@ from operator_support import (
 
 from durable_agents_operator.handlers import durableagent, temporalconnection
 from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, ANNOTATION_SPEC_HASH
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import pytest
 
 from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
 from durable_agents_operator.kube import MAX_IN_FLIGHT, KubeClient, KubeInvalid
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 
 pytestmark = pytest.mark.anyio
 

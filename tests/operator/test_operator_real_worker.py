@@ -26,7 +26,7 @@ from operator_support import (
 )
 
 from durable_agents_operator.handlers import agentrun, durableagent
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_runtime.config import RuntimeConfig
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]

@@ -10,10 +10,11 @@ import pytest
 from operator_support import API, Clock, DevServer, FakeKube, connection_manifest, make_operator
 
 from durable_agents_operator.api import TemporalConnection
+from durable_agents_operator.connection_params import params_from_connection
 from durable_agents_operator.errors import DependencyNotReady
 from durable_agents_operator.handlers import temporalconnection
-from durable_agents_operator.objects import ObjectKey
-from durable_agents_operator.temporal_clients import TemporalPool, params_from_connection
+from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.temporal_clients import TemporalPool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
 

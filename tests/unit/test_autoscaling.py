@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus, DurableAgent
-from durable_agents_operator.autoscaling import ScaleReason, decide
+from durable_agents_operator.autoscaling import ScaleReason, decide, decide_for, with_decision
 from durable_agents_operator.builders import desired_replicas
 from durable_agents_operator.conditions import (
     PROGRESSING,
@@ -257,3 +257,22 @@ def test_a_settled_autoscaled_agent_says_the_backlog_sets_its_replicas() -> None
     ready = {c.type: c for c in agent_conditions(zero, [], NOW).conditions}[READY]
     assert (ready.status, ready.reason) == ("True", "ScaledToZero")
     assert "autoscaled to zero" in ready.message
+
+
+def test_an_agent_without_enabled_autoscaling_gets_no_decision() -> None:
+    assert decide_for(agent(None), Reading(25), NOW) is None
+    assert decide_for(agent({"enabled": False}), Reading(25), NOW) is None
+
+
+def test_a_decision_for_an_agent_starts_from_the_one_recorded_in_its_status() -> None:
+    decided = {"autoscaling": {"replicas": 4, "desiredReplicas": 4, "reason": "ScaledUp"}}
+    decision = decide_for(agent({"enabled": True, "maxReplicas": 10}, decided), Reading(25), NOW)
+    assert decision is not None
+    assert (decision.previous_replicas, decision.replicas) == (4, 3)
+
+
+def test_an_agent_with_a_decision_recorded_runs_that_many_workers() -> None:
+    enabled = agent({"enabled": True, "minReplicas": 1})
+    status = AutoscalingStatus(replicas=5, desired_replicas=5, reason=ScaleReason.SCALED_UP)
+    assert desired_replicas(with_decision(enabled, status)) == 5
+    assert enabled.status is None  # the original is left as it was

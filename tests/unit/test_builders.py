@@ -16,7 +16,6 @@ import yaml
 
 from durable_agents_operator.api import DurableAgent, TemporalConnection
 from durable_agents_operator.builders import (
-    DefaultConnection,
     build_configmap,
     build_deployment,
     build_pdb,
@@ -25,11 +24,12 @@ from durable_agents_operator.builders import (
     owner_reference,
     resolve_temporal,
 )
-from durable_agents_operator.builders.agent import build_agent_objects, runtime_config
+from durable_agents_operator.builders.agent_objects import build_agent_objects, runtime_config
+from durable_agents_operator.connection_params import ConnectionParams
 
 GOLDEN = Path(__file__).parent / "golden" / "builders"
 IMAGE = "ghcr.io/durable-agents/runtime:0.1.0"
-DEFAULT = DefaultConnection(address="temporal-frontend.temporal:7233", namespace="default")
+DEFAULT = ConnectionParams(address="temporal-frontend.temporal:7233", namespace="default")
 KUBERNETES_VERSION = "1.36.0"
 
 

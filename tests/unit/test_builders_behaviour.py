@@ -11,13 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from durable_agents_operator.api import DurableAgent, TemporalConnection
-from durable_agents_operator.builders import DefaultConnection, resolve_temporal, selector_string
-from durable_agents_operator.builders.agent import build_agent_objects, child_keys
+from durable_agents_operator.builders import resolve_temporal, selector_string
+from durable_agents_operator.builders.agent_objects import build_agent_objects, child_keys
+from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import InvalidSpec
 from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, child_name
-from durable_agents_operator.objects import key_of
+from durable_agents_operator.object_identity import key_of
 
-DEFAULT = DefaultConnection(address="temporal:7233", namespace="default")
+DEFAULT = ConnectionParams(address="temporal:7233", namespace="default")
 BASE: dict[str, Any] = {"agent": {"name": "hello", "model": "test"}}
 
 
@@ -30,7 +31,7 @@ def agent(spec: dict[str, Any] | None = None, *, name: str = "hello", **changes:
 
 
 def build(
-    da: DurableAgent, conn: TemporalConnection | None = None, default: DefaultConnection = DEFAULT
+    da: DurableAgent, conn: TemporalConnection | None = None, default: ConnectionParams = DEFAULT
 ) -> dict:
     temporal = resolve_temporal(da, connection=conn, default=default)
     built = build_agent_objects(da, temporal=temporal, default_image="img:default")
@@ -221,13 +222,13 @@ def test_every_built_object_is_among_the_keys_the_operator_observes() -> None:
 
 
 def test_the_default_connection_with_credentials_is_refused_for_workers() -> None:
-    default = DefaultConnection(address="x:7233", namespace="n", tls=True, has_api_key=True)
+    default = ConnectionParams(address="x:7233", namespace="n", tls=True, api_key="key")
     with pytest.raises(InvalidSpec, match="create a TemporalConnection"):
         build(agent(), default=default)
 
 
 def test_the_default_tls_connection_passes_its_server_name_to_workers() -> None:
-    default = DefaultConnection(address="x:7233", namespace="n", tls=True, server_name="temporal.example")
+    default = ConnectionParams(address="x:7233", namespace="n", tls=True, server_name="temporal.example")
     config = json.loads(build(agent(), default=default)["ConfigMap"]["data"]["runtime.json"])
     assert config["temporal"] == {
         "address": "x:7233",

@@ -1,15 +1,17 @@
-"""The planner: desired vs observed objects → apply, delete or conflict, decided by a stable hash."""
+"""The planner: desired vs observed objects → apply, delete or conflict, decided by a stable hash; and
+the executor that performs a plan."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from durable_agents_operator.kube import Kube, execute
 from durable_agents_operator.naming import ANNOTATION_SPEC_HASH
-from durable_agents_operator.objects import ObjectKey, key_of
-from durable_agents_operator.planner import Apply, Conflict, Delete, manifest_hash, plan
+from durable_agents_operator.object_identity import ObjectKey, key_of
+from durable_agents_operator.planner import Apply, Conflict, Delete, manifest_hash, plan, plan_objects
 
 OWNER = "uid-agent"
 
@@ -179,3 +181,47 @@ def test_a_conflict_says_who_controls_the_object_and_what_to_do() -> None:
     assert isinstance(action, Conflict)
     assert "HelmRelease x" in action.message
     assert "delete it or rename the DurableAgent" in action.message
+
+
+def test_a_plan_with_a_conflict_applies_nothing_and_names_the_conflict() -> None:
+    desired = keyed(CM, SVC)
+    observed = {key_of(CM): None, key_of(SVC): live(SVC, ownerReferences=[FOREIGN])}
+    result = plan_objects(desired, observed, owner_uid=OWNER)
+    assert result.actions == ()
+    error = result.conflict_error()
+    assert error is not None
+    assert "HelmRelease x" in str(error)
+    assert error.retry_after == 60
+
+
+def test_a_plan_without_conflicts_keeps_what_was_observed_for_the_executor() -> None:
+    observed = {key_of(CM): None}
+    result = plan_objects(keyed(CM), observed, owner_uid=OWNER)
+    assert kinds(list(result.actions)) == [("Apply", "ConfigMap", "Missing")]
+    assert result.observed == observed
+    assert result.conflict_error() is None
+
+
+class RecordingKube:
+    """Just enough of `Kube` for the executor: records what it is asked to do."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ObjectKey]] = []
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", key_of(manifest)))
+        return {**manifest, "status": {"applied": True}}
+
+    async def delete(self, key: ObjectKey, *, uid: str | None = None) -> None:
+        self.calls.append(("delete", key))
+
+
+@pytest.mark.asyncio
+async def test_the_executor_performs_the_plan_in_order_and_returns_the_objects_after_it() -> None:
+    observed = {key_of(CM): None, key_of(PDB): live(PDB)}
+    result = plan_objects(keyed(CM), observed, owner_uid=OWNER)
+    recorder = RecordingKube()
+    after = await execute(cast(Kube, recorder), result)
+    assert recorder.calls == [("apply", key_of(CM)), ("delete", key_of(PDB))]
+    assert after[key_of(CM)] is not None and after[key_of(CM)]["status"] == {"applied": True}
+    assert after[key_of(PDB)] is None

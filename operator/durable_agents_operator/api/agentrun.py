@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from durable_agents_runtime.config import Duration, Spec
+from durable_agents_runtime.contract import RunUsageSummary
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta
 
@@ -37,13 +38,31 @@ class AgentRunSpec(Spec):
     timeout: Duration | None = Field(default=None, description="Workflow execution timeout, e.g. `10m`.")
 
 
-class RunUsage(Spec):
-    """Token usage of the run."""
+# The CRD describes every field; the contract model carries none, so they are added here by API name.
+_USAGE_DESCRIPTIONS = {
+    "requests": "Model requests.",
+    "inputTokens": "Input tokens.",
+    "outputTokens": "Output tokens.",
+    "toolCalls": "Tool calls.",
+}
 
-    requests: int = Field(default=0, description="Model requests.")
-    input_tokens: int = Field(default=0, description="Input tokens.")
-    output_tokens: int = Field(default=0, description="Output tokens.")
-    tool_calls: int = Field(default=0, description="Tool calls.")
+
+def _describe_usage(schema: dict[str, Any]) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if name not in _USAGE_DESCRIPTIONS:
+            raise KeyError(f"RunUsageSummary gained the field {name!r}: describe it in api/agentrun.py")
+        prop["description"] = _USAGE_DESCRIPTIONS[name]
+
+
+class RunUsage(RunUsageSummary):
+    """Token usage of the run: the workflow result's `RunUsageSummary`, under its camelCase API names."""
+
+    model_config = Spec.model_config | ConfigDict(json_schema_extra=_describe_usage)
+
+    @classmethod
+    def of(cls, usage: RunUsageSummary) -> RunUsage:
+        """The status usage of a workflow result's usage."""
+        return cls.model_validate(usage.model_dump())
 
 
 class AgentRunStatus(Spec):

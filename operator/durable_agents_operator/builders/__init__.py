@@ -3,15 +3,14 @@
 No client, clock, environment or randomness here: everything a builder needs is an argument.
 """
 
-from .common import labels, owner_reference, selector_labels, selector_string, stable_hash
 from .configmap import build_configmap, config_hash, render_config
 from .deployment import build_deployment, desired_replicas, termination_grace_period
+from .metadata import labels, owner_reference, selector_labels, selector_string, stable_hash
 from .pdb import build_pdb
 from .service import build_service
-from .temporal import DefaultConnection, WorkerTemporal, resolve_temporal
+from .temporal import WorkerTemporal, resolve_temporal
 
 __all__ = [
-    "DefaultConnection",
     "WorkerTemporal",
     "build_configmap",
     "build_deployment",

@@ -8,7 +8,7 @@ from durable_agents_operator.naming import configmap_name
 from durable_agents_runtime.config import RuntimeConfig
 from durable_agents_runtime.contract import CONFIG_FILE_KEY
 
-from .common import object_meta, stable_hash
+from .metadata import object_meta, stable_hash
 
 __all__ = ["build_configmap", "config_hash", "render_config"]
 

@@ -19,7 +19,7 @@ from durable_agents_runtime.contract import (
     READINESS_PATH,
 )
 
-from .common import labels, object_meta, selector_labels
+from .metadata import labels, object_meta, selector_labels
 from .temporal import WorkerTemporal
 
 __all__ = [

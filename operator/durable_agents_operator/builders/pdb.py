@@ -6,7 +6,7 @@ from typing import Any
 
 from durable_agents_operator.naming import pdb_name
 
-from .common import object_meta, selector_labels
+from .metadata import object_meta, selector_labels
 
 __all__ = ["build_pdb"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from durable_agents_operator.naming import service_name
 from durable_agents_runtime.config import RuntimeConfig
 
-from .common import object_meta, selector_labels
+from .metadata import object_meta, selector_labels
 
 __all__ = ["build_service"]
 

@@ -1,7 +1,7 @@
 """Which Temporal an agent's workers connect to, and what their pods need for it (env, Secret volumes).
 
 Pure: the TemporalConnection (if the agent names one) is fetched by the caller and passed in, and the
-operator's default connection arrives as `DefaultConnection`, built from the settings once.
+operator's default connection arrives as the `ConnectionParams` the operator itself connects with.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import InvalidSpec
-from durable_agents_operator.settings import OperatorSettings
+from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
 from durable_agents_runtime.config import TemporalSpec, TemporalTLSSpec
 from durable_agents_runtime.contract import ENV_TEMPORAL_API_KEY
 
@@ -20,7 +21,6 @@ __all__ = [
     "TLS_CLIENT_CERT_FILE",
     "TLS_CLIENT_KEY_FILE",
     "TLS_DIR",
-    "DefaultConnection",
     "WorkerTemporal",
     "resolve_temporal",
 ]
@@ -29,36 +29,8 @@ TLS_DIR = "/var/run/durable-agents/temporal-tls"
 TLS_CA_FILE = f"{TLS_DIR}/ca/ca.crt"
 TLS_CLIENT_CERT_FILE = f"{TLS_DIR}/client/tls.crt"
 TLS_CLIENT_KEY_FILE = f"{TLS_DIR}/client/tls.key"
-# The private key's name inside a kubernetes.io/tls Secret.
-_TLS_SECRET_KEY = "tls.key"
 # Readable by the pod's fsGroup only.
 _SECRET_MODE = 0o440
-
-
-@dataclass(frozen=True)
-class DefaultConnection:
-    """The operator's default Temporal connection, for agents that name no TemporalConnection."""
-
-    address: str
-    namespace: str
-    tls: bool = False
-    server_name: str | None = None
-    has_ca_file: bool = False
-    has_client_cert: bool = False
-    has_api_key: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: OperatorSettings) -> DefaultConnection:
-        """Read the default connection out of the operator's settings."""
-        return cls(
-            address=settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            tls=settings.temporal_uses_tls,
-            server_name=settings.temporal_tls_server_name,
-            has_ca_file=settings.temporal_tls_ca_file is not None,
-            has_client_cert=settings.temporal_tls_cert_file is not None,
-            has_api_key=settings.temporal_api_key is not None,
-        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +44,7 @@ class WorkerTemporal:
 
 
 def resolve_temporal(
-    agent: DurableAgent, *, connection: TemporalConnection | None, default: DefaultConnection
+    agent: DurableAgent, *, connection: TemporalConnection | None, default: ConnectionParams
 ) -> WorkerTemporal:
     """Resolve the Temporal connection of `agent`'s workers.
 
@@ -87,8 +59,9 @@ def resolve_temporal(
     return _from_connection(agent, connection)
 
 
-def _from_default(agent: DurableAgent, default: DefaultConnection) -> WorkerTemporal:
-    if default.has_api_key or default.has_client_cert or default.has_ca_file:
+def _from_default(agent: DurableAgent, default: ConnectionParams) -> WorkerTemporal:
+    # Worker pods get Secret references, never values: material only the operator holds cannot reach them.
+    if default.api_key is not None or default.client_cert is not None or default.ca is not None:
         raise InvalidSpec(
             "the operator's default Temporal connection uses credentials or a CA file that worker pods "
             "cannot read: create a TemporalConnection in this namespace (with apiKeySecretRef or "
@@ -120,7 +93,7 @@ def _from_connection(agent: DurableAgent, connection: TemporalConnection) -> Wor
         if conn.tls.client_cert_secret_ref is not None:
             ref = conn.tls.client_cert_secret_ref
             cert_file, key_file = TLS_CLIENT_CERT_FILE, TLS_CLIENT_KEY_FILE
-            items = {ref.key: "tls.crt", _TLS_SECRET_KEY: "tls.key"}
+            items = {ref.key: "tls.crt", TLS_SECRET_PRIVATE_KEY: "tls.key"}
             volumes.append(_secret_volume("temporal-client-cert", ref.name, items))
             mounts.append(
                 {"name": "temporal-client-cert", "mountPath": f"{TLS_DIR}/client", "readOnly": True}

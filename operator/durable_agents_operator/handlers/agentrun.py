@@ -20,11 +20,19 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_agents_operator.agentrun_workflow import (
+    failed_status,
+    failure_message,
+    finished_message,
+    pending_status,
+    run_input,
+    running_status,
+    succeeded_status,
+)
 from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
-from durable_agents_operator.context import Operator
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
-from durable_agents_operator.objects import ObjectKey, timestamp
-from durable_agents_operator.runs import failed_status, failure_message, run_input, succeeded_status
+from durable_agents_operator.object_identity import ObjectKey, key_of
+from durable_agents_operator.operator_state import Operator
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
 from durable_agents_runtime.errors import format_validation
 
@@ -32,17 +40,11 @@ from .reporting import emit
 
 __all__ = ["cancel", "poll", "start"]
 
-KIND = "AgentRun"
 TERMINAL = ("Succeeded", "Failed")
 CANCEL_ATTEMPTS = 5
 """Deleting a run retries cancelling its workflow this often; then the run is let go (with a Warning)."""
 
 _T = TypeVar("_T")
-
-
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body["metadata"]
-    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])
 
 
 def _phase(body: Mapping[str, Any]) -> str | None:
@@ -64,28 +66,14 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
         return  # started before; the poll timer follows it
     workflow_id = workflow_id_for_run(run.metadata.uid or "")
     try:
-        agent = await _agent(ops, run)
-        client = await _client(ops, run, agent)
-        await _timed(ops, _start_workflow(client, run, agent, workflow_id, ops.settings.temporal_timeout))
+        agent = await _start(ops, run, workflow_id)
     except OperatorError as exc:
-        await _set_status(ops, body, {"phase": "Pending", "message": str(exc)})
+        await _set_status(ops, body, pending_status(str(exc)))
         raise to_kopf(exc) from None
-    except RPCError as exc:
-        message = f"Temporal refused to start workflow {workflow_id}: {exc}"
-        await _set_status(ops, body, {"phase": "Pending", "message": message})
-        raise kopf.TemporaryError(message, delay=TemporalUnavailable.retry_after) from None
-    await _set_status(
-        ops,
-        body,
-        {
-            "phase": "Running",
-            "workflowId": workflow_id,
-            "taskQueue": agent.task_queue,
-            "startTime": timestamp(now),
-            "observedGeneration": run.metadata.generation,
-            "message": None,
-        },
+    started = running_status(
+        workflow_id=workflow_id, task_queue=agent.task_queue, started=now, generation=run.metadata.generation
     )
+    await _set_status(ops, body, started)
     await emit(ops, body, reason="Started", message=f"started workflow {workflow_id}", warning=False, now=now)
 
 
@@ -96,40 +84,56 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     run = AgentRun.model_validate(dict(body))
     workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")
     try:
-        client = await _client(ops, run)
-        handle = client.get_workflow_handle(workflow_id, result_type=RunOutput)
-        description = await _timed(ops, handle.describe())
-        if description.status == WorkflowExecutionStatus.RUNNING:
-            return
-        finished = description.close_time or ops.clock()
-        if description.status == WorkflowExecutionStatus.COMPLETED:
-            result = await _timed(ops, handle.result())
-            status = succeeded_status(result, completed=finished)
-        else:
-            status = failed_status(await _failure(ops, handle, description.status), completed=finished)
+        status = await _outcome(ops, run, workflow_id)
     except OperatorError as exc:
         # Temporal or the agent is unavailable: keep Running and say why; the next tick tries again.
         await _set_status(ops, body, {"message": str(exc)})
         return
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            await _set_status(ops, body, {"message": f"could not check workflow {workflow_id}: {exc}"})
-            return
-        status = failed_status(
-            f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
-            completed=None,
-        )
+    if status is None:
+        return
     ops.runs.pop(run.metadata.uid or "", None)
     await _set_status(ops, body, status)
+    message = finished_message(workflow_id, status)
     await emit(
         ops,
         body,
         reason=status["phase"],
-        message=f"workflow {workflow_id} {status['phase'].lower()}"
-        + (f": {status['message']}" if status.get("message") else ""),
+        message=message,
         warning=status["phase"] == "Failed",
         now=ops.clock(),
     )
+
+
+async def _start(ops: Operator, run: AgentRun, workflow_id: str) -> DurableAgent:
+    """Start the workflow on the run's agent's task queue; the agent it was started for."""
+    agent = await _agent(ops, run)
+    client = await _client(ops, run, agent)
+    try:
+        await _timed(ops, _start_workflow(client, run, agent, workflow_id, ops.settings.temporal_timeout))
+    except RPCError as exc:
+        raise TemporalUnavailable(f"Temporal refused to start workflow {workflow_id}: {exc}") from None
+    return agent
+
+
+async def _outcome(ops: Operator, run: AgentRun, workflow_id: str) -> dict[str, Any] | None:
+    """The status of the run's finished workflow; None while it runs."""
+    try:
+        client = await _client(ops, run)
+        handle = client.get_workflow_handle(workflow_id, result_type=RunOutput)
+        description = await _timed(ops, handle.describe())
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            return None
+        finished = description.close_time or ops.clock()
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return succeeded_status(await _timed(ops, handle.result()), completed=finished)
+        return failed_status(await _failure(ops, handle, description.status), completed=finished)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise TemporalUnavailable(f"could not check workflow {workflow_id}: {exc}") from None
+        return failed_status(
+            f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
+            completed=None,
+        )
 
 
 async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
@@ -236,4 +240,4 @@ async def _timed(ops: Operator, call: Awaitable[_T]) -> _T:
 
 
 async def _set_status(ops: Operator, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    await ops.kube.patch_status(_key(body), status)
+    await ops.kube.patch_status(key_of(body), status)

@@ -13,30 +13,46 @@ from pydantic import ValidationError
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from durable_agents_operator.api import API_VERSION, TemporalConnection
-from durable_agents_operator.conditions import Reason, connection_conditions
-from durable_agents_operator.context import Operator
+from durable_agents_operator.conditions import Reason
 from durable_agents_operator.errors import DependencyNotReady, OperatorError
-from durable_agents_operator.objects import ObjectKey, timestamp
+from durable_agents_operator.object_identity import key_of
+from durable_agents_operator.operator_state import Operator
+from durable_agents_operator.status import Problem, connection_status, refresh_after
 from durable_agents_runtime.errors import format_validation
 
 from . import durableagent
-from .reporting import report, status_due
+from .reporting import report
 
 __all__ = ["check", "spec_changed"]
 
-KIND = "TemporalConnection"
 
 logger = logging.getLogger(__name__)
 
 
 async def check(ops: Operator, body: Mapping[str, Any]) -> None:
     """Describe the connection's Temporal namespace and write the `Reachable` condition."""
-    meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
+    if body["metadata"].get("deletionTimestamp"):
         return
     now = ops.clock()
-    error: str | None = None
-    reason = Reason.TEMPORAL_UNREACHABLE
+    problem = await _probe(ops, body)
+    update = connection_status(
+        problem,
+        previous=body.get("status") or {},
+        now=now,
+        refresh_after=refresh_after(ops.settings.health_interval),
+    )
+    if not update.due:
+        return
+    try:
+        await report(ops, body, update.status, update.transitions, now)
+    except OperatorError as exc:
+        logger.warning("could not update the status of %s: %s", key_of(body), exc)
+
+
+async def _probe(ops: Operator, body: Mapping[str, Any]) -> Problem | None:
+    """Why the connection's Temporal namespace cannot be used (the condition reason is `blocked_by`), or
+    None when it answered."""
+    unreachable = Reason.TEMPORAL_UNREACHABLE
     try:
         connection = TemporalConnection.model_validate(dict(body))
         params = await ops.connection_params(connection)
@@ -47,32 +63,21 @@ async def check(ops: Operator, body: Mapping[str, Any]) -> None:
             client.workflow_service.describe_namespace(request, timeout=timedelta(seconds=timeout)), timeout
         )
     except ValidationError as exc:
-        error, reason = f"invalid TemporalConnection:\n{format_validation(exc)}", Reason.INVALID_SPEC
+        return Problem(f"invalid TemporalConnection:\n{format_validation(exc)}", Reason.INVALID_SPEC)
     except DependencyNotReady as exc:
-        error, reason = str(exc), exc.reason
+        return Problem(str(exc), exc.reason)
     except OperatorError as exc:
-        error = str(exc)
+        return Problem(str(exc), unreachable)
     except TimeoutError:
-        error = (
+        message = (
             f"Temporal did not answer within {ops.settings.temporal_timeout:g}s: check that the frontend is "
             "up and reachable from the operator"
         )
+        return Problem(message, unreachable)
     except Exception as exc:  # an RPC failure is an observation here, not a crash
-        error = f"describing the Temporal namespace failed: {exc}; check the namespace name and credentials"
-    previous = (body.get("status") or {}).get("conditions") or []
-    update = connection_conditions(
-        reachable=error is None, error=error, previous=previous, now=now, reason=reason
-    )
-    status: dict[str, Any] = {"conditions": update.to_api()}
-    current = body.get("status") or {}
-    if not update.transitions and not status_due(current, status, "lastCheckTime", now, ops.settings):
-        return
-    status["lastCheckTime"] = timestamp(now)
-    key = _key(body)
-    try:
-        await report(ops, body, key, status, update.transitions, now)
-    except OperatorError as exc:
-        logger.warning("could not update the status of %s: %s", key, exc)
+        message = f"describing the Temporal namespace failed: {exc}; check the namespace name and credentials"
+        return Problem(message, unreachable)
+    return None
 
 
 async def spec_changed(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -103,8 +108,3 @@ async def spec_changed(ops: Operator, body: Mapping[str, Any]) -> None:
 def _connection_name(agent: Mapping[str, Any]) -> str | None:
     ref = ((agent.get("spec") or {}).get("temporal") or {}).get("connectionRef") or {}
     return ref.get("name")
-
-
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body["metadata"]
-    return ObjectKey(API_VERSION, KIND, meta["namespace"], meta["name"])

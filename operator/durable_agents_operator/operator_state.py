@@ -7,28 +7,19 @@ import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from durable_agents_operator.api import API_VERSION, DurableAgent, TemporalConnection
-from durable_agents_operator.builders.temporal import DefaultConnection
+from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
-from durable_agents_operator.health import HealthBatcher
+from durable_agents_operator.health_batching import HealthBatcher
 from durable_agents_operator.kube import Kube
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.settings import OperatorSettings
-from durable_agents_operator.temporal_clients import (
-    ConnectionParams,
-    TemporalPool,
-    params_from_connection,
-    secret_keys_of,
-)
+from durable_agents_operator.temporal_clients import TemporalPool
+from durable_agents_operator.timestamps import utcnow
 
-__all__ = ["Operator", "connection_key", "utcnow"]
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC, at second precision (what Kubernetes timestamps keep)."""
-    return datetime.now(UTC).replace(microsecond=0)
+__all__ = ["Operator", "connection_key"]
 
 
 def connection_key(namespace: str, name: str) -> ObjectKey:
@@ -57,11 +48,6 @@ class Operator:
     runs: dict[str, ConnectionParams] = field(default_factory=dict)
     """AgentRun uid → the connection its workflow was started on."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
-
-    @property
-    def default_connection(self) -> DefaultConnection:
-        """The default connection as worker pods see it."""
-        return DefaultConnection.from_settings(self.settings)
 
     async def fetch_connection(self, namespace: str, name: str) -> TemporalConnection:
         """The TemporalConnection `name` (read now); `DependencyNotReady` if it does not exist."""

@@ -14,7 +14,7 @@ from durable_agents_operator.naming import (
     MANAGED_BY,
     WORKER_APP_NAME,
 )
-from durable_agents_operator.objects import stable_hash
+from durable_agents_operator.object_identity import stable_hash
 
 __all__ = ["labels", "object_meta", "owner_reference", "selector_labels", "selector_string", "stable_hash"]
 

@@ -1,13 +1,14 @@
-"""Identity and content hashes of Kubernetes objects, shared by the builders, the planner and kube.py."""
+"""Identity and content hashes of Kubernetes objects, shared by the builders, the planner, kube.py and
+the handlers."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["ObjectKey", "key_of", "stable_hash", "timestamp"]
+__all__ = ["ObjectKey", "key_of", "stable_hash"]
 
 
 class ObjectKey(NamedTuple):
@@ -22,8 +23,9 @@ class ObjectKey(NamedTuple):
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
-def key_of(manifest: dict[str, Any]) -> ObjectKey:
-    """The key of a manifest (which must carry apiVersion, kind, metadata.namespace and metadata.name)."""
+def key_of(manifest: Mapping[str, Any]) -> ObjectKey:
+    """The key of a manifest or a live object's body (which must carry apiVersion, kind,
+    metadata.namespace and metadata.name; kopf's bodies and `Kube.list` items do)."""
     meta = manifest["metadata"]
     return ObjectKey(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
 
@@ -32,8 +34,3 @@ def stable_hash(value: Any) -> str:
     """sha256 of a JSON value with sorted keys: equal content gives an equal hash in every process."""
     encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(encoded).hexdigest()
-
-
-def timestamp(value: datetime) -> str:
-    """A Kubernetes timestamp: RFC 3339 in UTC, whole seconds, `Z` (what metav1.Time keeps)."""
-    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -17,8 +17,9 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
+from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import OperatorError
-from durable_agents_operator.temporal_clients import ConnectionParams, TemporalPool
+from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.health import AgentHealth, read_health
 
 __all__ = ["HealthBatcher", "HealthReader", "runtime_reader"]

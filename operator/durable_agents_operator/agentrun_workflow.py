@@ -1,12 +1,12 @@
-"""Pure pieces of an AgentRun's life: its workflow input, and the status of a finished workflow."""
+"""Pure pieces of an AgentRun's life: its workflow input, and its status before, during and after it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from durable_agents_operator.api import AgentRun
-from durable_agents_operator.objects import timestamp
+from durable_agents_operator.api import AgentRun, RunUsage
+from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.contract import RunInput, RunOutput
 
 __all__ = [
@@ -14,7 +14,10 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "failed_status",
     "failure_message",
+    "finished_message",
+    "pending_status",
     "run_input",
+    "running_status",
     "succeeded_status",
 ]
 
@@ -36,21 +39,40 @@ def _truncate(text: str, limit: int) -> tuple[str, int, bool]:
     return encoded[:limit].decode(errors="ignore"), len(encoded), True
 
 
+def pending_status(message: str) -> dict[str, Any]:
+    """Status of a run whose workflow could not be started yet; `message` says why."""
+    return {"phase": "Pending", "message": message}
+
+
+def running_status(
+    *, workflow_id: str, task_queue: str, started: datetime, generation: int | None
+) -> dict[str, Any]:
+    """Status of a run whose workflow started (or was found started): the poll timer follows it."""
+    return {
+        "phase": "Running",
+        "workflowId": workflow_id,
+        "taskQueue": task_queue,
+        "startTime": timestamp(started),
+        "observedGeneration": generation,
+        "message": None,
+    }
+
+
+def finished_message(workflow_id: str, status: dict[str, Any]) -> str:
+    """The Event text for a run that ended with `status`, e.g. `workflow agentrun-1 failed: boom`."""
+    text = f"workflow {workflow_id} {status['phase'].lower()}"
+    return f"{text}: {status['message']}" if status.get("message") else text
+
+
 def succeeded_status(output: RunOutput, *, completed: datetime) -> dict[str, Any]:
     """Status of a run whose workflow completed: output (truncated, with its full size) and usage."""
     text, size, truncated = _truncate(output.output_text, MAX_OUTPUT_BYTES)
-    usage = output.usage
     return {
         "phase": "Succeeded",
         "output": text,
         "outputSize": size,
         "outputTruncated": truncated,
-        "usage": {
-            "requests": usage.requests,
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "toolCalls": usage.tool_calls,
-        },
+        "usage": RunUsage.of(output.usage).model_dump(by_alias=True),
         "completionTime": timestamp(completed),
         "message": None,
     }

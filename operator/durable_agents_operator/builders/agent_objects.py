@@ -16,13 +16,13 @@ from durable_agents_operator.naming import (
     pdb_name,
     service_name,
 )
-from durable_agents_operator.objects import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_runtime.config import RuntimeConfig
 from durable_agents_runtime.errors import format_validation
 
-from .common import owner_reference
 from .configmap import build_configmap, config_hash
 from .deployment import build_deployment, desired_replicas
+from .metadata import owner_reference
 from .pdb import build_pdb
 from .service import build_service
 from .temporal import WorkerTemporal
