@@ -18,14 +18,18 @@ from durable_agents_runtime.health_signals import failure_message
 
 __all__ = ["POLL_SECONDS", "report_retries"]
 
-POLL_SECONDS = 2.0
+POLL_SECONDS = 1.0
 """How often the run's pending activities are read while the CLI waits."""
 
 
 async def report_retries(
     handle: WorkflowHandle[Any, Any], say: Callable[[str], None], *, poll_seconds: float = POLL_SECONDS
 ) -> None:
-    """Call `say` with one line per failed attempt of `handle`'s activities, until cancelled."""
+    """Call `say` with a line for each failed attempt of `handle`'s activities seen, until cancelled.
+
+    Temporal keeps only an activity's latest failure, so an attempt that fails and is retried between two
+    polls is summed up by the next one's line.
+    """
     reported: set[tuple[str, int]] = set()
     while True:
         await asyncio.sleep(poll_seconds)

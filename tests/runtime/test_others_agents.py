@@ -428,3 +428,67 @@ async def test_no_broken_agent_hangs_each_ends_with_a_message_naming_the_cause(
 
     for (name, (_, expected)), message in zip(cases.items(), messages, strict=True):
         assert expected in message, f"{name}: {message}"
+
+
+# --- what the CLI shows -------------------------------------------------------------------------------------
+
+
+async def test_run_shows_the_failed_attempts_while_the_run_retries(
+    temporal_dev_server: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    from test_dev import cli
+
+    cfg = code_agent(temporal_dev_server, "raising")
+    start_worker(cfg, **env(tmp_path / "tools.log"))
+
+    done = await asyncio.to_thread(
+        cli,
+        "run",
+        "raising",
+        "go",
+        "--address",
+        temporal_dev_server.address,
+        "--task-queue",
+        cfg.temporal.task_queue,
+        timeout=END_BOUND,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    retried = [line for line in done.stdout.splitlines() if "failed: " in line and "retrying" in line]
+    # Backoff 1, 2, 4, 8 s and a poll every second: at least the later attempts are seen, in order.
+    assert len(retried) >= 2, done.stdout
+    attempts = [int(line.split()[1]) for line in retried]
+    assert attempts == sorted(set(attempts)) and attempts[-1] == DEFAULT_MAXIMUM_ATTEMPTS - 1, retried
+    assert all(line.startswith("attempt ") and "agent__raising__toolset__" in line for line in retried)
+    assert all("the tool has a bug: boom" in line for line in retried)
+    assert retried[-1].endswith(
+        f"retrying (attempt {DEFAULT_MAXIMUM_ATTEMPTS} of {DEFAULT_MAXIMUM_ATTEMPTS})"
+    )
+    assert "the tool has a bug: boom" in done.stdout.splitlines()[-1]
+
+
+async def test_run_stream_of_an_unstreamable_model_says_why_and_shows_the_tool_calls_at_the_end(
+    temporal_dev_server: Any, start_worker: Any
+) -> None:
+    from test_dev import cli
+
+    cfg = code_agent(temporal_dev_server, "unstreamable")
+    start_worker(cfg, **env())
+
+    done = await asyncio.to_thread(
+        cli,
+        "run",
+        "unstreamable",
+        "go",
+        "--stream",
+        "--address",
+        temporal_dev_server.address,
+        "--task-queue",
+        cfg.temporal.task_queue,
+        timeout=END_BOUND,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(no live events: the agent's model cannot stream" in done.stdout
+    assert "double(n=21)" in done.stdout, "the tool calls are shown with the result"
+    assert "double said: 42" in done.stdout
