@@ -44,7 +44,7 @@ from durable_agents_runtime.contract import (
     RunInput,
     RunOutput,
 )
-from durable_agents_runtime.devserver import free_port
+from durable_agents_runtime.devserver import DevServer, free_port
 
 HERE = Path(__file__).resolve().parent
 AGENT_NAME = "fault_matrix"
@@ -591,3 +591,38 @@ def _recovery_times(
         if done:
             times.append(max(done) - fault.at)
     return times
+
+
+class TemporalKiller:
+    """SIGKILLs the dev server and starts it again on the same ports and sqlite file after a seeded pause.
+
+    `server` is always the current server (the restarted one after a fault); `close()` stops it.
+    """
+
+    def __init__(self, server: DevServer, rng: random.Random, downtime: tuple[float, float]) -> None:
+        self.server = server
+        self.rng = rng
+        self.downtime = downtime
+
+    async def __call__(self, execution: Execution) -> Fault:
+        await asyncio.sleep(self.rng.uniform(0.0, 0.3))
+        old = self.server
+        pid = old.pid
+        assert pid is not None, "the dev server is not running"
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
+        old.stop()  # reaps the killed process and releases the state directory's lock
+        await asyncio.sleep(self.rng.uniform(*self.downtime))
+        restarted = type(old)(
+            old.state_dir,
+            port=old.port,
+            http_port=old.http_port,
+            metrics_port=old.metrics_port,
+            namespace=old.namespace,
+        )
+        await asyncio.to_thread(restarted.start)
+        self.server = restarted
+        return Fault("Temporal SIGKILL + restart", killed_at, pid, downtime=time.time() - killed_at)
+
+    def close(self) -> None:
+        self.server.stop()
