@@ -346,3 +346,23 @@ def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
     assert "kubectl apply -f examples/hello.yaml" in text
     assert "kubectl get da" in text
     assert "helm test da" in text
+
+
+def test_network_policies_admit_ingress_only_on_the_operator_health_and_temporal_frontend_ports() -> None:
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in objects("default", "NetworkPolicy")
+    }
+    assert sorted(policies) == ["operator", "temporal-dev"]
+    for component, policy in policies.items():
+        selected = policy["spec"]["podSelector"]["matchLabels"]
+        assert selected["app.kubernetes.io/component"] == component
+        assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress stays open
+    ports = {
+        c: [p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]]
+        for c, pol in policies.items()
+    }
+    assert ports == {"operator": [8080], "temporal-dev": [7233, 7243]}
+    # Without the chart's dev server there is nothing of it to protect.
+    assert [
+        p["metadata"]["labels"]["app.kubernetes.io/component"] for p in objects("mtls", "NetworkPolicy")
+    ] == ["operator"]
