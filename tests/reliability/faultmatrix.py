@@ -528,16 +528,9 @@ async def analyse(
                 duplicates.append(
                     f"{record.workflow_id}/mcp add: {calls} executions, {history.mcp_attempts} attempts"
                 )
-        for activity_id, attempt in history.completed_attempt.items():
+        for activity_id in history.completed_attempt:
             completions[(record.workflow_id, activity_id)] = history.completed_at[activity_id]
-            starts = by_activity.get((record.workflow_id, activity_id), [])
-            # An execution of an attempt after the one that completed, or the same attempt twice, means a
-            # completed activity ran again.
-            attempts = Counter(s.attempt for s in starts)
-            again = [a for a, n in attempts.items() if a > attempt or n > 1]
-            if again:
-                runs_of = sorted(attempts.elements())
-                duplicates.append(f"{record.workflow_id}/{activity_id}: attempts {runs_of}")
+        duplicates += executed_again(record.workflow_id, history, by_activity)
     # Logged executions of activities the history never completed belong to lost runs, which count above.
 
     retried = sum(1 for starts in by_activity.values() for s in starts if s.attempt > 1)
@@ -562,6 +555,19 @@ async def analyse(
         faults_kind=faults[0].kind if faults else "none",
         downtime_seconds=[f.downtime for f in faults if f.downtime],
     )
+
+
+def executed_again(
+    workflow_id: str, history: History, starts_by_activity: dict[tuple[str, str], list[Execution]]
+) -> list[str]:
+    """Completed activities of one run that executed again: an execution of an attempt after the one the
+    history completed, or the same attempt executed twice."""
+    found = []
+    for activity_id, completed in history.completed_attempt.items():
+        attempts = Counter(s.attempt for s in starts_by_activity.get((workflow_id, activity_id), []))
+        if any(a > completed or n > 1 for a, n in attempts.items()):
+            found.append(f"{workflow_id}/{activity_id}: attempts {sorted(attempts.elements())}")
+    return found
 
 
 def _recovery_times(
