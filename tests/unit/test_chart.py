@@ -269,21 +269,24 @@ def test_no_rbac_rule_uses_a_wildcard() -> None:
                     assert not any("*" in item for item in rule.get(field, [])), f"{name}: {rule}"
 
 
-def test_cluster_mode_grants_what_the_operator_checks_for_at_start_up() -> None:
+# What kopf needs beyond the operator's own requests (preflight.REQUIRED): cluster-wide resource scanning,
+# and blockOwnerDeletion on owner references where OwnerReferencesPermissionEnforcement is on.
+KOPF_AND_OWNER_REFERENCES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("durable-agents.dev", "durableagents/finalizers", "update"),
+    ("durable-agents.dev", "agentruns/finalizers", "update"),
+}
+
+
+def test_cluster_mode_grants_exactly_what_the_operator_checks_for_at_start_up_and_kopf_needs() -> None:
     from durable_agents_operator.preflight import REQUIRED
 
     granted = grants(one("default", "ClusterRole")["rules"])
-    missing = [
-        (group, resource, verb)
-        for group, resource, verbs in REQUIRED
-        for verb in verbs
-        if (group, resource, verb) not in granted
-    ]
-    assert not missing, f"the ClusterRole lacks {missing}"
-    # kopf: progress annotations and events; resource and namespace observation.
-    assert {("durable-agents.dev", "durableagents", "patch"), ("", "events", "create")} <= granted
-    assert {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")} <= granted
-    assert {("", "pods", v) for v in ("get", "list", "watch")} <= granted
+    needed = {(group, resource, verb) for group, resource, verbs in REQUIRED for verb in verbs}
+    assert not needed - granted, f"the ClusterRole lacks {sorted(needed - granted)}"
+    # Least privilege: nothing the code does not use (no pods, no update verbs, no namespaces).
+    assert granted == needed | KOPF_AND_OWNER_REFERENCES, sorted(granted - needed - KOPF_AND_OWNER_REFERENCES)
     assert {verb for group, resource, verb in granted if resource == "secrets"} == {"get"}
     binding = one("default", "ClusterRoleBinding")
     account = one("default", "ServiceAccount")
