@@ -228,7 +228,12 @@ def test_canaries_in_every_credential_path_appear_nowhere_a_user_can_read(
         )
 
     # Positive controls: the credentials reached the services they are for.
-    authorizations = {r.headers.get("Authorization") for r in provider.completion_requests}
+    authorizations = {
+        value
+        for r in provider.completion_requests
+        for key, value in r.headers.items()
+        if key.lower() == "authorization"
+    }
     assert f"Bearer {canaries['provider']}" in authorizations, authorizations
     headers = {e.get("header") for e in mcp_server.read_log(mcp.log) if "header" in e}
     assert canaries["mcp"] in headers, headers
