@@ -130,8 +130,11 @@ class Worker:
 class Fleet:
     """`size` worker processes for `config`; `kill()` SIGKILLs one and starts its replacement at once."""
 
-    def __init__(self, config: RuntimeConfig, directory: Path, log: Path, size: int) -> None:
+    def __init__(
+        self, config: RuntimeConfig, directory: Path, log: Path, size: int, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
+        self.env = env or {}
         self.directory = directory
         self.log = log
         self.size = size
@@ -145,6 +148,7 @@ class Fleet:
         environment["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(HERE), environment.get("PYTHONPATH")) if p
         )
+        environment.update(self.env)
         environment[ENV_LOG] = str(self.log)
         environment[ENV_BIND_HOST] = "127.0.0.1"
         health_port = free_port()
