@@ -179,7 +179,7 @@ def test_fuzzed_manifests_are_rejected_naming_the_field_or_handled_by_the_operat
     def show(items: list[Outcome]) -> str:
         return "\n".join(
             f"- {o.fuzzed.kind} {[(m.kind, dotted(m.path)) for m in o.fuzzed.mutations]}: {o.status} "
-            f"{o.message[:300]!r}"
+            f"{o.message[:300]!r}\n  manifest: {json.dumps(o.fuzzed.manifest, ensure_ascii=False)[:1500]}"
             for o in items[:8]
         )
 
