@@ -57,7 +57,7 @@ EXPECTED_COMPLETED = {"model": 3, "tool": 3}
 EXPECTED_COMPLETED_MCP = {"mcp_call": 1}
 
 # The longest a run may take under faults before it counts as stuck, derived from the runtime's activity
-# defaults (agents.DEFAULT_ACTIVITY): an attempt lost with its worker is retried once its 2 s heartbeat
+# defaults (DEFAULT_ACTIVITY): an attempt lost with its worker is retried once its 2 s heartbeat
 # timeout passes, at worst once the 60 s start-to-close timeout does; the retry then waits at most the 30 s
 # maximum interval. 60 + 30 s, plus 30 s for a replacement worker to start on a loaded 2-core machine.
 RUN_BOUND = 120.0
