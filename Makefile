@@ -31,6 +31,7 @@ crds: env
 
 tools: env
 	bash scripts/install-helm.sh >/dev/null
+	bash scripts/install-kube-score.sh >/dev/null
 	bash tests/cluster/build.sh >/dev/null
 
 test: env lint typecheck tools

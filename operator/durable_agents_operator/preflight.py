@@ -25,7 +25,8 @@ _OWN = ("get", "list", "watch", "patch")
 _CHILD = ("get", "create", "patch", "delete")
 REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "durableagents", _OWN),
-    (API_GROUP, "agentruns", _OWN),
+    # AgentRuns arrive from kopf's watch; nothing reads one by name.
+    (API_GROUP, "agentruns", ("list", "watch", "patch")),
     (API_GROUP, "temporalconnections", _OWN),
     (API_GROUP, "durableagents/status", ("patch",)),
     (API_GROUP, "agentruns/status", ("patch",)),

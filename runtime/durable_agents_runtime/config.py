@@ -78,6 +78,8 @@ ENTRYPOINT_EXAMPLE = "my_agents.support:agent"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's time.Duration (and so the apiserver's CEL `duration()`) stops at 2^63 - 1 ns, about 292 years.
+MAX_DURATION_SECONDS = 2562047 * 3600
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -85,12 +87,17 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not value <= MAX_DURATION_SECONDS:
+            raise ValueError(f"duration of {value} seconds is too long: at most 2562047h (about 292 years)")
         return timedelta(seconds=value)
     if not isinstance(value, str) or not _DURATION_RE.match(value):
         raise ValueError(
             f"invalid duration {value!r}: write a number with a unit, e.g. '500ms', '30s', '5m' or '1h30m'"
         )
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(value))
+    if not seconds <= MAX_DURATION_SECONDS:  # also catches inf
+        shown = value if len(value) <= 24 else value[:20] + "..."
+        raise ValueError(f"duration {shown!r} is too long: at most 2562047h (about 292 years)")
     return timedelta(seconds=seconds)
 
 

@@ -127,11 +127,34 @@ def testcluster_binary() -> Path:
     return _binary["path"]
 
 
+# Metadata (who did what to which object, never a body) of every request made by a service account: the
+# RBAC test (test_reliability_rbac.py) compares what the operator did with what the chart grants it.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: [system:serviceaccounts]
+- level: None
+"""
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    # Tests that judge the whole session (the audit log) run after every other test.
+    items.sort(key=lambda item: item.get_closest_marker("after_all_e2e") is not None)
+
+
 @pytest.fixture(scope="session")
 def control_plane(
     testcluster_binary: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
-    plane = ControlPlane(testcluster_binary, tmp_path_factory.mktemp("control-plane"))
+    workdir = tmp_path_factory.mktemp("control-plane")
+    policy = workdir / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    audit = [f"--audit-policy-file={policy}", f"--audit-log-path={workdir / 'audit.log'}"]
+    plane = ControlPlane(testcluster_binary, workdir, extra_apiserver_args=audit)
     try:
         plane.start()
         _timings["etcd+apiserver to /readyz"] = plane.apiserver_ready_seconds or 0.0

@@ -1,9 +1,10 @@
 """A real MCP server for tests, from the `mcp` package, over streamable HTTP or SSE on 127.0.0.1.
 
 It runs as its own process (`python mcp_server.py --transport ... --log FILE --header NAME`) so the
-worker under test reaches it over the network like any remote MCP server. Tool calls and the value of one
-request header are appended to the log file as JSON lines (`{"tool": ...}` / `{"header": ...}`), which
-the test reads after the run. `start_mcp_server()` launches it and waits until it listens.
+worker under test reaches it over the network like any remote MCP server. Tool calls (with `add`'s
+arguments) and the value of one request header are appended to the log file as JSON lines (`{"tool": ...}`
+/ `{"header": ...}`), which the test reads after the run. `start_mcp_server()` launches it and waits
+until it listens.
 
 Tools: `greet` and `add` (meant to be used), `wipe_disk` (meant to be hidden by a tool filter).
 """
@@ -104,7 +105,7 @@ def _serve(transport: Transport, log: Path, header: str) -> None:
     @server.tool()
     def add(a: int, b: int) -> int:
         """Add two integers."""
-        record({"tool": "add"})
+        record({"tool": "add", "args": [a, b]})
         return a + b
 
     @server.tool()

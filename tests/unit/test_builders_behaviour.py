@@ -236,3 +236,25 @@ def test_the_default_tls_connection_passes_its_server_name_to_workers() -> None:
         "taskQueue": "ns.hello",
         "tls": {"serverName": "temporal.example"},
     }
+
+
+def test_workers_get_requests_and_a_memory_limit_but_no_cpu_limit_unless_the_template_sets_them() -> None:
+    resources = container(build(agent()))["resources"]
+    assert resources["requests"] == {"cpu": "100m", "memory": "256Mi"}
+    assert resources["limits"] == {"memory": "1Gi"}  # a CPU limit would throttle heartbeats
+    own = {"requests": {"cpu": "2"}}
+    assert container(build(agent(template={"resources": own})))["resources"] == own
+
+
+def test_workers_prefer_distinct_nodes_unless_the_template_sets_affinity() -> None:
+    preferred = pod(build(agent()))["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term = preferred[0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "durable-agents-worker",
+        "durable-agents.dev/agent": "hello",
+    }
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    assert pod(build(agent(template={"affinity": own})))["spec"]["affinity"] == own

@@ -269,21 +269,24 @@ def test_no_rbac_rule_uses_a_wildcard() -> None:
                     assert not any("*" in item for item in rule.get(field, [])), f"{name}: {rule}"
 
 
-def test_cluster_mode_grants_what_the_operator_checks_for_at_start_up() -> None:
+# What kopf needs beyond the operator's own requests (preflight.REQUIRED): cluster-wide resource scanning,
+# and blockOwnerDeletion on owner references where OwnerReferencesPermissionEnforcement is on.
+KOPF_AND_OWNER_REFERENCES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("durable-agents.dev", "durableagents/finalizers", "update"),
+    ("durable-agents.dev", "agentruns/finalizers", "update"),
+}
+
+
+def test_cluster_mode_grants_exactly_what_the_operator_checks_for_at_start_up_and_kopf_needs() -> None:
     from durable_agents_operator.preflight import REQUIRED
 
     granted = grants(one("default", "ClusterRole")["rules"])
-    missing = [
-        (group, resource, verb)
-        for group, resource, verbs in REQUIRED
-        for verb in verbs
-        if (group, resource, verb) not in granted
-    ]
-    assert not missing, f"the ClusterRole lacks {missing}"
-    # kopf: progress annotations and events; resource and namespace observation.
-    assert {("durable-agents.dev", "durableagents", "patch"), ("", "events", "create")} <= granted
-    assert {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")} <= granted
-    assert {("", "pods", v) for v in ("get", "list", "watch")} <= granted
+    needed = {(group, resource, verb) for group, resource, verbs in REQUIRED for verb in verbs}
+    assert not needed - granted, f"the ClusterRole lacks {sorted(needed - granted)}"
+    # Least privilege: nothing the code does not use (no pods, no update verbs, no namespaces).
+    assert granted == needed | KOPF_AND_OWNER_REFERENCES, sorted(granted - needed - KOPF_AND_OWNER_REFERENCES)
     assert {verb for group, resource, verb in granted if resource == "secrets"} == {"get"}
     binding = one("default", "ClusterRoleBinding")
     account = one("default", "ServiceAccount")
@@ -346,3 +349,23 @@ def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
     assert "kubectl apply -f examples/hello.yaml" in text
     assert "kubectl get da" in text
     assert "helm test da" in text
+
+
+def test_network_policies_admit_ingress_only_on_the_operator_health_and_temporal_frontend_ports() -> None:
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in objects("default", "NetworkPolicy")
+    }
+    assert sorted(policies) == ["operator", "temporal-dev"]
+    for component, policy in policies.items():
+        selected = policy["spec"]["podSelector"]["matchLabels"]
+        assert selected["app.kubernetes.io/component"] == component
+        assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress stays open
+    ports = {
+        c: [p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]]
+        for c, pol in policies.items()
+    }
+    assert ports == {"operator": [8080], "temporal-dev": [7233, 7243]}
+    # Without the chart's dev server there is nothing of it to protect.
+    assert [
+        p["metadata"]["labels"]["app.kubernetes.io/component"] for p in objects("mtls", "NetworkPolicy")
+    ] == ["operator"]

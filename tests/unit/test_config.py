@@ -87,6 +87,21 @@ def test_bad_duration_in_a_manifest_names_the_field_path() -> None:
     assert message.startswith("invalid duration '5 seconds'")
 
 
+@pytest.mark.parametrize("huge", ["99999999999h", "9223372036854775807ms", "9" * 400 + "h", "2562048h"])
+def test_duration_beyond_what_go_and_temporal_represent_is_a_validation_error_naming_the_field(
+    huge: str,
+) -> None:
+    # The CRD's pattern admits any number of digits; an overflow must still come out as a validation error
+    # (InvalidSpec naming the field), not as an OverflowError that fails the operator's handler.
+    path, message = single_error(
+        DurableAgent, durable_agent(activities={"default": {"heartbeatTimeout": huge}})
+    )
+    assert path == "spec.activities.default.heartbeatTimeout"
+    assert "too long" in message and "2562047h" in message
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration(1e20)
+
+
 def test_zero_duration_is_rejected_where_a_timeout_is_expected() -> None:
     path, message = single_error(RuntimeConfig, runtime_config(worker={"gracefulShutdownTimeout": "0s"}))
     assert path == "worker.gracefulShutdownTimeout"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -24,6 +25,7 @@ from .temporal import WorkerTemporal
 
 __all__ = [
     "CONTAINER_NAME",
+    "DEFAULT_RESOURCES",
     "GRACE_MARGIN_SECONDS",
     "RUN_AS_USER",
     "build_deployment",
@@ -36,6 +38,14 @@ RUN_AS_USER = 10001
 GRACE_MARGIN_SECONDS = 15
 """Seconds the pod gets beyond the worker's drain, for process exit and the last status report."""
 LOGFIRE_TOKEN_ENV = "LOGFIRE_TOKEN"
+DEFAULT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+"""Worker resources when `spec.template.resources` is unset: without requests the scheduler packs workers
+blindly, without a memory limit one runaway run can take the node's memory. No CPU limit: throttling a
+worker delays its heartbeats and makes Temporal retry its activities elsewhere."""
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 
 def desired_replicas(agent: DurableAgent) -> int:
@@ -112,8 +122,8 @@ def build_deployment(
     }
     if template.image_pull_policy:
         container["imagePullPolicy"] = template.image_pull_policy
-    if template.resources is not None:
-        container["resources"] = template.resources.to_api()
+    resources = template.resources.to_api() if template.resources is not None else DEFAULT_RESOURCES
+    container["resources"] = copy.deepcopy(resources)
 
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -137,7 +147,7 @@ def build_deployment(
         "serviceAccountName": template.service_account_name,
         "priorityClassName": template.priority_class_name,
         "nodeSelector": template.node_selector,
-        "affinity": template.affinity,
+        "affinity": template.affinity if template.affinity is not None else _spread_across_nodes(name),
         "tolerations": template.tolerations or None,
     }
     pod_spec.update({key: value for key, value in optional.items() if value is not None})
@@ -230,3 +240,14 @@ def _check_unique(env: list[dict[str, Any]], *, operator_set: int) -> None:
                 "or the TemporalConnection's API key: remove the duplicate credential"
             )
         seen.add(name)
+
+
+def _spread_across_nodes(name: str) -> dict[str, Any]:
+    """Prefer one worker per node, so a node that dies takes one worker with it, not all (a preference:
+    more workers than nodes still schedule)."""
+    term = {"labelSelector": {"matchLabels": selector_labels(name)}, "topologyKey": HOSTNAME_TOPOLOGY}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]
+        }
+    }
