@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from durable_agents_operator.api import AgentRun, RunUsage
-from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.contract import RunInput, RunOutput
+from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

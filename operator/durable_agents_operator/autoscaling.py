@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus, DurableAgent, DurableAgentStatus
-from durable_agents_operator.timestamps import timestamp
+from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
     "DEFAULT_SCALE_DOWN_DELAY",

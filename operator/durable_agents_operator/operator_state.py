@@ -17,7 +17,7 @@ from durable_agents_operator.kube import Kube
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import TemporalPool
-from durable_agents_operator.timestamps import utcnow
+from durable_agents_runtime.timestamps import utcnow
 
 __all__ = ["Operator", "connection_key"]
 

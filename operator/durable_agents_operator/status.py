@@ -32,8 +32,8 @@ from durable_agents_operator.conditions import (
     connection_conditions,
 )
 from durable_agents_operator.errors import DependencyNotReady, ObjectConflict, OperatorError
-from durable_agents_operator.timestamps import timestamp
 from durable_agents_runtime.health import AgentHealth
+from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
     "HEALTH_FIELDS",

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
-from durable_agents_runtime.errors import ConfigError
+from durable_agents_runtime.errors import AgentNotServedError, ConfigError
 
 __all__ = ["ServedAgent", "lookup", "register"]
 
@@ -46,7 +46,7 @@ def lookup(task_queue: str) -> ServedAgent:
     try:
         return _agents[task_queue]
     except KeyError:
-        raise LookupError(
+        raise AgentNotServedError(
             f"no agent is registered for task queue {task_queue!r} in this worker; "
             "start the worker with the config of the agent that owns this task queue"
         ) from None

@@ -22,14 +22,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from durable_agents_runtime.errors import DurableAgentsError
+from durable_agents_runtime.errors import DevServerError
 
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_UI_PORT",
     "ENV_STATE_DIR",
     "DevServer",
-    "DevServerError",
     "default_state_dir",
     "find_temporal_binary",
     "free_port",
@@ -43,10 +42,6 @@ DB_FILENAME = "temporal.db"
 LOG_FILENAME = "temporal.log"
 LOCK_FILENAME = "dev.lock"
 _SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
-
-
-class DevServerError(DurableAgentsError):
-    """The dev server binary is missing, or the server did not start."""
 
 
 def find_temporal_binary() -> str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-__all__ = ["AgentLoadError", "ConfigError", "DurableAgentsError", "TemporalConnectError", "format_validation"]
+__all__ = [
+    "AgentLoadError",
+    "AgentNotServedError",
+    "ConfigError",
+    "DevServerError",
+    "DurableAgentsError",
+    "TemporalConnectError",
+    "format_validation",
+]
 
 
 class DurableAgentsError(Exception):
@@ -25,6 +33,15 @@ class AgentLoadError(DurableAgentsError):
 
 class TemporalConnectError(DurableAgentsError):
     """The Temporal frontend could not be reached or refused the connection."""
+
+
+class DevServerError(DurableAgentsError):
+    """The embedded Temporal dev server's binary is missing, or the server did not start; the message
+    holds the end of its log."""
+
+
+class AgentNotServedError(DurableAgentsError):
+    """A workflow reached a worker that does not serve its task queue's agent (a misrouted task queue)."""
 
 
 def format_validation(exc: ValueError, *, prefix: str = "") -> str:

@@ -75,6 +75,7 @@ from durable_agents_runtime.health_signals import (
     run_counts,
     shorten,
 )
+from durable_agents_runtime.timestamps import timestamp
 
 __all__ = ["AgentHealth", "FailureInfo", "read_health"]
 # AgentHealth and FailureInfo are what `read_health` returns; they are defined with their rules in
@@ -237,7 +238,7 @@ class _Reader:
         return max(executions, key=close_time, default=None)
 
     async def long_running(self, queue: str, started_before: datetime) -> list[WorkflowExecution]:
-        before = started_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        before = timestamp(started_before)
         query = f"TaskQueue={_quote(queue)} AND ExecutionStatus='Running' AND StartTime < '{before}'"
 
         async def first_page() -> list[WorkflowExecution]:

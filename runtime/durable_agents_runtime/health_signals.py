@@ -45,6 +45,8 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecution, WorkflowExecutionCountAggregationGroup
 
+from durable_agents_runtime.timestamps import timestamp
+
 __all__ = [
     "DEFAULT_LIVE_WITHIN",
     "FAILED_STATUSES",
@@ -142,7 +144,7 @@ class AgentHealth:
             last_failure = {
                 "workflowId": self.last_failure.workflow_id,
                 "message": self.last_failure.message,
-                "time": _iso(self.last_failure.time),
+                "time": timestamp(self.last_failure.time) if self.last_failure.time else None,
             }
         data: dict[str, Any] = {
             "taskQueue": self.task_queue,
@@ -326,7 +328,3 @@ def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def close_time(execution: WorkflowExecution) -> datetime:
     return execution.close_time or datetime.min.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None

@@ -5,9 +5,9 @@ servers on 127.0.0.1 (an OpenAI-compatible model server or an MCP server that ha
 malformed JSON, or drips bytes). A case passes when the run either succeeds or fails with a message that
 names the cause, within `HOSTILE_BOUND` seconds, and the worker is still up and polling afterwards.
 
-These are opt-in (`DA_RELIABILITY_HOSTILE=1`, see conftest.py): several fail on this branch's runtime,
-whose default retry policy is unbounded (the run retries forever instead of failing); they are findings for
-the runtime, not part of `make test` until the runtime bounds them.
+Each case runs under the runtime's default retry policy (bounded attempts and backoff) with a short
+start-to-close timeout, so a server that never answers costs `ATTEMPTS` short attempts rather than
+minutes; `HOSTILE_BOUND` is derived from those settings.
 """
 
 from __future__ import annotations
@@ -29,15 +29,20 @@ from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
-from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.devserver import DevServer
 
 pytestmark = [pytest.mark.runtime, pytest.mark.reliability, pytest.mark.anyio]
 
-# A run whose activity can never succeed should fail within about one start-to-close timeout (60 s by
-# default) plus a few retries; past 90 s it is wedged.
-HOSTILE_BOUND = 90.0
+START_TO_CLOSE_SECONDS = 5
+"""Each attempt's limit in these cases (the default is 60 s: the same rule, slower)."""
+HOSTILE_BOUND = (
+    DEFAULT_MAXIMUM_ATTEMPTS * START_TO_CLOSE_SECONDS
+    + sum(min(2**n, 30) for n in range(DEFAULT_MAXIMUM_ATTEMPTS - 1))  # the default backoff: 1, 2, 4, 8 s
+    + 40  # start-up and a loaded 2-core machine
+)
+"""A run that has not ended within the policy's attempts, their timeouts and their backoff is wedged."""
 DRIP_LIMIT_SECONDS = 300  # the dripping server gives up by itself after this long
 
 
@@ -121,6 +126,7 @@ def _config(temporal: DevServer, agent: dict[str, Any], **extra: Any) -> Runtime
                 "namespace": temporal.namespace,
                 "taskQueue": f"hostile-{uuid.uuid4().hex[:8]}",
             },
+            "activities": {"default": {"startToCloseTimeout": f"{START_TO_CLOSE_SECONDS}s"}},
             **extra,
         }
     )

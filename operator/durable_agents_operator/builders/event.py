@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from durable_agents_operator.timestamps import timestamp
+from durable_agents_runtime.timestamps import timestamp
 
 __all__ = ["COMPONENT", "build_event"]
 

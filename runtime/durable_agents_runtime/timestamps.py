@@ -1,4 +1,4 @@
-"""Kubernetes timestamps: the one formatter every status field and Event uses, and the wall clock.
+"""Timestamps: the one formatter every status field, Event and `status --json` uses, and the wall clock.
 
 Only the entrypoint reads the clock (`utcnow`); pure code gets `now` passed in.
 """
@@ -12,7 +12,7 @@ __all__ = ["timestamp", "utcnow"]
 
 def timestamp(value: datetime) -> str:
     """A Kubernetes timestamp: RFC 3339 in UTC, whole seconds, `Z` (what metav1.Time keeps)."""
-    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def utcnow() -> datetime:
