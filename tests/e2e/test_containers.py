@@ -290,7 +290,7 @@ def test_worker_container_is_confined_and_kubectl_logs_and_exec_work(real: RealC
 
     ident = exec_("id")
     assert ident.returncode == 0, ident.stderr
-    assert ident.stdout.startswith("uid=10001 gid=10001"), ident.stdout
+    assert ident.stdout.startswith("uid=10001(app) gid=10001(app)"), ident.stdout
     # readOnlyRootFilesystem, enforced by the runtime: a write to / fails inside the container...
     write = exec_("python", "-c", "open('/probe', 'w')")
     assert write.returncode != 0 and "Read-only file system" in write.stderr, (write.returncode, write.stderr)
@@ -302,6 +302,10 @@ def test_worker_container_is_confined_and_kubectl_logs_and_exec_work(real: RealC
     assert fields["CapEff"].strip() == "0000000000000000", fields["CapEff"]
     assert fields["CapBnd"].strip() == "0000000000000000", fields["CapBnd"]
     assert fields["NoNewPrivs"].strip() == "1"
+    # The runtime image goes without the operator's dependencies, and says so when asked to be one.
+    assert exec_("python", "-c", "import kubernetes").returncode != 0
+    operator = exec_("durable-agents", "operator")
+    assert operator.returncode != 0 and "durable-agents[operator]" in operator.stderr, operator.stderr
     # The memory limit is the kernel's, in the container's cgroup (v1 on this host).
     limit = exec_("cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
     assert limit.returncode == 0, limit.stderr
@@ -325,10 +329,10 @@ SLOW_AGENT = {
         "agent": {
             "name": "slow",
             "model": "test",
-            "image": TEST_MODULES_IMAGE,
             "toolsets": [{"id": "slow", "entrypoint": "slow_tools:toolset"}],
         },
         "template": {
+            "image": TEST_MODULES_IMAGE,
             "env": [
                 {"name": "SLOW_TOOLS_LOG", "value": "/tmp/slow-tools.log"},
                 {"name": "SLOW_TOOLS_SECONDS", "value": str(SLOW_SECONDS)},
