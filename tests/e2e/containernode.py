@@ -169,9 +169,10 @@ class ContainerNode:
                 )
             self._kill_shims()
             problems = self._host.restore() if self._host else []
-            if self._host is not None:
+            if self._host is not None and not problems:
                 self.state_file.unlink(missing_ok=True)
-                self._host = None
+            # With problems the record stays for the next session's recover_stale (and a fixed clean-up).
+            self._host = None
         if problems:
             raise HostNotRestored("the node left the host changed: " + "; ".join(problems))
 

@@ -22,6 +22,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -252,16 +253,10 @@ class HostState:
                 if child in self.cgroups.get(hierarchy, []) or not child.startswith("kubepods"):
                     continue
                 root = CGROUP_ROOT / hierarchy / child
-                # Deepest first; a cgroup with processes cannot go, so kill what escaped the runtime.
-                for directory in sorted(
-                    (p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
-                ):
-                    _kill_cgroup(directory)
-                    with contextlib.suppress(OSError):
-                        directory.rmdir()
-                _kill_cgroup(root)
-                with contextlib.suppress(OSError):
-                    root.rmdir()
+                # Deepest first: a cgroup goes only once its children and processes have.
+                directories = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+                for directory in [*directories, root]:
+                    _remove_cgroup(directory)
 
     def _remove_links(self) -> None:
         for name in _links():
@@ -301,11 +296,23 @@ def _mentions_ours(rule: str) -> bool:
     return any(f" {prefix}" in rule or f"-j {prefix}" in rule for prefix in OUR_CHAIN_PREFIXES)
 
 
-def _kill_cgroup(directory: Path) -> None:
-    procs = _read(directory / "cgroup.procs")
-    for pid in (procs or "").split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), 9)
+def _remove_cgroup(directory: Path, timeout: float = 10.0) -> None:
+    """SIGKILL what still runs in *directory* (it escaped the runtime) and remove it, within *timeout*.
+
+    A killed process leaves its cgroup a moment after the signal, so rmdir is retried until then.
+    """
+    deadline = time.monotonic() + timeout
+    while directory.exists():
+        for pid in (_read(directory / "cgroup.procs") or "").split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
+        try:
+            directory.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # reported by differences()
+            time.sleep(0.1)
 
 
 def recover_stale(path: Path) -> list[str] | None:

@@ -336,7 +336,7 @@ SLOW_AGENT = {
             "env": [
                 {"name": "SLOW_TOOLS_LOG", "value": "/tmp/slow-tools.log"},
                 {"name": "SLOW_TOOLS_SECONDS", "value": str(SLOW_SECONDS)},
-            ]
+            ],
         },
     },
 }
