@@ -52,6 +52,25 @@ class RealCluster:
     operator_image: str
     workdir: Path
 
+    def diagnostics(self) -> str:
+        """Pods, events and container logs (through the kubelet) of every namespace, and the node's logs."""
+        parts = [
+            self.kubectl("get", "pods,deployments,durableagents,agentruns", "-A", "-o", "wide", check=False)
+        ]
+        parts.append(self.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False)[-8000:])
+        pods = self.kubectl.run("get", "pods", "-A", "-o", "json").stdout
+        for pod in json.loads(pods or '{"items": []}')["items"]:
+            meta = pod["metadata"]
+            logs = self.kubectl(
+                "logs", "-n", meta["namespace"], meta["name"], "--all-containers", check=False
+            )
+            parts.append(f"=== logs {meta['namespace']}/{meta['name']}\n{logs[-4000:]}")
+        for component in ("kubelet", "containerd", "kube-proxy"):
+            log = self.node.log_dir / f"{component}.log"
+            if log.exists():
+                parts.append(f"=== {log}\n{log.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts)
+
     def namespace(self, name: str) -> str:
         """A namespace enforcing the restricted Pod Security standard, with its default service account."""
         self.kubectl("create", "namespace", name)
