@@ -28,7 +28,7 @@ import pytest
 from .cluster import NODE_CONTROLLERS, ControlPlane
 from .conftest import BUILD_SCRIPT, CHART, HELM_SCRIPT, Helm, Kubectl, _find_kubectl
 from .containernode import GATEWAY, NODE_NAME, ContainerNode
-from .support import API_VERSION, REPO_ROOT, condition, load_example, pod_ready, wait_for
+from .support import API_VERSION, REPO_ROOT, condition, load_example, pod_ready, temporal_cli, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
@@ -293,6 +293,15 @@ def test_agent_is_ready_and_a_run_succeeds_in_containers(real: RealCluster, hell
     # Defaults the operator sets when spec.template.resources says nothing.
     assert container["resources"]["limits"]["memory"] == "1Gi", container["resources"]
     assert "cpu" in container["resources"]["requests"], container["resources"]
+    # The worker dials the chart's Temporal by its Service name, as given: cluster DNS and kube-proxy
+    # carry it to the dev server's pod.
+    (config_map,) = real.kubectl.json(
+        "get", "configmaps", "-n", hello, "-l", "durable-agents.dev/agent=hello"
+    )["items"]
+    config = json.loads(config_map["data"]["runtime.json"])
+    assert config["temporal"]["address"] == f"{RELEASE}-temporal.{OPERATOR_NAMESPACE}.svc:7233", config[
+        "temporal"
+    ]
     real.kubectl.apply(load_example("hello-run.yaml"), namespace=hello)
     status = _finished(real, hello, "hello-paris")
     assert status["phase"] == "Succeeded", status
@@ -389,6 +398,26 @@ def test_worker_container_killed_mid_tool_call_run_still_succeeds(real: RealClus
         lambda: any(e == "start" and t == "slow_step" for e, t, _ in _tool_log(real, namespace, name)),
         timeout=90,
         interval=0.5,
+    )
+    # Kill only once the model's first request and the fast tool are completed in the history, so only
+    # the slow tool is in flight. The host reaches the dev server's pod on the bridge.
+    temporal_pod = _pods(real, OPERATOR_NAMESPACE, "app.kubernetes.io/component=temporal-dev")[0]
+    address = f"{temporal_pod['status']['podIP']}:7233"
+    workflow_id = wait_for(
+        "the run's workflow id", lambda: _run_phase(real, namespace, "crash").get("workflowId")
+    )
+
+    def completed_activities() -> int:
+        history = json.loads(
+            temporal_cli(address, "workflow", "show", "--workflow-id", workflow_id, "-o", "json")
+        )
+        return sum(1 for e in history["events"] if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")
+
+    wait_for(
+        "two completed activities",
+        lambda: completed_activities() >= 2,
+        timeout=SLOW_SECONDS - 2,
+        interval=0.2,
     )
     # SIGKILL the container's process through the runtime, as an OOM kill or a node fault would.
     real.node.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
