@@ -19,10 +19,12 @@ __all__ = ["ServedAgent", "lookup", "register"]
 
 @dataclass(frozen=True)
 class ServedAgent:
-    """A durable agent and the event stream topic its runs publish to (None: it publishes none)."""
+    """A durable agent, the event stream topic its runs publish to (None: it publishes none), and whether
+    its own model can stream (a watched run's model requests are streamed)."""
 
     agent: AbstractAgent[Any, Any]
     event_topic: str | None
+    model_streams: bool = True
 
 
 _agents: dict[str, ServedAgent] = {}

@@ -253,7 +253,7 @@ async def _stream(client: Client, handle: Any, out: Renderer) -> None:
     from pydantic_ai.durable_exec.temporal import stream_agent_events
     from temporalio.service import RPCError
 
-    from durable_agents_runtime.agents import EVENT_TOPIC
+    from durable_agents_runtime.contract import EVENT_TOPIC
     from durable_agents_runtime.workflow import EVENT_TOPIC_QUERY
 
     try:

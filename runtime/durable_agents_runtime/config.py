@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "AGENT_NAME_PATTERN",
     "DEFAULT_HEALTH_PORT",
+    "DEFAULT_MAXIMUM_ATTEMPTS",
     "DEFAULT_METRICS_PORT",
     "DURATION_PATTERN",
     "ActivitiesSpec",
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_HEALTH_PORT = 8080
+DEFAULT_MAXIMUM_ATTEMPTS = 5
+"""Attempts an activity gets unless the manifest says otherwise (Temporal's own default is unlimited)."""
 DEFAULT_METRICS_PORT = 9464
 
 # One or more `<number><unit>` groups, as in Go's time.ParseDuration and Kubernetes' metav1.Duration.
@@ -149,16 +152,22 @@ class RetrySpec(Spec):
     """Temporal retry policy for an activity. Unset fields take Temporal's defaults."""
 
     initial_interval: Duration | None = Field(
-        default=None, description="Delay before the first retry, e.g. `1s`."
+        default=None, description="Delay before the first retry, e.g. `1s` (runtime default `1s`)."
     )
     backoff_coefficient: float | None = Field(
-        default=None, ge=1.0, description="Multiplier applied to the interval after each retry (>= 1)."
+        default=None,
+        ge=1.0,
+        description="Multiplier applied to the interval after each retry (>= 1; runtime default 2).",
     )
     maximum_interval: Duration | None = Field(
-        default=None, description="Upper bound for the delay between retries."
+        default=None, description="Upper bound for the delay between retries (runtime default `30s`)."
     )
     maximum_attempts: int | None = Field(
-        default=None, ge=0, description="Attempts in total, the first included; 0 means unlimited."
+        default=None,
+        ge=0,
+        description="Attempts in total, the first included; 0 means unlimited. The runtime's default is "
+        f"{DEFAULT_MAXIMUM_ATTEMPTS}, so a failing tool or model request ends the run with its error instead "
+        "of retrying forever.",
     )
     non_retryable_error_types: list[str] | None = Field(
         default=None,
@@ -170,7 +179,7 @@ class ActivitySpec(Spec):
     """Timeouts and retries of one kind of activity (model request, tool call, MCP call)."""
 
     start_to_close_timeout: Duration | None = Field(
-        default=None, description="Longest one attempt may run, e.g. `60s`."
+        default=None, description="Longest one attempt may run (runtime default `60s`)."
     )
     schedule_to_close_timeout: Duration | None = Field(
         default=None, description="Longest the activity may take over all its attempts."
@@ -178,7 +187,9 @@ class ActivitySpec(Spec):
     heartbeat_timeout: Duration | None = Field(
         default=None,
         description="A worker that stops heartbeating for this long is presumed dead and the attempt is "
-        "retried elsewhere. Short values make crash recovery fast.",
+        "retried elsewhere (runtime default `2s`). The worker process heartbeats every running activity "
+        "from its own thread, so a slow or blocking tool is not killed; only a dead or frozen worker "
+        "stops heartbeating.",
     )
     retry: RetrySpec | None = Field(default=None, description="Retry policy.")
 

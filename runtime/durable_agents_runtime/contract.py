@@ -22,10 +22,13 @@ __all__ = [
     "EVENT_TOPIC",
     "EVENT_TOPIC_QUERY",
     "LIVENESS_PATH",
+    "LIVE_EVENTS_QUERY",
     "METRICS_PATH",
+    "PYTHON_MODEL_PREFIX",
     "READINESS_PATH",
     "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
+    "LiveEvents",
     "RunInput",
     "RunOutput",
     "RunUsageSummary",
@@ -38,8 +41,13 @@ SUBSCRIBE_SIGNAL = "durable-agents.subscribe"
 """Signal a live subscriber sends (with the start) so the run waits for it to read the final event."""
 EVENT_TOPIC_QUERY = "durable-agents.event-topic"
 """Query answering the workflow stream topic the run publishes its events to (`None`: no events)."""
+LIVE_EVENTS_QUERY = "durable-agents.live-events"
+"""Query answering a `LiveEvents`: what a subscriber of the run will see."""
 EVENT_TOPIC = "durable-agents.events"
 """Workflow stream topic the runtime's agents publish their run events to (`durable-agents run --stream`)."""
+
+PYTHON_MODEL_PREFIX = "python:"
+"""`model: python:pkg.mod:attr` names a pydantic-ai `Model` instance in code instead of a provider model."""
 
 ENV_CONFIG = "DURABLE_AGENTS_CONFIG"
 """Path of the RuntimeConfig file (JSON or YAML) the worker reads."""
@@ -64,8 +72,20 @@ class RunInput(BaseModel):
     """Workflow input: one agent run."""
 
     prompt: str
-    deps: dict[str, Any] | None = None
+    deps: Any = None
+    """The run's deps as a JSON value (an object for a dataclass or model deps type, a string for `str`);
+    None when the run passes none."""
     model: str | None = Field(None, description="Model override for this run.")
+
+
+class LiveEvents(BaseModel):
+    """What a subscriber of a run sees (`LIVE_EVENTS_QUERY`)."""
+
+    topic: str | None
+    """The workflow stream topic of the run's events; None when the agent publishes none."""
+    no_live_text: str | None = None
+    """Why this run's text and tool calls are not published as they happen (only the final event is), or
+    None when they are."""
 
 
 class ToolCallRecord(BaseModel):

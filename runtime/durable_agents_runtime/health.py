@@ -1,35 +1,17 @@
-"""Workflow health of agents' task queues, read from Temporal.
+"""Workflow health of agents' task queues, read from Temporal: the calls (`read_health`).
 
 `durable-agents status` and the operator's health timer both call `read_health`, so the CLI shows exactly
-what the operator writes into a DurableAgent's status.
-
-What is read for each task queue:
-
-- **workers**: workers that sent an SDK worker heartbeat for the queue (`ListWorkers`) within
-  `HEARTBEAT_STALE_AFTER`, plus, for identities that send no heartbeats (other SDKs, older images), poller
-  identities (workflow or activity pollers, merged by identity) that polled within `live_within`. An
-  identity that heartbeats at least every `HEARTBEAT_STALE_AFTER` is judged by its heartbeat only;
-  one heartbeating more slowly (the SDK default is 60 s) or that sent only its first heartbeat keeps the
-  poller rule. Our worker heartbeats every `WORKER_HEARTBEAT_INTERVAL`, so its death shows within about
-  `HEARTBEAT_STALE_AFTER` (9 s from SIGKILL in tests/runtime/test_health.py; 6.9 s in bench/README.md,
-  "Health latency"); the poller rule takes 25 to 70 s.
-  Temporal keeps a dead worker in the poller list for minutes after it died (measured 190 s after
-  SIGKILL), so the list alone cannot tell a live worker from a dead one; the time of each poller's last
-  poll can. An idle live worker only shows a new poll when its long poll returns, which
-  took up to 57 s on the dev server (60 s is the server default): `live_within` must stay above that, or
-  idle workers are counted as gone. The comparison uses this process's clock against the server's, so
-  a clock skew adds to the window.
-- **backlog**: tasks waiting on the workflow queue plus the activity queue (`approximate_backlog_count`
-  summed; the age is that of the oldest task of either). Temporal omits a zero backlog; missing is 0.
-- **runs**: run counts by execution status from visibility; `failed` counts Failed, TimedOut and
-  Terminated runs.
-- **last failure**: the failed (or timed out, or terminated) run that closed last, with the first
-  message of each failure in its cause chain: never stack traces or failure details.
+what the operator writes into a DurableAgent's status. What the answers mean is decided in
+`health_signals` (pure); this module only asks.
 
 Calls per read, for N task queues on one connection (all through one semaphore, `concurrency` at a time):
 
     calls = 2N DescribeTaskQueue + N CountWorkflowExecutions + ceil(N / 25) * P ListWorkers
             + F * (1 ListWorkflowExecutions + at most 1 GetWorkflowExecutionHistory)
+            + R * (1 ListWorkflowExecutions + at most RETRYING_SAMPLE DescribeWorkflowExecution)
+
+R is the number of queues with running runs (the retrying check; see "last failure" in
+`health_signals`).
 
 F is the number of queues whose failed count differs from `previous` (every queue with failures when
 there is no previous read); the history call is skipped when the newest failure is a timeout. ListWorkers
@@ -50,20 +32,20 @@ remaining calls of the read are not made, so a hung server costs one timeout, no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
-from temporalio.api.enums.v1 import EventType, HistoryEventFilterType, TaskQueueType, WorkerStatus
-from temporalio.api.failure.v1 import Failure
+from temporalio.api.enums.v1 import HistoryEventFilterType, TaskQueueType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.worker.v1 import WorkerHeartbeat
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
     DescribeTaskQueueResponse,
+    DescribeWorkflowExecutionRequest,
     GetWorkflowExecutionHistoryRequest,
     ListWorkersRequest,
 )
@@ -75,105 +57,47 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-__all__ = [
-    "DEFAULT_LIVE_WITHIN",
-    "HEARTBEAT_STALE_AFTER",
-    "MAX_MESSAGE_CHARS",
-    "WORKER_HEARTBEAT_INTERVAL",
-    "AgentHealth",
-    "FailureInfo",
-    "backlog_of",
-    "close_event_message",
-    "failure_message",
-    "last_polls",
-    "live_workers",
-    "needs_failure_lookup",
-    "read_health",
-    "run_counts",
-]
+from durable_agents_runtime.health_signals import (
+    DEFAULT_LIVE_WITHIN,
+    FAILED_STATUSES,
+    RETRYING_AFTER,
+    RETRYING_SAMPLE,
+    AgentHealth,
+    FailureInfo,
+    backlog_of,
+    carried_failure,
+    close_event_message,
+    close_time,
+    live_workers,
+    needs_failure_lookup,
+    newest_failure,
+    retrying_failure,
+    run_counts,
+    shorten,
+)
 
-DEFAULT_LIVE_WITHIN = timedelta(seconds=75)
-"""A poller counts as a live worker if it polled this recently (above the 60 s long-poll interval)."""
-WORKER_HEARTBEAT_INTERVAL = timedelta(seconds=3)
-"""How often our worker sends an SDK worker heartbeat (the SDK default, 60 s, would make a death show as
-slowly as the poller list does). A heartbeat is one small call per interval per worker process."""
-HEARTBEAT_STALE_AFTER = 3 * WORKER_HEARTBEAT_INTERVAL
-"""A worker whose last heartbeat is older than this counts as gone: three missed heartbeats, so one late
-heartbeat (a busy event loop, a slow server) does not make a live worker flap."""
-MAX_MESSAGE_CHARS = 500
-"""Failure messages are cut to this length."""
+__all__ = ["AgentHealth", "FailureInfo", "read_health"]
+# AgentHealth and FailureInfo are what `read_health` returns; they are defined with their rules in
+# `health_signals`.
+
+
 _MAX_DETAIL_CHARS = 200
+
 _TIMEOUT_GRACE_SECONDS = 1.0
-_CAUSE_DEPTH = 5
+
 _FAILURE_PAGE = 10
-_FAILED_STATUSES = ("Failed", "TimedOut", "Terminated")
-# A timed-out call comes back CANCELLED ("Timeout expired"), not DEADLINE_EXCEEDED.
+
 _CONNECTION_STATUSES = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
+
 _HEARTBEAT_QUEUES_PER_CALL = 25
+
 _HEARTBEAT_PAGE = 1000
+
 _QUEUE_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class FailureInfo:
-    """The most recent failed run of an agent."""
-
-    workflow_id: str
-    message: str
-    time: datetime | None
-
-
-@dataclass(frozen=True)
-class AgentHealth:
-    """What Temporal says about one agent's task queue.
-
-    `failed` counts runs that Failed, TimedOut or were Terminated. When Temporal could not be read,
-    `reachable` is False, `error` says why, and the counts are 0 (unknown, not observed as zero).
-    """
-
-    task_queue: str
-    workers: int
-    backlog_count: int
-    backlog_age_seconds: float
-    running: int
-    completed: int
-    failed: int
-    last_failure: FailureInfo | None
-    error: str | None = None
-    reachable: bool = True
-
-    @classmethod
-    def unreachable(cls, task_queue: str, error: str) -> AgentHealth:
-        """The health of a queue Temporal could not be read for."""
-        return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The observed fields of `DurableAgentStatus` (camelCase, JSON-ready), plus `error` when set.
-
-        `error` is not a status field. When Temporal could not be read the counts are zeros that were
-        not observed: check `reachable` before writing them into a status.
-        """
-        last_failure = None
-        if self.last_failure is not None:
-            last_failure = {
-                "workflowId": self.last_failure.workflow_id,
-                "message": self.last_failure.message,
-                "time": _iso(self.last_failure.time),
-            }
-        data: dict[str, Any] = {
-            "taskQueue": self.task_queue,
-            "workers": self.workers,
-            "backlog": {"count": self.backlog_count, "ageSeconds": self.backlog_age_seconds},
-            "runs": {"running": self.running, "completed": self.completed, "failed": self.failed},
-            "lastFailure": last_failure,
-        }
-        if self.error is not None:
-            data["error"] = self.error
-        return data
 
 
 async def read_health(
@@ -299,7 +223,7 @@ class _Reader:
         return result.groups
 
     async def newest_failed(self, queue: str) -> WorkflowExecution | None:
-        statuses = ", ".join(_quote(status) for status in _FAILED_STATUSES)
+        statuses = ", ".join(_quote(status) for status in FAILED_STATUSES)
         query = f"TaskQueue={_quote(queue)} AND ExecutionStatus IN ({statuses})"
 
         async def first_page() -> list[WorkflowExecution]:
@@ -310,7 +234,29 @@ class _Reader:
 
         # Visibility lists the last closed first; taking the newest of a page does not rely on that.
         executions = await self.call(first_page)
-        return max(executions, key=_close_time, default=None)
+        return max(executions, key=close_time, default=None)
+
+    async def long_running(self, queue: str, started_before: datetime) -> list[WorkflowExecution]:
+        before = started_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f"TaskQueue={_quote(queue)} AND ExecutionStatus='Running' AND StartTime < '{before}'"
+
+        async def first_page() -> list[WorkflowExecution]:
+            listing = self.client.list_workflows(
+                query, limit=RETRYING_SAMPLE, page_size=RETRYING_SAMPLE, rpc_timeout=self.timeout
+            )
+            return [execution async for execution in listing]
+
+        return await self.call(first_page)
+
+    async def pending_activities(self, execution: WorkflowExecution) -> Sequence[PendingActivityInfo]:
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            execution=ExecutionRef(workflow_id=execution.id, run_id=execution.run_id),
+        )
+        response = await self.call(
+            lambda: self.client.workflow_service.describe_workflow_execution(request, timeout=self.timeout)
+        )
+        return response.pending_activities
 
     async def close_event(self, execution: WorkflowExecution) -> HistoryEvent | None:
         request = GetWorkflowExecutionHistoryRequest(
@@ -351,7 +297,9 @@ async def _read_queue(
             if needs_failure_lookup(previous, failed):
                 last_failure = await _last_failure(reader, queue)
             else:
-                last_failure = previous.last_failure if previous is not None and failed else None
+                last_failure = carried_failure(previous) if failed else None
+            if running:
+                last_failure = newest_failure(last_failure, await _retrying(reader, queue, now))
         except _ReadError as exc:
             return AgentHealth.unreachable(queue, str(exc))
         return AgentHealth(
@@ -386,127 +334,13 @@ async def _last_failure(reader: _Reader, queue: str) -> FailureInfo | None:
     return FailureInfo(workflow_id=execution.id, message=message, time=execution.close_time)
 
 
-def last_polls(described: Iterable[DescribeTaskQueueResponse]) -> dict[str, datetime]:
-    """The latest poll time of each poller identity, merged over the queue types described."""
-    latest: dict[str, datetime] = {}
-    for response in described:
-        for poller in response.pollers:
-            polled = poller.last_access_time.ToDatetime(tzinfo=UTC)
-            if poller.identity not in latest or polled > latest[poller.identity]:
-                latest[poller.identity] = polled
-    return latest
-
-
-def live_workers(
-    described: Iterable[DescribeTaskQueueResponse],
-    *,
-    now: datetime,
-    live_within: timedelta,
-    heartbeats: Iterable[WorkerHeartbeat] = (),
-    stale_after: timedelta = HEARTBEAT_STALE_AFTER,
-) -> int:
-    """How many worker identities are live at `now` (a timezone-aware time).
-
-    An identity whose newest heartbeat reports shutdown is not live. One that heartbeats at least every
-    `stale_after` (its `elapsed_since_last_heartbeat`) is judged by its heartbeat only: live when the
-    newest heartbeat is at most `stale_after` old, whatever its last poll. Any other poller identity,
-    including one that heartbeats more slowly (the SDK default is 60 s) or has sent only its first
-    heartbeat, is live when it polled within `live_within`.
-    """
-    beats: dict[str, WorkerHeartbeat] = {}
-    for beat in heartbeats:
-        seen = beats.get(beat.worker_identity)
-        if seen is None or _beat_time(beat) > _beat_time(seen):
-            beats[beat.worker_identity] = beat
-    polls = last_polls(described)
-    live = 0
-    for identity in beats.keys() | polls.keys():
-        beat = beats.get(identity)
-        if beat is not None:
-            if beat.status == WorkerStatus.WORKER_STATUS_SHUTDOWN:
-                continue
-            cadence = beat.elapsed_since_last_heartbeat.ToTimedelta()
-            if timedelta(0) < cadence <= stale_after:
-                live += now - _beat_time(beat) <= stale_after
-                continue
-        polled = polls.get(identity)
-        if polled is not None and now - polled <= live_within:
-            live += 1
-    return live
-
-
-def _beat_time(beat: WorkerHeartbeat) -> datetime:
-    return beat.heartbeat_time.ToDatetime(tzinfo=UTC)
-
-
-def backlog_of(described: Iterable[DescribeTaskQueueResponse]) -> tuple[int, float]:
-    """Backlog `(count, age in seconds)`: counts summed over the queue types, age of the oldest task."""
-    count, age = 0, 0.0
-    for response in described:
-        if response.HasField("stats"):
-            count += response.stats.approximate_backlog_count
-            age = max(age, response.stats.approximate_backlog_age.ToTimedelta().total_seconds())
-    return count, age
-
-
-def run_counts(groups: Iterable[WorkflowExecutionCountAggregationGroup]) -> tuple[int, int, int]:
-    """`(running, completed, failed)` from a `GROUP BY ExecutionStatus` count; failed includes TimedOut
-    and Terminated; Canceled and ContinuedAsNew runs are in none of them."""
-    by_status: dict[str, int] = {}
-    for group in groups:
-        status = str(group.group_values[0]) if group.group_values else ""
-        by_status[status] = by_status.get(status, 0) + group.count
-    failed = sum(by_status.get(status, 0) for status in _FAILED_STATUSES)
-    return by_status.get("Running", 0), by_status.get("Completed", 0), failed
-
-
-def needs_failure_lookup(previous: AgentHealth | None, failed: int) -> bool:
-    """Whether the last failure must be looked up: there are failures, and the previous read does not
-    already hold the newest one (no previous read, it failed, found none, or the failed count changed).
-
-    A failure that replaces one removed by retention between two reads leaves the count unchanged and is
-    picked up on the next change.
-    """
-    if failed == 0:
-        return False
-    return (
-        previous is None
-        or not previous.reachable
-        or previous.last_failure is None
-        or previous.failed != failed
-    )
-
-
-def close_event_message(event: HistoryEvent) -> str:
-    """A one-line reason from a workflow's close event."""
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-        return failure_message(event.workflow_execution_failed_event_attributes.failure)
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-        reason = event.workflow_execution_terminated_event_attributes.reason
-        return _shorten(f"terminated: {reason}" if reason else "terminated")
-    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
-        return "timed out: the run exceeded its execution or run timeout"
-    return ""
-
-
-def failure_message(failure: Failure) -> str:
-    """The messages of a failure and its causes joined with ": ", on one line, at most 500 characters.
-
-    Stack traces and details are left out: they can hold data the workflow handled. A failure encoded by
-    a payload codec shows Temporal's placeholder message.
-    """
-    parts: list[str] = []
-    current: Failure | None = failure
-    while current is not None and len(parts) < _CAUSE_DEPTH:
-        message = " ".join(current.message.split())
-        if message and (not parts or parts[-1] != message):
-            parts.append(message)
-        current = current.cause if current.HasField("cause") else None
-    return _shorten(": ".join(parts))
-
-
-def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+async def _retrying(reader: _Reader, queue: str, now: datetime | None) -> FailureInfo | None:
+    started_before = (now or datetime.now(UTC)) - RETRYING_AFTER
+    newest: FailureInfo | None = None
+    for execution in await reader.long_running(queue, started_before):
+        failure = retrying_failure(execution.id, await reader.pending_activities(execution))
+        newest = newest_failure(newest, failure)
+    return newest
 
 
 def _error_text(exc: BaseException) -> str:
@@ -516,7 +350,7 @@ def _error_text(exc: BaseException) -> str:
         detail = "no answer in time"
     else:
         detail = str(exc)
-    detail = _shorten(" ".join(detail.split()), _MAX_DETAIL_CHARS)
+    detail = shorten(" ".join(detail.split()), _MAX_DETAIL_CHARS)
     return (
         f"cannot read Temporal ({detail}); check the connection's address, namespace, TLS and API key, "
         "and that the frontend is up"
@@ -526,11 +360,3 @@ def _error_text(exc: BaseException) -> str:
 def _quote(value: str) -> str:
     """A visibility query string literal (a quote is escaped by doubling it)."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def _close_time(execution: WorkflowExecution) -> datetime:
-    return execution.close_time or datetime.min.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None

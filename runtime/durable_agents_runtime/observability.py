@@ -30,7 +30,7 @@ def prometheus_runtime(host: str, port: int | None) -> Runtime:
     """
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-    from durable_agents_runtime.health import WORKER_HEARTBEAT_INTERVAL
+    from durable_agents_runtime.health_signals import WORKER_HEARTBEAT_INTERVAL
 
     metrics = PrometheusConfig(bind_address=f"{host}:{port}") if port else None
     return Runtime(

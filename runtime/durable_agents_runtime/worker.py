@@ -26,12 +26,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from durable_agents_runtime import _registry
 from durable_agents_runtime._http import ProbeServer
-from durable_agents_runtime.agents import build_agent, event_topic
+from durable_agents_runtime.agents import build_agent, event_topic, model_streams
 from durable_agents_runtime.config import RuntimeConfig, format_duration
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_runtime.errors import ConfigError, TemporalConnectError
+from durable_agents_runtime.heartbeats import ProcessHeartbeats
 from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
+from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve"]
@@ -55,13 +57,17 @@ def create_worker(
     """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
     agent = agent if agent is not None else build_agent(config)
     task_queue = config.temporal.task_queue
-    _registry.register(task_queue, _registry.ServedAgent(agent, event_topic(agent)))
+    _registry.register(
+        task_queue, _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model))
+    )
     worker_spec = config.worker
-    return Worker(
+    heartbeats = ProcessHeartbeats()
+    worker = Worker(
         client,
         task_queue=task_queue,
         workflows=[AgentRunWorkflow],
         plugins=[AgentPlugin(agent)],
+        interceptors=[PayloadLimits(), heartbeats],
         workflow_runner=_workflow_runner(config),
         max_concurrent_activities=worker_spec.max_concurrent_activities,
         max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
@@ -71,6 +77,8 @@ def create_worker(
         # for an id that only matters with worker versioning, which these workers do not use.
         build_id=_build_id(config),
     )
+    heartbeats.attach(worker)
+    return worker
 
 
 def _build_id(config: RuntimeConfig) -> str:

@@ -5,10 +5,12 @@ Deterministic code only. The worker builds the agent and registers it in `_regis
 the workflow looks the agent up by `workflow.info().task_queue`; model requests and tool calls run as the
 agent's activities (registered with `AgentPlugin`).
 
-Run events are published on a workflow stream (`AgentEventStream`) when the agent has an event topic.
-The stream keeps a finished run open until a subscriber has read the final event; only runs that a
-subscriber announced with `SUBSCRIBE_SIGNAL` (sent with the start by `durable-agents run --stream`) wait
-for that, so runs nobody watches finish at once.
+Run events are published on a workflow stream (`AgentEventStream`) when the agent has an event topic, and
+only for runs someone watches: a subscriber announces itself with `SUBSCRIBE_SIGNAL` (sent with the start
+by `durable-agents run --stream`). A watched run streams its model requests and publishes tool calls and
+text as they happen, and stays open until the subscriber has read the final event; a run nobody watches
+makes plain model requests (so a model that cannot stream still runs), publishes only its final event and
+finishes at once. `LIVE_EVENTS_QUERY` tells a subscriber what it will see.
 """
 
 from __future__ import annotations
@@ -42,28 +44,30 @@ with workflow.unsafe.imports_passed_through():
     # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
     # workflow sees the registry the worker filled in rather than a fresh copy.
     import durable_agents_runtime._registry as _registry
+    from durable_agents_runtime import pydantic_ai_internals
     from durable_agents_runtime.contract import (
         EVENT_TOPIC_QUERY,
+        LIVE_EVENTS_QUERY,
+        PYTHON_MODEL_PREFIX,
         SUBSCRIBE_SIGNAL,
         WORKFLOW_NAME,
+        LiveEvents,
         RunInput,
         RunOutput,
         RunUsageSummary,
         ToolCallRecord,
     )
+    from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES, PAYLOAD_TOO_LARGE
 
 __all__ = [
     "EVENT_TOPIC_QUERY",
-    "MAX_OUTPUT_BYTES",
+    "LIVE_EVENTS_QUERY",
     "SUBSCRIBE_SIGNAL",
     "AgentRunWorkflow",
     "explain_model_error",
     "summarize",
 ]
 
-
-MAX_OUTPUT_BYTES = 1_900_000
-"""Largest run result returned; Temporal rejects payloads over 2 MB and says only "payload too large"."""
 
 _DRAIN_TIMEOUT = timedelta(seconds=30)
 
@@ -116,7 +120,7 @@ def summarize(result: AgentRunResult[Any]) -> RunOutput:
     """The workflow result for a finished agent run: output, usage and the tool calls made."""
     output = to_jsonable_python(result.output)
     # The output tool (structured output) is how the run ended, not a tool the agent used.
-    output_tool = getattr(result, "_output_tool_name", None)
+    output_tool = pydantic_ai_internals.output_tool_name(result)
     tool_calls = [
         ToolCallRecord(tool_name=part.tool_name, args=part.args_as_dict())
         for message in result.all_messages()
@@ -138,6 +142,18 @@ def summarize(result: AgentRunResult[Any]) -> RunOutput:
     )
 
 
+def _accepts_none(deps_type: Any) -> bool:
+    try:
+        TypeAdapter(deps_type).validate_python(None)
+    except (ValidationError, TypeError):
+        return False
+    return True
+
+
+def _type_name(deps_type: Any) -> str:
+    return getattr(deps_type, "__name__", None) or repr(deps_type)
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class AgentRunWorkflow:
     """One agent run: the prompt in, the output, usage and tool calls out."""
@@ -148,16 +164,36 @@ class AgentRunWorkflow:
         # The stream must be created here (its handlers are registered from the workflow's init).
         self._events = AgentEventStream(drain_timeout=_DRAIN_TIMEOUT) if self._served.event_topic else None
         self._subscribed = False
+        self._no_live_text = self._why_no_live_text(run)
+
+    def _why_no_live_text(self, run: RunInput) -> str | None:
+        if run.model is not None and run.model.startswith(PYTHON_MODEL_PREFIX):
+            return f"this run's model {run.model!r} comes from code and is not streamed live"
+        if not self._served.model_streams:
+            return "the agent's model cannot stream (e.g. a FunctionModel without stream_function)"
+        return None
+
+    @property
+    def live_events(self) -> bool:
+        """Whether this run streams and publishes its events as they happen (read by the agent's
+        durability capability at every step): someone watches, and the model can stream."""
+        return self._subscribed and self._no_live_text is None
 
     @workflow.signal(name=SUBSCRIBE_SIGNAL)
     def subscribe(self) -> None:
-        """A live subscriber is watching: keep the finished run open until it has read the final event."""
+        """A live subscriber is watching: publish events from now on, and keep the finished run open until
+        it has read the final event."""
         self._subscribed = True
 
     @workflow.query(name=EVENT_TOPIC_QUERY)
     def event_topic(self) -> str | None:
         """The workflow stream topic this run publishes events to, or None."""
         return self._served.event_topic
+
+    @workflow.query(name=LIVE_EVENTS_QUERY)
+    def live_events_info(self) -> LiveEvents:
+        """What a subscriber of this run sees: the topic, and why there is no live text if there is none."""
+        return LiveEvents(topic=self._served.event_topic, no_live_text=self._no_live_text)
 
     @workflow.run
     async def run(self, run: RunInput) -> RunOutput:
@@ -179,37 +215,51 @@ class AgentRunWorkflow:
         try:
             result = await agent.run(run.prompt, deps=deps, model=run.model)
         except ModelAPIError as error:
-            # Categorized HTTP errors are private subclasses: name the public class they belong to.
-            kind = next(cls.__name__ for cls in type(error).__mro__ if not cls.__name__.startswith("_"))
-            raise ApplicationError(explain_model_error(error), type=kind, non_retryable=True) from error
+            raise ApplicationError(
+                explain_model_error(error),
+                type=pydantic_ai_internals.public_error_class(error),
+                non_retryable=True,
+            ) from error
         finally:
             await self._close_events()
         output = summarize(result)
         size = len(output.model_dump_json())
-        if size > MAX_OUTPUT_BYTES:
+        if size > MAX_PAYLOAD_BYTES:
             raise ApplicationError(
-                f"the run's output is {size} bytes, over Temporal's 2 MB payload limit: ask the agent for a "
-                "shorter answer, or have a tool store the result and return a reference to it",
-                type="OutputTooLarge",
+                f"the run's output is {size} bytes, over Temporal's payload limit ({MAX_PAYLOAD_BYTES} "
+                "bytes): ask the agent for a shorter answer, or have a tool store the result and return a "
+                "reference to it",
+                type=PAYLOAD_TOO_LARGE,
                 non_retryable=True,
             )
         return output
 
     def _deps(self, run: RunInput) -> Any:
         agent = self._served.agent
+        deps_type = agent.deps_type
+        # pydantic-ai's Agent defaults to NoneType; some wrappers report `object`: neither declares deps.
+        declared = deps_type not in (type(None), object)
         if run.deps is None:
+            if declared and not _accepts_none(deps_type):
+                raise ApplicationError(
+                    f"agent {agent.name!r} needs deps of type {_type_name(deps_type)}, but the run passed "
+                    "none: pass them (durable-agents run --deps JSON, or spec.deps of the AgentRun)",
+                    type="InvalidDeps",
+                    non_retryable=True,
+                )
             return None
-        if agent.deps_type is type(None):
+        if not declared:
             raise ApplicationError(
-                f"agent {agent.name!r} takes no deps, but the run passed some: leave deps out",
+                f"agent {agent.name!r} declares no deps type, but the run passed deps: leave deps out, or "
+                "declare deps_type= on the Agent so the deps can cross into its activities",
                 type="InvalidDeps",
                 non_retryable=True,
             )
         try:
-            return TypeAdapter(agent.deps_type).validate_python(run.deps)
+            return TypeAdapter(deps_type).validate_python(run.deps)
         except ValidationError as exc:
             raise ApplicationError(
-                f"deps do not match agent {agent.name!r}'s deps type: {exc}",
+                f"deps do not match agent {agent.name!r}'s deps type {_type_name(deps_type)}: {exc}",
                 type="InvalidDeps",
                 non_retryable=True,
             ) from None

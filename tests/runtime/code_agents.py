@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic_ai import Agent
 from pydantic_ai.durable_exec.temporal import TemporalDurability
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 plain = Agent(TestModel(), name="plain_code", instructions="Look things up.")
@@ -48,3 +50,12 @@ def _legacy() -> object:
 
 legacy = _legacy()
 """An agent wrapped in the deprecated `TemporalAgent`: the worker runs it as it is."""
+
+
+def _scripted(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    return ModelResponse(parts=[TextPart("scripted answer")])
+
+
+scripted_model = FunctionModel(_scripted)
+"""A model from code, for `--model python:code_agents:scripted_model`, in a module that also defines a
+durable agent (imported a second time inside the sandbox, that agent's construction used to fail the run)."""

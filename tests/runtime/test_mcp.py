@@ -120,5 +120,6 @@ async def test_mcp_tools_run_as_durable_activities_with_headers_filter_and_prefi
     assert activities[f"{prefix}calc_sse__call_tool"] == 1
     assert activities[f"{prefix}calc__get_tools"] >= 1
     assert activities[f"{prefix}calc_sse__get_tools"] >= 1
-    # Model requests stream because the run publishes its events (`worker.eventStream`, on by default).
-    assert activities[f"agent__{AGENT_NAME}__model_request_stream"] == 2
+    # Nobody watched the run, so its model requests were plain ones (only watched runs stream).
+    assert activities[f"agent__{AGENT_NAME}__model_request"] == 2
+    assert activities[f"agent__{AGENT_NAME}__model_request_stream"] == 0

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.common.v1 import ActivityType
 from temporalio.api.enums.v1 import EventType, WorkerStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
@@ -16,10 +17,11 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats
 from temporalio.api.worker.v1 import WorkerHeartbeat
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecutionCountAggregationGroup
 
-from durable_agents_runtime.health import (
+from durable_agents_runtime.health_signals import (
     HEARTBEAT_STALE_AFTER,
     MAX_MESSAGE_CHARS,
     AgentHealth,
@@ -30,6 +32,8 @@ from durable_agents_runtime.health import (
     last_polls,
     live_workers,
     needs_failure_lookup,
+    newest_failure,
+    retrying_failure,
     run_counts,
 )
 
@@ -273,3 +277,47 @@ def test_pollers_without_heartbeats_fall_back_to_live_within():
     described = [_described(("old-sdk", 50.0), ("gone", 80.0), ("ours", 70.0))]
     heartbeats = [_beat("ours", 2.0)]
     assert live_workers(described, now=NOW, live_within=timedelta(seconds=75), heartbeats=heartbeats) == 2
+
+
+def _pending(name: str, attempt: int, seconds_ago: float | None, message: str | None) -> PendingActivityInfo:
+    info = PendingActivityInfo(activity_type=ActivityType(name=name), attempt=attempt, maximum_attempts=5)
+    if message is not None:
+        info.last_failure.CopyFrom(Failure(message=message, cause=Failure(message="RuntimeError: boom")))
+    if seconds_ago is not None:
+        info.last_attempt_complete_time.CopyFrom(_at(seconds_ago))
+    return info
+
+
+def test_a_running_run_retrying_an_activity_shows_its_newest_failed_attempt() -> None:
+    pending = [
+        _pending("agent__a__model_request", 1, None, None),
+        _pending("agent__a__toolset__t__call_tool", 3, 2, "Activity task failed"),
+        _pending("agent__a__toolset__u__call_tool", 2, 9, "older"),
+    ]
+
+    failure = retrying_failure("run-1", pending)
+
+    assert failure is not None and failure.retrying and failure.workflow_id == "run-1"
+    assert failure.message == (
+        "retrying agent__a__toolset__t__call_tool, attempt 3 of 5: Activity task failed: RuntimeError: boom"
+    )
+
+
+def test_a_run_with_no_failed_attempt_shows_no_retrying_failure() -> None:
+    assert retrying_failure("run-1", [_pending("agent__a__model_request", 1, None, None)]) is None
+
+
+def test_the_newer_of_a_failed_run_and_a_retrying_attempt_is_shown() -> None:
+    old = FailureInfo("run-old", "failed", NOW - timedelta(minutes=5))
+    new = FailureInfo("run-new", "retrying x", NOW - timedelta(seconds=1), retrying=True)
+
+    assert newest_failure(old, new) is new
+    assert newest_failure(new, old) is new
+    assert newest_failure(None, old) is old
+    assert newest_failure(old, None) is old
+
+
+def test_a_previous_read_that_only_saw_a_retrying_attempt_looks_the_failed_run_up_again() -> None:
+    previous = AgentHealth("q", 1, 0, 0.0, 1, 0, 1, FailureInfo("run-1", "retrying x", NOW, retrying=True))
+
+    assert needs_failure_lookup(previous, failed=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic_ai.models.function import FunctionModel
 
-from durable_agents_runtime.agents import resolve_model
 from durable_agents_runtime.config import ModelSpec
 from durable_agents_runtime.errors import AgentLoadError
+from durable_agents_runtime.models import resolve_model
 
 
 def test_a_python_model_path_resolves_to_the_model_instance_in_code() -> None:

@@ -238,10 +238,13 @@ class RunCounts(Spec):
 
 
 class LastFailure(Spec):
-    """The most recent failed run."""
+    """The most recent failure: a failed run, or the latest failed attempt of a run that is still retrying."""
 
-    workflow_id: str = Field(description="Workflow id of the failed run.")
-    message: str = Field(default="", description="Why it failed.")
+    workflow_id: str = Field(description="Workflow id of the run.")
+    message: str = Field(
+        default="",
+        description="Why it failed; for a run still retrying: `retrying <activity>, attempt N of M: <error>`",
+    )
     time: datetime | None = Field(default=None, description="When it failed.")
 
 
@@ -272,7 +275,9 @@ class DurableAgentStatus(Spec):
     workers: int | None = Field(default=None, description="Workers seen polling the task queue recently.")
     backlog: Backlog | None = Field(default=None, description="Task queue backlog.")
     runs: RunCounts | None = Field(default=None, description="Run counts.")
-    last_failure: LastFailure | None = Field(default=None, description="Most recent failed run.")
+    last_failure: LastFailure | None = Field(
+        default=None, description="Most recent failed run, or failing attempt of a run still retrying."
+    )
     last_health_check: datetime | None = Field(default=None, description="When Temporal was last read.")
     autoscaling: AutoscalingStatus | None = Field(
         default=None, description="The autoscaler's last decision (while spec.autoscaling.enabled)."

@@ -1,0 +1,32 @@
+"""The temporalio internals the runtime relies on, in one place, each with the public API it stands in for.
+
+tests/unit/testtemporal_internals.py pins them to the installed temporalio, so an upgrade that moves one fails
+there, loudly, instead of in a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import temporalio.bridge.proto
+from temporalio.worker import Worker
+
+__all__ = ["heartbeat_sender"]
+
+
+def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
+    """A function recording a detail-less heartbeat for the activity with a task token, callable from any
+    thread.
+
+    Public API: `temporalio.activity.heartbeat()`, which must be called on the worker's event loop and so
+    cannot be sent while that loop is blocked — the case `ProcessHeartbeats` exists for. The call goes
+    straight to the worker's core (thread-safe, as the SDK's own heartbeats reach it from loop tasks).
+    """
+    bridge = worker._bridge_worker  # pyright: ignore[reportPrivateUsage]
+
+    def send(task_token: bytes) -> None:
+        bridge.record_activity_heartbeat(
+            temporalio.bridge.proto.ActivityHeartbeat(task_token=task_token)  # type: ignore[attr-defined]
+        )
+
+    return send

@@ -1,0 +1,28 @@
+"""The temporalio internals `temporal_internals` relies on are where it expects them in the installed SDK.
+
+If this fails after a temporalio upgrade, `durable_agents_runtime.temporal_internals` needs the new spelling:
+the worker's own heartbeats (`durable_agents_runtime.heartbeats`) depend on it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import temporalio.bridge.proto
+import temporalio.bridge.worker
+from temporalio.worker import Worker
+
+
+def test_the_worker_keeps_its_core_worker_where_heartbeats_are_sent_through() -> None:
+    source = inspect.getsource(Worker)
+
+    assert "self._bridge_worker = temporalio.bridge.worker.Worker.create(" in source
+
+
+def test_the_core_worker_records_heartbeats_from_an_activity_heartbeat_message() -> None:
+    record = temporalio.bridge.worker.Worker.record_activity_heartbeat
+    heartbeat = temporalio.bridge.proto.ActivityHeartbeat(task_token=b"token")  # type: ignore[attr-defined]
+
+    assert list(inspect.signature(record).parameters) == ["self", "comp"]
+    assert heartbeat.task_token == b"token"
+    assert heartbeat.SerializeToString()
