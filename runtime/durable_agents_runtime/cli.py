@@ -741,7 +741,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _delegate(verb: str, argv: Sequence[str]) -> int:
     if verb == "operator":
-        from durable_agents_operator.main import run as run_operator
+        try:
+            from durable_agents_operator.main import run as run_operator
+        except ModuleNotFoundError as error:
+            if error.name not in ("kopf", "kubernetes"):
+                raise
+            from durable_agents_runtime.errors import ConfigError
+
+            # The runtime image leaves out the operator's dependencies (pyproject's `operator` extra).
+            raise ConfigError(
+                f"`durable-agents operator` needs {error.name}, which this installation lacks: install "
+                "the operator extra (pip install 'durable-agents[operator]') or use the operator image"
+            ) from error
 
         return run_operator(list(argv)) or 0
     from durable_agents_operator.crd import main as crds_main

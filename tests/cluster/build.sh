@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Build the testcluster binary (etcd + kube-apiserver + kube-controller-manager
-# + kube-scheduler) once per machine and print its path on the last line of
-# stdout.
+# Build one binary of the local cluster once per machine and print its path on
+# the last line of stdout:
+#   build.sh [testcluster]  etcd + kube-apiserver + kube-controller-manager + kube-scheduler
+#   build.sh kubelet        the upstream kubelet (k8s.io/kubernetes/cmd/kubelet)
+#   build.sh kube-proxy     the upstream kube-proxy (k8s.io/kubernetes/cmd/kube-proxy)
+# The last two are `tool` lines of go.mod: the same module graph, hence the
+# same Kubernetes version, as the control plane.
 #
 # The binary is cached outside the repository under
-#   ${DA_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents}/testcluster-<hash>
-# where <hash> covers go.mod, go.sum, the Go sources, this script and the Go
-# version, so an
-# unchanged tree reuses the binary instantly. A cold build compiles most of
-# Kubernetes (tens of minutes on 2 cores); later builds reuse the normal Go
-# module and build caches (GOMODCACHE, GOCACHE), so they are much faster.
+#   ${DA_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-agents}/<name>-<hash>
+# where <hash> covers go.mod, go.sum, the Go sources (testcluster only), this
+# script and the Go version, so an unchanged tree reuses the binary instantly.
+# A cold build compiles most of Kubernetes (about 7 minutes on 2 cores for
+# testcluster, a few more for the kubelet and kube-proxy, which share most
+# packages); later builds reuse the normal Go module and build caches
+# (GOMODCACHE, GOCACHE), so they are much faster.
 #
 # Progress goes to stderr; only the binary path goes to stdout.
 set -euo pipefail
@@ -27,16 +32,23 @@ else
 fi
 
 cd "$src_dir"
+name="${1:-testcluster}"
+case "$name" in
+    testcluster) package=. ; sources="$(ls ./*.go | LC_ALL=C sort)" ;;
+    kubelet | kube-proxy) package="k8s.io/kubernetes/cmd/$name" ; sources="" ;;
+    *) echo "build.sh: unknown binary '$name' (testcluster, kubelet or kube-proxy)" >&2; exit 2 ;;
+esac
 hash="$(
     {
         "$go_bin" version
-        for f in build.sh go.mod go.sum $(ls ./*.go | LC_ALL=C sort); do
+        echo "$name"
+        for f in build.sh go.mod go.sum $sources; do
             echo "== $f"
             cat "$f"
         done
     } | sha256sum | cut -c1-16
 )"
-binary="$cache_dir/testcluster-$hash"
+binary="$cache_dir/$name-$hash"
 
 if [[ -x "$binary" ]]; then
     echo "build.sh: reusing $binary" >&2
@@ -48,7 +60,7 @@ fi
 mkdir -p "$cache_dir"
 # Serialise concurrent builds (e.g. parallel test sessions): the second one
 # waits and then finds the finished binary.
-exec 9>"$cache_dir/.testcluster.lock"
+exec 9>"$cache_dir/.$name.lock"
 flock 9
 if [[ ! -x "$binary" ]]; then
     echo "build.sh: building $binary (a cold build takes a long time)" >&2
@@ -68,12 +80,12 @@ if [[ ! -x "$binary" ]]; then
     done
     # -trimpath and stripped symbols keep the binary smaller and independent
     # of the checkout path; the binary is only ever run, never debugged.
-    "$go_bin" build -trimpath -ldflags="-s -w$ldflags" -o "$tmp" .
+    "$go_bin" build -trimpath -ldflags="-s -w$ldflags" -o "$tmp" "$package"
     mv "$tmp" "$binary"
     trap - EXIT
     echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
     # Builds unused for a week are dead weight (each is ~120 MB). Recent ones
     # may belong to another checkout or a running test session, so they stay.
-    find "$cache_dir" -maxdepth 1 -name 'testcluster-*' ! -name "testcluster-$hash" -type f -mtime +7 -delete
+    find "$cache_dir" -maxdepth 1 -name "$name-*" ! -name "$name-$hash" -type f -mtime +7 -delete
 fi
 echo "$binary"

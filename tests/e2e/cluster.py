@@ -56,6 +56,14 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
 )
+# A real node's pods have routable addresses: Services get endpoints, which kube-proxy routes to; and a
+# real kubelet registers its node tainted not-ready until the node lifecycle controller sees it Ready.
+NODE_CONTROLLERS: tuple[str, ...] = (
+    *DEFAULT_CONTROLLERS,
+    "endpoints-controller",
+    "endpointslice-controller",
+    "node-lifecycle-controller",
+)
 
 
 class ControlPlaneError(RuntimeError):
@@ -69,21 +77,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _generate_pki(directory: Path) -> None:
-    """Write ca.crt, serving.crt/.key (for 127.0.0.1) and sa.key/sa.pub into *directory*."""
+def _generate_pki(directory: Path, serving_ips: Sequence[str]) -> None:
+    """Write ca.crt, serving.crt/.key (for *serving_ips*) and sa.key/sa.pub into *directory*."""
     try:
         import cryptography  # noqa: F401
     except ImportError:
-        _generate_pki_openssl(directory)
+        _generate_pki_openssl(directory, serving_ips)
     else:
-        _generate_pki_cryptography(directory)
+        _generate_pki_cryptography(directory, serving_ips)
 
 
 _SERVING_DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
-_SERVING_IPS = ("127.0.0.1", KUBERNETES_SERVICE_IP)
 
 
-def _generate_pki_cryptography(directory: Path) -> None:
+def _generate_pki_cryptography(directory: Path, serving_ips: Sequence[str]) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -132,7 +139,7 @@ def _generate_pki_cryptography(directory: Path) -> None:
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
     san = [x509.DNSName(name) for name in _SERVING_DNS_NAMES] + [
-        x509.IPAddress(ipaddress.ip_address(ip)) for ip in _SERVING_IPS
+        x509.IPAddress(ipaddress.ip_address(ip)) for ip in serving_ips
     ]
     serving_cert = (
         x509.CertificateBuilder()
@@ -162,7 +169,7 @@ def _generate_pki_cryptography(directory: Path) -> None:
     )
 
 
-def _generate_pki_openssl(directory: Path) -> None:
+def _generate_pki_openssl(directory: Path, serving_ips: Sequence[str]) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
@@ -201,7 +208,7 @@ def _generate_pki_openssl(directory: Path) -> None:
         "-subj",
         "/CN=kube-apiserver",
     )
-    san = ",".join([f"DNS:{name}" for name in _SERVING_DNS_NAMES] + [f"IP:{ip}" for ip in _SERVING_IPS])
+    san = ",".join([f"DNS:{name}" for name in _SERVING_DNS_NAMES] + [f"IP:{ip}" for ip in serving_ips])
     (directory / "serving.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     openssl(
         "x509",
@@ -291,6 +298,7 @@ class ControlPlane:
         scheduler: bool = True,
         startup_timeout: float = 120.0,
         extra_apiserver_args: Sequence[str] = (),
+        bind_address: str = "127.0.0.1",
     ) -> None:
         self.binary = Path(binary)
         self.workdir = Path(workdir)
@@ -298,6 +306,9 @@ class ControlPlane:
         self.has_scheduler = scheduler
         self.startup_timeout = startup_timeout
         self.extra_apiserver_args = tuple(extra_apiserver_args)
+        # 127.0.0.1 for the process node agent; a real node's pods reach the apiserver on the node's
+        # bridge address instead (tests/e2e/containernode.py).
+        self.bind_address = bind_address
 
         self.pki_dir = self.workdir / "pki"
         self.log_dir = self.workdir / "logs"
@@ -341,7 +352,7 @@ class ControlPlane:
     def _start(self) -> None:
         for directory in (self.pki_dir, self.log_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        _generate_pki(self.pki_dir)
+        _generate_pki(self.pki_dir, sorted({"127.0.0.1", self.bind_address, KUBERNETES_SERVICE_IP}))
         token_file = self.pki_dir / "tokens.csv"
         # Format: token,user,uid,"group1,group2"
         token_file.write_text(f'{self.admin_token},admin,admin-uid,"system:masters"\n')
@@ -361,15 +372,22 @@ class ControlPlane:
         )
 
         self.apiserver_port = free_port()
-        self.server_url = f"https://127.0.0.1:{self.apiserver_port}"
+        self.server_url = f"https://{self.bind_address}:{self.apiserver_port}"
         write_kubeconfig(self.kubeconfig_path, self.server_url, self.ca_path, self.admin_token)
         pki = self.pki_dir
+        if ipaddress.ip_address(self.bind_address).is_loopback:
+            # The reconciler would publish 127.0.0.1 as the endpoint of the "kubernetes" service,
+            # which Endpoints validation rejects.
+            endpoints = ["--endpoint-reconciler-type=none"]
+        else:
+            # Pods reach the apiserver through the "kubernetes" Service, whose endpoint this publishes.
+            endpoints = ["--endpoint-reconciler-type=lease"]
         self._spawn(
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={pki / 'serving.crt'}",
                 f"--tls-private-key-file={pki / 'serving.key'}",
@@ -384,9 +402,7 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--enable-priority-and-fairness=false",
-                # The reconciler would publish 127.0.0.1 as the endpoint of the
-                # "kubernetes" service, which Endpoints validation rejects.
-                "--endpoint-reconciler-type=none",
+                *endpoints,
                 "--profiling=false",
                 *self.extra_apiserver_args,
             ],

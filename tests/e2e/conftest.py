@@ -434,6 +434,9 @@ def _namespaces_of(value: Any) -> set[str]:
 def _diagnostics(item: pytest.Item) -> str:
     """Objects, events and container logs of every namespace the test used, plus the operators' logs."""
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    real = funcargs.get("real")
+    if callable(getattr(real, "diagnostics", None)):
+        return real.diagnostics()  # the real-node tier (test_containers.py) reports its own
     kubectl, node_agent = funcargs.get("kubectl"), funcargs.get("node_agent")
     if not isinstance(kubectl, Kubectl) or not isinstance(node_agent, NodeAgent):
         return ""

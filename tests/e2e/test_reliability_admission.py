@@ -30,8 +30,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from pydantic import ValidationError
 
 from durable_agents_operator.api import AgentRun, DurableAgent, TemporalConnection
-from durable_agents_operator.builders.agent import build_agent_objects
-from durable_agents_operator.builders.temporal import DefaultConnection, resolve_temporal
+from durable_agents_operator.builders.agent_objects import build_agent_objects
+from durable_agents_operator.builders.temporal import resolve_temporal
+from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import InvalidSpec
 
 from .admission_fuzz import FIELD_IN_MESSAGE, PLURALS, Fuzzed, dotted, manifests, names_field
@@ -80,7 +81,7 @@ def _local_verdict(kind: str, obj: dict[str, Any]) -> str | None:
                 "connectionRef", None
             )  # judged on the default connection
             agent = DurableAgent.model_validate(body)
-            default = DefaultConnection(address="127.0.0.1:7233", namespace="default")
+            default = ConnectionParams(address="127.0.0.1:7233", namespace="default")
             temporal = resolve_temporal(agent, connection=None, default=default)
             build_agent_objects(agent, temporal=temporal, default_image="durable-agents:test")
         elif kind == "AgentRun":

@@ -19,8 +19,9 @@ import yaml
 from reliability_report import record
 
 from durable_agents_operator.api import DurableAgent
-from durable_agents_operator.builders import DefaultConnection, resolve_temporal
-from durable_agents_operator.builders.agent import build_agent_objects
+from durable_agents_operator.builders import resolve_temporal
+from durable_agents_operator.builders.agent_objects import build_agent_objects
+from durable_agents_operator.connection_params import ConnectionParams
 
 pytestmark = [pytest.mark.reliability]
 
@@ -58,11 +59,6 @@ WAIVERS: dict[tuple[str, str, str], str] = {
     **{(name, "container-resources", "CPU limit is not set"): NO_CPU_LIMIT for name in ALL_PODS},
     **{(name, "container-image-pull-policy", "not set to Always"): PULL_POLICY for name in ALL_PODS},
     **{(name, "container-ephemeral-storage-request-and-limit", "Ephemeral"): EPHEMERAL for name in ALL_PODS},
-    **{
-        (name, "pod-networkpolicy", "egress"): "egress stays open: the operator and Temporal reach the "
-        "apiserver and each other at addresses the chart cannot know"
-        for name in (OPERATOR, TEMPORAL)
-    },
     (HELM_TEST, "pod-networkpolicy", "NetworkPolicy"): "the `helm test` hook pod lives for one request",
     (WORKER, "pod-networkpolicy", "NetworkPolicy"): "the operator creates no NetworkPolicy for worker pods "
     "yet: their egress (model providers, MCP servers, Temporal) is per agent; a per-agent policy needs "
@@ -84,9 +80,14 @@ WAIVERS: dict[tuple[str, str, str], str] = {
     },
 }
 
+# Scanned as a hardened install runs it: with the chart's NetworkPolicies (off by default, since only a CNI
+# that enforces them makes them mean anything).
 VALUE_SETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "external-temporal": {"temporal": {"dev": {"enabled": False}, "address": "temporal.example:7233"}},
+    "default": {"networkPolicy": {"enabled": True}},
+    "external-temporal": {
+        "temporal": {"dev": {"enabled": False}, "address": "temporal.example:7233"},
+        "networkPolicy": {"enabled": True},
+    },
 }
 
 
@@ -129,7 +130,7 @@ def _worker_objects() -> list[dict[str, Any]]:
     manifest["spec"]["replicas"] = 3
     agent = DurableAgent.model_validate(manifest)
     temporal = resolve_temporal(
-        agent, connection=None, default=DefaultConnection(address="temporal:7233", namespace="default")
+        agent, connection=None, default=ConnectionParams(address="temporal:7233", namespace="default")
     )
     return list(build_agent_objects(agent, temporal=temporal, default_image="durable-agents:1.0").manifests)
 

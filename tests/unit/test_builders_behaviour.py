@@ -175,6 +175,21 @@ def test_the_worker_runs_restricted_with_a_writable_tmp_only() -> None:
     assert [m["mountPath"] for m in writable] == ["/tmp"]
 
 
+def test_workers_get_default_requests_and_a_memory_limit_without_a_cpu_limit() -> None:
+    resources = container(build(agent()))["resources"]
+    assert resources == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_template_resources_override_the_defaults_key_by_key() -> None:
+    spec = {**BASE, "template": {"resources": {"limits": {"memory": "2Gi", "cpu": "2"}}}}
+    resources = container(build(agent(spec)))["resources"]
+    # Only what the template names changes; the default requests stay.
+    assert resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "2Gi", "cpu": "2"},
+    }
+
+
 def test_probes_and_metrics_use_the_ports_of_the_runtime_config() -> None:
     objects = build(agent(worker={"healthPort": 9000}, observability={"prometheusPort": 9100}))
     ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
@@ -242,8 +257,11 @@ def test_workers_get_requests_and_a_memory_limit_but_no_cpu_limit_unless_the_tem
     resources = container(build(agent()))["resources"]
     assert resources["requests"] == {"cpu": "100m", "memory": "256Mi"}
     assert resources["limits"] == {"memory": "1Gi"}  # a CPU limit would throttle heartbeats
-    own = {"requests": {"cpu": "2"}}
-    assert container(build(agent(template={"resources": own})))["resources"] == own
+    own = {"limits": {"cpu": "2"}}
+    assert container(build(agent(template={"resources": own})))["resources"]["limits"] == {
+        "memory": "1Gi",
+        "cpu": "2",
+    }
 
 
 def test_workers_prefer_distinct_nodes_unless_the_template_sets_affinity() -> None:

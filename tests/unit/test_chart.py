@@ -30,6 +30,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "tls": {"enabled": True, "serverName": "prod.tmprl.example.com", "secretName": "temporal-ca"},
         }
     },
+    "network-policy-digest": {
+        "networkPolicy": {"enabled": True},
+        "watchNamespaces": ["team-a"],
+        "image": {"repository": "registry.example.com/da/operator", "digest": "sha256:" + "a" * 64},
+        "runtimeImage": {"repository": "registry.example.com/da/runtime", "tag": "0.1.0"},
+    },
     "mtls": {
         "temporal": {
             "address": "temporal-frontend.temporal:7233",
@@ -332,6 +338,41 @@ def test_helm_test_pod_gets_healthz_through_the_operator_service() -> None:
     assert url == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:8080/healthz"
 
 
+def test_network_policies_exist_only_when_enabled_and_cover_each_component() -> None:
+    assert objects("default", "NetworkPolicy") == []
+    policies = {p["metadata"]["name"]: p for p in objects("network-policy-digest", "NetworkPolicy")}
+    assert set(policies) == {
+        "da-durable-agents-operator",
+        "da-durable-agents-temporal-dev",
+        "da-durable-agents-workers",
+    }
+    operator = policies["da-durable-agents-operator"]["spec"]
+    deployment = one("network-policy-digest", "Deployment", "operator")
+    assert operator["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    egress_ports = {(p["port"], p["protocol"]) for rule in operator["egress"] for p in rule["ports"]}
+    assert egress_ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP"), (7233, "TCP")}
+    # The dev server calls nobody; workers of any namespace may call it.
+    temporal = policies["da-durable-agents-temporal-dev"]
+    assert temporal["spec"]["egress"] == [] and temporal["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {}}
+    ]
+    workers = policies["da-durable-agents-workers"]
+    assert workers["metadata"]["namespace"] == "team-a"
+    assert workers["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": "durable-agents",
+    }
+
+
+def test_an_image_digest_pins_the_image_and_wins_over_the_tag() -> None:
+    container = one("network-policy-digest", "Deployment", "operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["image"] == "registry.example.com/da/operator@sha256:" + "a" * 64
+    env = operator_env("network-policy-digest")
+    assert env["DURABLE_AGENTS_WORKER_IMAGE"] == "registry.example.com/da/runtime:0.1.0"
+
+
 def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
     # helm renders NOTES.txt only on install; render it here as the body of a ConfigMap in a copy.
     chart = tmp_path / "chart"
@@ -349,23 +390,3 @@ def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
     assert "kubectl apply -f examples/hello.yaml" in text
     assert "kubectl get da" in text
     assert "helm test da" in text
-
-
-def test_network_policies_admit_ingress_only_on_the_operator_health_and_temporal_frontend_ports() -> None:
-    policies = {
-        p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in objects("default", "NetworkPolicy")
-    }
-    assert sorted(policies) == ["operator", "temporal-dev"]
-    for component, policy in policies.items():
-        selected = policy["spec"]["podSelector"]["matchLabels"]
-        assert selected["app.kubernetes.io/component"] == component
-        assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress stays open
-    ports = {
-        c: [p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]]
-        for c, pol in policies.items()
-    }
-    assert ports == {"operator": [8080], "temporal-dev": [7233, 7243]}
-    # Without the chart's dev server there is nothing of it to protect.
-    assert [
-        p["metadata"]["labels"]["app.kubernetes.io/component"] for p in objects("mtls", "NetworkPolicy")
-    ] == ["operator"]

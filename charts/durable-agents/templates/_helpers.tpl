@@ -41,12 +41,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when a digest is set, repository:tag otherwise; pass an image value. */}}
+{{- define "durable-agents.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "durable-agents.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "durable-agents.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "durable-agents.runtimeImage" -}}
-{{- printf "%s:%s" .Values.runtimeImage.repository (default .Chart.AppVersion .Values.runtimeImage.tag) }}
+{{- include "durable-agents.imageRef" (dict "image" .Values.runtimeImage "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{/* "true" when the chart runs the Temporal dev server: enabled, and no real Temporal named. */}}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -38,13 +37,14 @@ RUN_AS_USER = 10001
 GRACE_MARGIN_SECONDS = 15
 """Seconds the pod gets beyond the worker's drain, for process exit and the last status report."""
 LOGFIRE_TOKEN_ENV = "LOGFIRE_TOKEN"
-DEFAULT_RESOURCES: dict[str, Any] = {
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    # A worker idles at about 150 MiB (Python, pydantic-ai, the Temporal SDK) and grows with concurrent
+    # runs; the limit keeps one runaway agent from taking the node's memory. No CPU limit: throttling
+    # a worker delays its heartbeats and long polls, which looks like a dead worker.
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
 }
-"""Worker resources when `spec.template.resources` is unset: without requests the scheduler packs workers
-blindly, without a memory limit one runaway run can take the node's memory. No CPU limit: throttling a
-worker delays its heartbeats and makes Temporal retry its activities elsewhere."""
+"""Worker container resources; `spec.template.resources` overrides them per key (e.g. only the limit)."""
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 
@@ -122,8 +122,7 @@ def build_deployment(
     }
     if template.image_pull_policy:
         container["imagePullPolicy"] = template.image_pull_policy
-    resources = template.resources.to_api() if template.resources is not None else DEFAULT_RESOURCES
-    container["resources"] = copy.deepcopy(resources)
+    container["resources"] = _resources(template.resources.to_api() if template.resources else {})
 
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -177,6 +176,14 @@ def _name(agent: DurableAgent) -> str:
     if not agent.metadata.name:
         raise ValueError("build_deployment needs a named DurableAgent")
     return agent.metadata.name
+
+
+def _resources(overrides: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """DEFAULT_RESOURCES with the template's requests and limits laid over them, key by key."""
+    resources = {kind: dict(values) for kind, values in DEFAULT_RESOURCES.items()}
+    for kind in ("requests", "limits"):
+        resources.setdefault(kind, {}).update(overrides.get(kind) or {})
+    return resources
 
 
 def _config_item() -> dict[str, str]:
