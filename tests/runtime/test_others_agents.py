@@ -7,6 +7,7 @@ test here failed before the runtime was fixed: the run retried forever with noth
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from pydantic_ai.durable_exec.temporal import stream_agent_events
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from test_runs import config
 
 from durable_agents_runtime.activity_settings import DEFAULT_ACTIVITY
 from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
@@ -53,20 +55,6 @@ def backoff_seconds() -> float:
 
 # Every broken agent must end within its documented retries plus a margin for a loaded 2-core machine.
 END_BOUND = backoff_seconds() + 45
-
-
-def config(temporal: Any, agent: dict[str, Any], **sections: Any) -> RuntimeConfig:
-    return RuntimeConfig.model_validate(
-        {
-            "agent": agent,
-            "temporal": {
-                "address": temporal.address,
-                "namespace": temporal.namespace,
-                "taskQueue": f"{agent['name']}-{uuid.uuid4().hex[:8]}",
-            },
-            **sections,
-        }
-    )
 
 
 def code_agent(temporal: Any, name: str, **sections: Any) -> RuntimeConfig:
@@ -433,25 +421,21 @@ async def test_no_broken_agent_hangs_each_ends_with_a_message_naming_the_cause(
 # --- what the CLI shows -------------------------------------------------------------------------------------
 
 
+async def cli_run(temporal: Any, cfg: RuntimeConfig, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`durable-agents run AGENT go` against `cfg`'s task queue, in a subprocess."""
+    from test_dev import cli
+
+    target = ["--address", temporal.address, "--task-queue", cfg.temporal.task_queue]
+    return await asyncio.to_thread(cli, "run", cfg.agent.name, "go", *flags, *target, timeout=END_BOUND)
+
+
 async def test_run_shows_the_failed_attempts_while_the_run_retries(
     temporal_dev_server: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    from test_dev import cli
-
     cfg = code_agent(temporal_dev_server, "raising")
     start_worker(cfg, **env(tmp_path / "tools.log"))
 
-    done = await asyncio.to_thread(
-        cli,
-        "run",
-        "raising",
-        "go",
-        "--address",
-        temporal_dev_server.address,
-        "--task-queue",
-        cfg.temporal.task_queue,
-        timeout=END_BOUND,
-    )
+    done = await cli_run(temporal_dev_server, cfg)
 
     assert done.returncode == 1, done.stdout + done.stderr
     retried = [line for line in done.stdout.splitlines() if "failed: " in line and "retrying" in line]
@@ -470,23 +454,10 @@ async def test_run_shows_the_failed_attempts_while_the_run_retries(
 async def test_run_stream_of_an_unstreamable_model_says_why_and_shows_the_tool_calls_at_the_end(
     temporal_dev_server: Any, start_worker: Any
 ) -> None:
-    from test_dev import cli
-
     cfg = code_agent(temporal_dev_server, "unstreamable")
     start_worker(cfg, **env())
 
-    done = await asyncio.to_thread(
-        cli,
-        "run",
-        "unstreamable",
-        "go",
-        "--stream",
-        "--address",
-        temporal_dev_server.address,
-        "--task-queue",
-        cfg.temporal.task_queue,
-        timeout=END_BOUND,
-    )
+    done = await cli_run(temporal_dev_server, cfg, "--stream")
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(no live events: the agent's model cannot stream" in done.stdout
