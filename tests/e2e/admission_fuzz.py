@@ -400,6 +400,8 @@ def manifests(draw: st.DrawFn, kind: str) -> Fuzzed:
         mutations.append(mutation)
         if mutation.kind == "huge-string":
             break  # one huge value per manifest keeps the body under the request limit
+        if not isinstance(manifest["spec"], dict):
+            break  # the spec itself was replaced (e.g. by a unicode string): there is nothing left inside it
     return Fuzzed(kind, manifest, mutations)
 
 
