@@ -20,7 +20,7 @@ from bench._harness import VENV_BIN, WorkerProcess, free_port, python, subproces
 __all__ = ["Target", "baseline_target", "ours_available", "ours_config", "ours_target"]
 
 # What ours needs before it can be measured; the benchmarks report "not available" until then.
-_OURS_MODULES = ("durable_agents_runtime.worker", "durable_agents_runtime.cli")
+_OURS_MODULES = ("durable_agents_runtime.worker", "durable_agents_cli.main")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def ours_config(
 
     `overrides` is merged into the API form (camelCase), e.g. `{"worker": {"sandbox": False}}`.
     """
-    from durable_agents_runtime.config import RuntimeConfig
+    from durable_agents_api.config import RuntimeConfig
 
     base: dict[str, Any] = {
         "agent": {"name": OURS_AGENT_NAME, "entrypoint": "bench._agents:agent"},
@@ -94,7 +94,7 @@ def ours_config(
 
 def ours_target(*, label: str = "ours", overrides: Mapping[str, Any] | None = None) -> Target:
     """Our worker (`durable-agents worker`) reading a RuntimeConfig file, as a pod runs it."""
-    from durable_agents_runtime.contract import (
+    from durable_agents_api.contract import (
         ENV_BIND_HOST,
         ENV_CONFIG,
         ENV_HEALTH_PORT,

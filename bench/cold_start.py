@@ -37,7 +37,7 @@ class Trial:
 
 
 async def _wait_ready(port: int, worker: WorkerProcess, timeout: float) -> float:
-    from durable_agents_runtime.contract import READINESS_PATH
+    from durable_agents_api.contract import READINESS_PATH
 
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=0.5) as http:

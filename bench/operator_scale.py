@@ -109,7 +109,7 @@ def unavailable() -> str | None:
     """None when the operator and a control-plane binary are present, else why not."""
     missing = [
         m
-        for m in ("durable_agents_operator.main", "durable_agents_runtime.cli")
+        for m in ("durable_agents_operator.main", "durable_agents_cli.main")
         if not importlib.util.find_spec(m)
     ]
     if missing:

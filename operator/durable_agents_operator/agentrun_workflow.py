@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from durable_agents_operator.api import AgentRun, RunUsage
-from durable_agents_runtime.contract import RunInput, RunOutput
+from durable_agents_api.contract import RunInput, RunOutput
+from durable_agents_api.resources import AgentRun, RunUsage
 from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_OUTPUT_BYTES",
     "failed_status",
-    "failure_message",
     "finished_message",
     "pending_status",
     "run_input",
@@ -84,15 +83,3 @@ def failed_status(message: str, *, completed: datetime | None) -> dict[str, Any]
     if completed is not None:
         status["completionTime"] = timestamp(completed)
     return status
-
-
-def failure_message(error: BaseException) -> str:
-    """`error` and its causes, outermost first, e.g. `activity failed: RuntimeError: model said no`."""
-    parts: list[str] = []
-    current: BaseException | None = error
-    while current is not None and len(parts) < 8:
-        text = str(current) or type(current).__name__
-        if not parts or parts[-1] != text:
-            parts.append(text)
-        current = getattr(current, "cause", None) or current.__cause__
-    return ": ".join(parts)

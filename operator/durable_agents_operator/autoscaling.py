@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus, DurableAgent, DurableAgentStatus
+from durable_agents_api.resources import AutoscalingSpec, AutoscalingStatus, DurableAgent, DurableAgentStatus
 from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from durable_agents_operator.api import Condition
+from durable_agents_api.resources import Condition
 
 __all__ = [
     "DEGRADED",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from temporalio.service import TLSConfig
 
-from durable_agents_operator.api import TemporalConnection
+from durable_agents_api.resources import TemporalConnection
 from durable_agents_operator.errors import DependencyNotReady
 from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
 

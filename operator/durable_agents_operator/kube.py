@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from durable_agents_operator.api import API_GROUP, VERSION
+from durable_agents_api.resources import API_GROUP, VERSION
 from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeInvalid, KubeUnavailable
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.planner import Apply, Plan

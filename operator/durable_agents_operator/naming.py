@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from durable_agents_operator.api import API_GROUP
+from durable_agents_api.resources import API_GROUP
 
 __all__ = [
     "ANNOTATION_CONFIG_HASH",

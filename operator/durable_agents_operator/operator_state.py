@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from durable_agents_operator.api import API_VERSION, DurableAgent, TemporalConnection
+from durable_agents_api.resources import API_VERSION, DurableAgent, TemporalConnection
 from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
 from durable_agents_operator.health_batching import HealthBatcher

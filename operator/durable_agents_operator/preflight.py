@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from durable_agents_operator.api import API_GROUP
+from durable_agents_api.resources import API_GROUP
 from durable_agents_operator.errors import OperatorError
 from durable_agents_operator.settings import OperatorSettings
 

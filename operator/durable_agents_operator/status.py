@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durable_agents_operator.api import DurableAgent
+from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, enabled_autoscaling, with_decision
 from durable_agents_operator.builders import desired_replicas, selector_string
 from durable_agents_operator.conditions import (
@@ -32,11 +32,11 @@ from durable_agents_operator.conditions import (
     connection_conditions,
 )
 from durable_agents_operator.errors import DependencyNotReady, ObjectConflict, OperatorError
+from durable_agents_operator.health_status import HEALTH_FIELDS, health_fields
 from durable_agents_runtime.health import AgentHealth
 from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
-    "HEALTH_FIELDS",
     "STATUS_REFRESH",
     "Problem",
     "StatusUpdate",
@@ -47,9 +47,6 @@ __all__ = [
     "refresh_after",
     "status_due",
 ]
-
-HEALTH_FIELDS = ("workers", "backlog", "runs", "lastFailure")
-"""Fields of `AgentHealth.to_dict()` that go into the status as they are."""
 
 STATUS_REFRESH = 60.0
 """Seconds after which an unchanged observation is written anyway, to move its check time."""
@@ -122,7 +119,7 @@ def agent_status(
         due = bool(update.transitions) or _differs(previous, status)
         return StatusUpdate(status, update.transitions, due)
     if health is not None and health.reachable:
-        reading = health.to_dict()
+        reading = health_fields(health)
         status.update({field: reading.get(field) for field in HEALTH_FIELDS})
     if scaling is not None:
         status["autoscaling"] = scaling.to_api()

@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityConfig
 
-from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, ActivitySpec, RuntimeConfig
+from durable_agents_api.config import DEFAULT_MAXIMUM_ATTEMPTS, ActivitySpec, RuntimeConfig
 
 __all__ = ["DEFAULT_ACTIVITY", "ActivityConfigs", "activity_configs"]
 

@@ -19,10 +19,11 @@ from pydantic_ai.durable_exec.temporal import TemporalAgent, TemporalDurability,
 from pydantic_ai.exceptions import UserError
 from temporalio import workflow
 
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import EVENT_TOPIC
 from durable_agents_runtime import pydantic_ai_internals
 from durable_agents_runtime.activity_settings import ActivityConfigs, activity_configs
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import EVENT_TOPIC
+from durable_agents_runtime.approvals import WaitForDecisions, requiring_approval
 from durable_agents_runtime.entrypoints import import_object
 from durable_agents_runtime.errors import AgentLoadError
 from durable_agents_runtime.models import (
@@ -88,7 +89,10 @@ def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             output_type = StructuredDict(spec.output.json_schema, spec.output.name, spec.output.description)
         except UserError as exc:
             raise AgentLoadError(f"agent.output.schema: {exc}") from None
-    toolsets = [python_toolset(t) for t in spec.toolsets] + [mcp_toolset(s) for s in spec.mcp_servers]
+    rules = config.approvals.tools if config.approvals is not None else []
+    toolsets = [requiring_approval(python_toolset(t), t.id, rules) for t in spec.toolsets] + [
+        mcp_toolset(s, approval_rules=rules) for s in spec.mcp_servers
+    ]
     options: dict[str, Any] = {"retries": spec.retries} if spec.retries is not None else {}
     try:
         return Agent(
@@ -102,6 +106,7 @@ def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             capabilities=[
                 *tool_metadata_capabilities(config, activity.tools),
                 ResolveModelId(run_time_model_resolver(config.model)),
+                WaitForDecisions(),
                 _durability(config, activity),
             ],
         )
@@ -127,6 +132,7 @@ def _make_durable(agent: Agent[Any, Any], config: RuntimeConfig) -> Agent[Any, A
     extra = [
         *tool_metadata_capabilities(config, activity.tools),
         ResolveModelId(run_time_model_resolver(config.model)),
+        WaitForDecisions(),
     ]
     durable = pydantic_ai_internals.copy_with_capabilities(agent, extra, _durability(config, activity))
     if isinstance(agent.model_settings, dict) or agent.model_settings is None:
@@ -148,6 +154,12 @@ def _code_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             f"agent.entrypoint {spec.entrypoint!r} is named {agent.name!r} but agent.name is {spec.name!r}; "
             "the name is part of every activity name, so they must match: set `name=` on the Agent or change "
             "agent.name in the manifest"
+        )
+    if config.approvals is not None and config.approvals.tools:
+        raise AgentLoadError(
+            f"approvals.tools applies to declarative agents; agent.entrypoint {spec.entrypoint!r} is code: "
+            "declare approval in code (requires_approval=True on the tool, or raise ApprovalRequired) and "
+            "keep approvals.timeout/onTimeout in the manifest"
         )
     if isinstance(agent, TemporalAgent) or TemporalDurability.from_agent(agent) is not None:  # pyright: ignore[reportDeprecated]
         _refuse_manifest_activities(config)

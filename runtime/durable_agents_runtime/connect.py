@@ -17,8 +17,9 @@ from temporalio.client import Client, Plugin
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from durable_agents_runtime.config import TemporalSpec
-from durable_agents_runtime.errors import ConfigError, TemporalConnectError
+from durable_agents_api.config import TemporalSpec
+from durable_agents_api.errors import ConfigError
+from durable_agents_runtime.errors import TemporalConnectError
 
 __all__ = ["connect", "connect_options"]
 

@@ -57,6 +57,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_agents_runtime.failures import shorten
 from durable_agents_runtime.health_signals import (
     DEFAULT_LIVE_WITHIN,
     FAILED_STATUSES,
@@ -73,7 +74,6 @@ from durable_agents_runtime.health_signals import (
     newest_failure,
     retrying_failure,
     run_counts,
-    shorten,
 )
 from durable_agents_runtime.timestamps import timestamp
 

@@ -34,10 +34,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from temporalio.api.enums.v1 import EventType, WorkerStatus
-from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import PollerInfo  # noqa: F401
 from temporalio.api.worker.v1 import WorkerHeartbeat
@@ -45,13 +43,12 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecution, WorkflowExecutionCountAggregationGroup
 
-from durable_agents_runtime.timestamps import timestamp
+from durable_agents_runtime.failures import failure_message, shorten
 
 __all__ = [
     "DEFAULT_LIVE_WITHIN",
     "FAILED_STATUSES",
     "HEARTBEAT_STALE_AFTER",
-    "MAX_MESSAGE_CHARS",
     "RETRYING_AFTER",
     "RETRYING_SAMPLE",
     "WORKER_HEARTBEAT_INTERVAL",
@@ -61,14 +58,12 @@ __all__ = [
     "carried_failure",
     "close_event_message",
     "close_time",
-    "failure_message",
     "last_polls",
     "live_workers",
     "needs_failure_lookup",
     "newest_failure",
     "retrying_failure",
     "run_counts",
-    "shorten",
 ]
 
 
@@ -82,11 +77,6 @@ slowly as the poller list does). A heartbeat is one small call per interval per 
 HEARTBEAT_STALE_AFTER = 3 * WORKER_HEARTBEAT_INTERVAL
 """A worker whose last heartbeat is older than this counts as gone: three missed heartbeats, so one late
 heartbeat (a busy event loop, a slow server) does not make a live worker flap."""
-
-MAX_MESSAGE_CHARS = 500
-"""Failure messages are cut to this length."""
-
-_CAUSE_DEPTH = 5
 
 RETRYING_SAMPLE = 3
 """Running runs described per queue and read to find an activity that is failing and being retried."""
@@ -132,30 +122,6 @@ class AgentHealth:
     def unreachable(cls, task_queue: str, error: str) -> AgentHealth:
         """The health of a queue Temporal could not be read for."""
         return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The observed fields of `DurableAgentStatus` (camelCase, JSON-ready), plus `error` when set.
-
-        `error` is not a status field. When Temporal could not be read the counts are zeros that were
-        not observed: check `reachable` before writing them into a status.
-        """
-        last_failure = None
-        if self.last_failure is not None:
-            last_failure = {
-                "workflowId": self.last_failure.workflow_id,
-                "message": self.last_failure.message,
-                "time": timestamp(self.last_failure.time) if self.last_failure.time else None,
-            }
-        data: dict[str, Any] = {
-            "taskQueue": self.task_queue,
-            "workers": self.workers,
-            "backlog": {"count": self.backlog_count, "ageSeconds": self.backlog_age_seconds},
-            "runs": {"running": self.running, "completed": self.completed, "failed": self.failed},
-            "lastFailure": last_failure,
-        }
-        if self.error is not None:
-            data["error"] = self.error
-        return data
 
 
 def carried_failure(previous: AgentHealth | None) -> FailureInfo | None:
@@ -304,26 +270,6 @@ def close_event_message(event: HistoryEvent) -> str:
     if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
         return "timed out: the run exceeded its execution or run timeout"
     return ""
-
-
-def failure_message(failure: Failure) -> str:
-    """The messages of a failure and its causes joined with ": ", on one line, at most 500 characters.
-
-    Stack traces and details are left out: they can hold data the workflow handled. A failure encoded by
-    a payload codec shows Temporal's placeholder message.
-    """
-    parts: list[str] = []
-    current: Failure | None = failure
-    while current is not None and len(parts) < _CAUSE_DEPTH:
-        message = " ".join(current.message.split())
-        if message and (not parts or parts[-1] != message):
-            parts.append(message)
-        current = current.cause if current.HasField("cause") else None
-    return shorten(": ".join(parts))
-
-
-def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def close_time(execution: WorkflowExecution) -> datetime:

@@ -17,8 +17,8 @@ from pydantic_ai.models import Model, infer_model
 from pydantic_ai.settings import ModelSettings
 from temporalio import workflow
 
-from durable_agents_runtime.config import ModelSpec
-from durable_agents_runtime.contract import PYTHON_MODEL_PREFIX
+from durable_agents_api.config import ModelSpec
+from durable_agents_api.contract import PYTHON_MODEL_PREFIX
 from durable_agents_runtime.entrypoints import import_object
 from durable_agents_runtime.errors import AgentLoadError
 

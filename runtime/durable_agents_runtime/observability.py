@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_api.config import RuntimeConfig
 
 if TYPE_CHECKING:
     from temporalio.client import Plugin

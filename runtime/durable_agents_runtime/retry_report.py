@@ -14,7 +14,7 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
-from durable_agents_runtime.health_signals import failure_message
+from durable_agents_runtime.failures import failure_message
 
 __all__ = ["POLL_SECONDS", "report_retries"]
 

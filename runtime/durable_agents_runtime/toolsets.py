@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 from pydantic_ai.capabilities import AbstractCapability, SetToolMetadata
 from pydantic_ai.toolsets import AbstractToolset
 from temporalio.workflow import ActivityConfig
 
-from durable_agents_runtime.config import McpServerSpec, RuntimeConfig, ToolsetSpec
+from durable_agents_api.config import ApprovalRuleSpec, McpServerSpec, RuntimeConfig, ToolsetSpec
+from durable_agents_runtime.approvals import requiring_approval
 from durable_agents_runtime.entrypoints import import_object
 from durable_agents_runtime.errors import AgentLoadError
 
@@ -34,7 +35,9 @@ def python_toolset(spec: ToolsetSpec) -> AbstractToolset[Any]:
     return toolset
 
 
-def mcp_toolset(spec: McpServerSpec) -> AbstractToolset[Any]:
+def mcp_toolset(
+    spec: McpServerSpec, *, approval_rules: Sequence[ApprovalRuleSpec] = ()
+) -> AbstractToolset[Any]:
     from fastmcp.mcp_config import infer_transport_type_from_url
     from pydantic_ai.mcp import MCPToolset
 
@@ -68,6 +71,8 @@ def mcp_toolset(spec: McpServerSpec) -> AbstractToolset[Any]:
         toolset = toolset.filtered(
             lambda ctx, tool: (include is None or tool.name in include) and tool.name not in exclude
         )
+    # Before the prefix: approval rules name MCP tools as the server does.
+    toolset = requiring_approval(toolset, spec.id, approval_rules)
     if spec.tool_prefix:
         toolset = toolset.prefixed(spec.tool_prefix)
     return toolset

@@ -24,16 +24,17 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_agents_runtime import _registry
-from durable_agents_runtime._http import ProbeServer
+from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, format_duration
+from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
+from durable_agents_api.errors import ConfigError
+from durable_agents_runtime import served_agents
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
-from durable_agents_runtime.config import RuntimeConfig, format_duration
 from durable_agents_runtime.connect import connect
-from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
-from durable_agents_runtime.errors import ConfigError, TemporalConnectError
+from durable_agents_runtime.errors import TemporalConnectError
 from durable_agents_runtime.heartbeats import ProcessHeartbeats
 from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
 from durable_agents_runtime.payload_limits import PayloadLimits
+from durable_agents_runtime.probe_server import ProbeServer
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve"]
@@ -57,8 +58,14 @@ def create_worker(
     """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
     agent = agent if agent is not None else build_agent(config)
     task_queue = config.temporal.task_queue
-    _registry.register(
-        task_queue, _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model))
+    served_agents.register(
+        task_queue,
+        served_agents.ServedAgent(
+            agent,
+            event_topic(agent),
+            model_streams(agent.model),
+            approvals=config.approvals or ApprovalsSpec(),
+        ),
     )
     worker_spec = config.worker
     heartbeats = ProcessHeartbeats()

@@ -1,7 +1,7 @@
 """The agent workflow: one workflow type (`contract.WORKFLOW_NAME`) that runs whichever agent serves the task
 queue it was started on.
 
-Deterministic code only. The worker builds the agent and registers it in `_registry` before it polls, so
+Deterministic code only. The worker builds the agent and registers it in `served_agents` before it polls, so
 the workflow looks the agent up by `workflow.info().task_queue`; model requests and tool calls run as the
 agent's activities (registered with `AgentPlugin`).
 
@@ -43,20 +43,26 @@ with workflow.unsafe.imports_passed_through():
 
     # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
     # workflow sees the registry the worker filled in rather than a fresh copy.
-    import durable_agents_runtime._registry as _registry
-    from durable_agents_runtime import pydantic_ai_internals
-    from durable_agents_runtime.contract import (
+    import durable_agents_runtime.served_agents as served_agents
+    from durable_agents_api.contract import (
+        APPROVALS_QUERY,
+        DECIDE_UPDATE,
         EVENT_TOPIC_QUERY,
         LIVE_EVENTS_QUERY,
         PYTHON_MODEL_PREFIX,
         SUBSCRIBE_SIGNAL,
         WORKFLOW_NAME,
+        DecisionOutcome,
+        Decisions,
         LiveEvents,
+        PendingCall,
         RunInput,
         RunOutput,
         RunUsageSummary,
         ToolCallRecord,
     )
+    from durable_agents_runtime import pydantic_ai_internals
+    from durable_agents_runtime.approvals import ApprovalGate
     from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES, PAYLOAD_TOO_LARGE
 
 __all__ = [
@@ -160,11 +166,13 @@ class AgentRunWorkflow:
 
     @workflow.init
     def __init__(self, run: RunInput) -> None:
-        self._served = _registry.lookup(workflow.info().task_queue)
+        self._served = served_agents.lookup(workflow.info().task_queue)
         # The stream must be created here (its handlers are registered from the workflow's init).
         self._events = AgentEventStream(drain_timeout=_DRAIN_TIMEOUT) if self._served.event_topic else None
         self._subscribed = False
         self._no_live_text = self._why_no_live_text(run)
+        self.approval_gate = ApprovalGate(self._served.approvals)
+        """Read by the agent's `WaitForDecisions` capability when a tool call needs a decision."""
 
     def _why_no_live_text(self, run: RunInput) -> str | None:
         if run.model is not None and run.model.startswith(PYTHON_MODEL_PREFIX):
@@ -195,6 +203,21 @@ class AgentRunWorkflow:
         """What a subscriber of this run sees: the topic, and why there is no live text if there is none."""
         return LiveEvents(topic=self._served.event_topic, no_live_text=self._no_live_text)
 
+    @workflow.query(name=APPROVALS_QUERY)
+    def pending_calls(self) -> list[PendingCall]:
+        """The tool calls this run waits on: for approval, or for their result from outside."""
+        return list(self.approval_gate.pending.values())
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, decisions: Decisions) -> DecisionOutcome:
+        """Approve or deny pending calls, or answer external ones; the run goes on once all are decided.
+        Who decided is in the Update's input, so the workflow history records it."""
+        return self.approval_gate.decide(decisions)
+
+    @decide.validator
+    def _validate_decisions(self, decisions: Decisions) -> None:
+        self.approval_gate.validate(decisions)
+
     @workflow.run
     async def run(self, run: RunInput) -> RunOutput:
         """Run the agent on the prompt and return its output, usage and tool calls."""
@@ -213,7 +236,11 @@ class AgentRunWorkflow:
         agent = self._served.agent
         deps = self._deps(run)
         try:
-            result = await agent.run(run.prompt, deps=deps, model=run.model)
+            result = await agent.run(
+                run.prompt,
+                deps=deps,
+                model=run.model,
+            )
         except ModelAPIError as error:
             raise ApplicationError(
                 explain_model_error(error),

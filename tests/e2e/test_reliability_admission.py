@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from pydantic import ValidationError
 
-from durable_agents_operator.api import AgentRun, DurableAgent, TemporalConnection
+from durable_agents_api.resources import AgentRun, DurableAgent, TemporalConnection
 from durable_agents_operator.builders.agent_objects import build_agent_objects
 from durable_agents_operator.builders.temporal import resolve_temporal
 from durable_agents_operator.connection_params import ConnectionParams

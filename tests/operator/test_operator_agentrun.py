@@ -18,11 +18,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput, RunUsageSummary
 from durable_agents_operator.handlers import agentrun
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.temporal_clients import TemporalPool
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput, RunUsageSummary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
 

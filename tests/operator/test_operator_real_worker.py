@@ -25,9 +25,9 @@ from operator_support import (
     roll_out,
 )
 
+from durable_agents_api.config import RuntimeConfig
 from durable_agents_operator.handlers import agentrun, durableagent
 from durable_agents_operator.object_identity import ObjectKey
-from durable_agents_runtime.config import RuntimeConfig
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
 

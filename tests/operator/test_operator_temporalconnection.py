@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from operator_support import API, Clock, DevServer, FakeKube, connection_manifest, make_operator
 
-from durable_agents_operator.api import TemporalConnection
+from durable_agents_api.resources import TemporalConnection
 from durable_agents_operator.connection_params import params_from_connection
 from durable_agents_operator.errors import DependencyNotReady
 from durable_agents_operator.handlers import temporalconnection

@@ -35,8 +35,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import (
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import (
     ENV_BIND_HOST,
     ENV_HEALTH_PORT,
     ENV_METRICS_PORT,
@@ -157,7 +157,7 @@ class Fleet:
         output = self.directory / f"worker-{len(self.started)}.log"
         with output.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "durable_agents_runtime", "worker", "--config", str(self.config_path)],
+                [sys.executable, "-m", "durable_agents_cli", "worker", "--config", str(self.config_path)],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=environment,

@@ -29,8 +29,8 @@ from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
-from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.devserver import DevServer
 
 pytestmark = [pytest.mark.runtime, pytest.mark.reliability, pytest.mark.anyio]

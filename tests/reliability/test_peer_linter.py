@@ -18,7 +18,7 @@ import pytest
 import yaml
 from reliability_report import record
 
-from durable_agents_operator.api import DurableAgent
+from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.builders import resolve_temporal
 from durable_agents_operator.builders.agent_objects import build_agent_objects
 from durable_agents_operator.connection_params import ConnectionParams

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import (
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import (
     ENV_BIND_HOST,
     ENV_HEALTH_PORT,
     ENV_METRICS_PORT,
@@ -123,7 +123,7 @@ class WorkerPool:
         with output.open("wb") as sink:
             started_at = time.monotonic()
             process = subprocess.Popen(
-                [sys.executable, "-m", "durable_agents_runtime", "worker", "--config", str(config_path)],
+                [sys.executable, "-m", "durable_agents_cli", "worker", "--config", str(config_path)],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=environment,

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic_ai import FunctionToolset
 from temporalio.client import Client, WorkflowHandle
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 __all__ = [
     "ENV_LOG",

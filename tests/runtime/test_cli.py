@@ -15,10 +15,10 @@ import pytest
 from temporalio.client import Client
 from test_dev import cli
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput
+from durable_agents_api.manifest import load_manifests, runtime_config
 from durable_agents_runtime.devserver import ENV_STATE_DIR, free_port
-from durable_agents_runtime.manifest import load_manifests, runtime_config
 
 HERE = Path(__file__).resolve().parent
 PYTHONPATH = {"PYTHONPATH": str(HERE)}

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.manifest import load_manifests, runtime_config
 from durable_agents_runtime.devserver import ENV_STATE_DIR, DevServer
-from durable_agents_runtime.manifest import load_manifests, runtime_config
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello.yaml"
@@ -31,7 +31,7 @@ def cli(
     """`durable-agents ARGS` in a subprocess, without the developer's Temporal settings."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "LOGFIRE_"))}
     return subprocess.run(
-        [sys.executable, "-m", "durable_agents_runtime", *args],
+        [sys.executable, "-m", "durable_agents_cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

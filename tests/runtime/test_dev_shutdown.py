@@ -29,8 +29,8 @@ from slow_tools import ENV_SECONDS as SLOW_SECONDS
 from slow_tools import executions
 from temporalio.client import Client
 
-from durable_agents_runtime.cli import DEV_STOP_MARGIN
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput
+from durable_agents_cli.dev import DEV_STOP_MARGIN
 from durable_agents_runtime.devserver import free_port
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
@@ -138,7 +138,7 @@ def start_dev(
         args += ["--prompt", "Process the item."]
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "durable_agents_runtime", *args],
+            [sys.executable, "-m", "durable_agents_cli", *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=environment,

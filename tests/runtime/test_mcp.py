@@ -19,8 +19,8 @@ from mcp_server import GREETING, McpServerProcess, read_log, start_mcp_server
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 

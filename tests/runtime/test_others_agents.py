@@ -21,9 +21,8 @@ from pydantic_ai.durable_exec.temporal import stream_agent_events
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from test_runs import config
 
-from durable_agents_runtime.activity_settings import DEFAULT_ACTIVITY
-from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
-from durable_agents_runtime.contract import (
+from durable_agents_api.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
+from durable_agents_api.contract import (
     EVENT_TOPIC,
     LIVE_EVENTS_QUERY,
     SUBSCRIBE_SIGNAL,
@@ -32,6 +31,7 @@ from durable_agents_runtime.contract import (
     RunInput,
     RunOutput,
 )
+from durable_agents_runtime.activity_settings import DEFAULT_ACTIVITY
 from durable_agents_runtime.health import read_health
 from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES
 

@@ -18,8 +18,8 @@ import pytest
 from fake_openai import FakeOpenAI, RecordedRequest
 from temporalio.client import Client, WorkflowFailureError
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.demo import get_weather
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]

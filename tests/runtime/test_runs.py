@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 

@@ -80,7 +80,7 @@ VALID = {"agent": {"name": "hello", "model": "test"}, "temporal": {"taskQueue": 
 
 def run_worker(config_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "durable_agents_runtime", "worker", "--config", str(config_path)],
+        [sys.executable, "-m", "durable_agents_cli", "worker", "--config", str(config_path)],
         capture_output=True,
         text=True,
         timeout=60,

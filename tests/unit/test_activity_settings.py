@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from durable_agents_api.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
 from durable_agents_runtime.activity_settings import DEFAULT_ACTIVITY, activity_configs
-from durable_agents_runtime.config import DEFAULT_MAXIMUM_ATTEMPTS, RuntimeConfig
 
 
 def _config(activities: dict[str, Any]) -> RuntimeConfig:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from durable_agents_api.contract import RunOutput, RunUsageSummary
+from durable_agents_api.resources import AgentRun, AgentRunStatus, RunUsage
 from durable_agents_operator.agentrun_workflow import (
     MAX_MESSAGE_BYTES,
     MAX_OUTPUT_BYTES,
     failed_status,
-    failure_message,
     finished_message,
     pending_status,
     run_input,
     running_status,
     succeeded_status,
 )
-from durable_agents_operator.api import AgentRun, AgentRunStatus, RunUsage
-from durable_agents_runtime.contract import RunOutput, RunUsageSummary
 
 NOW = datetime(2026, 11, 26, 12, 0, 30, 500, tzinfo=UTC)
 
@@ -70,17 +69,6 @@ def test_a_failed_run_keeps_a_short_message_and_a_completion_time_only_when_know
     long = failed_status("x" * 5000, completed=None)
     assert "completionTime" not in long
     assert len(long["message"]) == MAX_MESSAGE_BYTES
-
-
-def test_the_failure_message_joins_the_causes_outermost_first_without_repeats() -> None:
-    try:
-        try:
-            raise RuntimeError("model said no")
-        except RuntimeError as inner:
-            raise ValueError("activity failed") from inner
-    except ValueError as outer:
-        assert failure_message(outer) == "activity failed: model said no"
-    assert failure_message(KeyError()) == "KeyError"
 
 
 def test_pending_and_running_runs_say_why_and_where() -> None:

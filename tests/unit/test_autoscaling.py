@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from durable_agents_operator.api import AutoscalingSpec, AutoscalingStatus, DurableAgent
+from durable_agents_api.resources import AutoscalingSpec, AutoscalingStatus, DurableAgent
 from durable_agents_operator.autoscaling import ScaleReason, decide, decide_for, with_decision
 from durable_agents_operator.builders import desired_replicas
 from durable_agents_operator.conditions import (

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_api.resources import DurableAgent, TemporalConnection
 from durable_agents_operator.builders import (
     build_configmap,
     build_deployment,

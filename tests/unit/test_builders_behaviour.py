@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_api.resources import DurableAgent, TemporalConnection
 from durable_agents_operator.builders import resolve_temporal, selector_string
 from durable_agents_operator.builders.agent_objects import build_agent_objects, child_keys
 from durable_agents_operator.connection_params import ConnectionParams

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from durable_agents_operator.api import DurableAgent, TemporalConnection
-from durable_agents_runtime.config import (
+from durable_agents_api.config import (
     ActivitySpec,
     RuntimeConfig,
     TemporalSpec,
     format_duration,
     parse_duration,
 )
-from durable_agents_runtime.errors import ConfigError, format_validation
+from durable_agents_api.errors import ConfigError, format_validation
+from durable_agents_api.resources import DurableAgent, TemporalConnection
 
 AGENT = {"name": "hello", "model": "test"}
 TEMPORAL = {"taskQueue": "default.hello"}

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from durable_agents_api.resources import AgentRun, DurableAgent, TemporalConnection
 from durable_agents_operator import crd
-from durable_agents_operator.api import AgentRun, DurableAgent, TemporalConnection
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = {kind.kind: crd.render_crd(kind) for kind in crd.KINDS}

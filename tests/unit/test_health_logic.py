@@ -1,8 +1,7 @@
-"""The pure parts of the health read: poller liveness, backlog, run counts, failure messages. No I/O."""
+"""The pure parts of the health read: poller liveness, backlog, run counts, the last failure. No I/O."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -23,12 +22,10 @@ from temporalio.client import WorkflowExecutionCountAggregationGroup
 
 from durable_agents_runtime.health_signals import (
     HEARTBEAT_STALE_AFTER,
-    MAX_MESSAGE_CHARS,
     AgentHealth,
     FailureInfo,
     backlog_of,
     close_event_message,
-    failure_message,
     last_polls,
     live_workers,
     needs_failure_lookup,
@@ -137,29 +134,6 @@ def test_no_runs_count_as_zero():
     assert run_counts([]) == (0, 0, 0)
 
 
-def test_failure_message_joins_the_cause_chain_on_one_line_without_stack_traces():
-    failure = Failure(
-        message="Activity task failed",
-        stack_trace='File "secret_module.py", line 1',
-        cause=Failure(message="boom:\n  the tool\tsaid no", stack_trace="trace"),
-    )
-
-    assert failure_message(failure) == "Activity task failed: boom: the tool said no"
-
-
-def test_failure_message_skips_a_cause_that_repeats_its_parent():
-    failure = Failure(message="boom", cause=Failure(message="boom", cause=Failure(message="root cause")))
-
-    assert failure_message(failure) == "boom: root cause"
-
-
-def test_long_failure_messages_are_cut():
-    message = failure_message(Failure(message="x" * 5000))
-
-    assert len(message) == MAX_MESSAGE_CHARS
-    assert message.endswith("…")
-
-
 def test_close_event_of_a_failed_run_gives_its_failure_message():
     event = HistoryEvent(
         event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
@@ -202,41 +176,12 @@ def test_failure_lookup_is_repeated_when_the_previous_read_could_not_tell():
     assert needs_failure_lookup(_health(failed=1, last_failure=None), failed=1)
 
 
-def test_to_dict_uses_the_status_field_names_and_is_json_ready():
-    health = _health(
-        workers=2,
-        backlog_count=3,
-        backlog_age_seconds=1.5,
-        running=1,
-        completed=5,
-        failed=1,
-        last_failure=FailureInfo(workflow_id="run-1", message="boom", time=NOW),
-    )
-
-    status = health.to_dict()
-
-    assert status == {
-        "taskQueue": "ns.agent",
-        "workers": 2,
-        "backlog": {"count": 3, "ageSeconds": 1.5},
-        "runs": {"running": 1, "completed": 5, "failed": 1},
-        "lastFailure": {"workflowId": "run-1", "message": "boom", "time": "2026-11-26T12:00:00Z"},
-    }
-    assert json.loads(json.dumps(status)) == status
-    assert "error" not in status
-
-
-def test_to_dict_without_failures_clears_last_failure():
-    assert _health().to_dict()["lastFailure"] is None
-
-
 def test_unreachable_health_carries_the_error_and_no_counts():
     health = AgentHealth.unreachable("ns.agent", "cannot read Temporal (UNAVAILABLE)")
 
     assert not health.reachable
     assert health.error == "cannot read Temporal (UNAVAILABLE)"
     assert (health.workers, health.backlog_count, health.running, health.failed) == (0, 0, 0, 0)
-    assert health.to_dict()["error"] == "cannot read Temporal (UNAVAILABLE)"
 
 
 def test_a_worker_with_a_recent_heartbeat_is_live_whatever_its_last_poll():

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.errors import ConfigError
-from durable_agents_runtime.manifest import load_manifests, runtime_config
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.errors import ConfigError
+from durable_agents_api.manifest import load_manifests, runtime_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_api.config import RuntimeConfig
 from durable_agents_runtime.observability import logfire_plugins
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic_ai.models.function import FunctionModel
 
-from durable_agents_runtime.config import ModelSpec
+from durable_agents_api.config import ModelSpec
 from durable_agents_runtime.errors import AgentLoadError
 from durable_agents_runtime.models import resolve_model
 

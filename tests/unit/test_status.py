@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from durable_agents_operator.api import AutoscalingStatus, DurableAgent
+from durable_agents_api.resources import AutoscalingStatus, DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, ScaleReason
 from durable_agents_operator.errors import (
     DependencyNotReady,

@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable_agents_operator.api import DurableAgent
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.errors import format_validation
+from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.errors import InvalidSpec
 from durable_agents_operator.naming import (
     MAX_AGENT_NAME,
@@ -17,8 +19,6 @@ from durable_agents_operator.naming import (
     service_name,
 )
 from durable_agents_operator.object_identity import ObjectKey
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.errors import format_validation
 
 from .configmap import build_configmap, config_hash
 from .deployment import build_deployment, desired_replicas

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import CONFIG_FILE_KEY
 from durable_agents_operator.naming import configmap_name
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import CONFIG_FILE_KEY
 
 from .metadata import object_meta, stable_hash
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from durable_agents_operator.api import DurableAgent
-from durable_agents_operator.autoscaling import autoscaled_replicas
-from durable_agents_operator.errors import InvalidSpec
-from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, configmap_name, deployment_name
-from durable_agents_runtime.config import RuntimeConfig
-from durable_agents_runtime.contract import (
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import (
     CONFIG_FILE_KEY,
     CONFIG_MOUNT_DIR,
     ENV_BIND_HOST,
@@ -18,6 +14,10 @@ from durable_agents_runtime.contract import (
     LIVENESS_PATH,
     READINESS_PATH,
 )
+from durable_agents_api.resources import DurableAgent
+from durable_agents_operator.autoscaling import autoscaled_replicas
+from durable_agents_operator.errors import InvalidSpec
+from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, configmap_name, deployment_name
 
 from .metadata import labels, object_meta, selector_labels
 from .temporal import WorkerTemporal

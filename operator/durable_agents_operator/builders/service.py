@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from durable_agents_api.config import RuntimeConfig
 from durable_agents_operator.naming import service_name
-from durable_agents_runtime.config import RuntimeConfig
 
 from .metadata import object_meta, selector_labels
 

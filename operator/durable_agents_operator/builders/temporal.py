@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from durable_agents_operator.api import DurableAgent, TemporalConnection
+from durable_agents_api.config import TemporalSpec, TemporalTLSSpec
+from durable_agents_api.contract import ENV_TEMPORAL_API_KEY
+from durable_agents_api.resources import DurableAgent, TemporalConnection
 from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import InvalidSpec
 from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
-from durable_agents_runtime.config import TemporalSpec, TemporalTLSSpec
-from durable_agents_runtime.contract import ENV_TEMPORAL_API_KEY
 
 __all__ = [
     "TLS_CA_FILE",

@@ -1,6 +1,6 @@
 """CustomResourceDefinitions rendered from the API models.
 
-The pydantic models in `durable_agents_operator.api` are the single source of truth. `schema` turns
+The pydantic models in `durable_agents_api.resources` are the single source of truth. `schema` turns
 their JSON schema into the structural OpenAPI v3 schema the API server requires; `kinds` adds what only
 a CRD has (CEL validation rules, list semantics for server-side apply, subresources, names, printer
 columns); `render` writes the manifests.

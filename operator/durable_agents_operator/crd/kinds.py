@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from durable_agents_operator.api import API_GROUP, AgentRun, DurableAgent, TemporalConnection
+from durable_agents_api.resources import API_GROUP, AgentRun, DurableAgent, TemporalConnection
 from durable_agents_operator.naming import MAX_AGENT_NAME
 
 __all__ = [

@@ -10,7 +10,7 @@ import copy
 import json
 from typing import Any
 
-from durable_agents_runtime.config import DURATION_PATTERN
+from durable_agents_api.config import DURATION_PATTERN
 
 from .kinds import JSON, CrdKind
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from durable_agents_operator.api import API_GROUP, VERSION
+from durable_agents_api.resources import API_GROUP, VERSION
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 

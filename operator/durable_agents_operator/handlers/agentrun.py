@@ -20,21 +20,21 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_agents_api.contract import WORKFLOW_NAME, RunOutput
+from durable_agents_api.errors import format_validation
+from durable_agents_api.resources import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.agentrun_workflow import (
     failed_status,
-    failure_message,
     finished_message,
     pending_status,
     run_input,
     running_status,
     succeeded_status,
 )
-from durable_agents_operator.api import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
-from durable_agents_runtime.contract import WORKFLOW_NAME, RunOutput
-from durable_agents_runtime.errors import format_validation
+from durable_agents_runtime.failures import failure_message
 
 from .reporting import emit
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable_agents_operator.api import DurableAgent
+from durable_agents_api.errors import format_validation
+from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, decide_for, with_decision
 from durable_agents_operator.builders import WorkerTemporal, desired_replicas, resolve_temporal
 from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects, child_keys
@@ -45,7 +46,6 @@ from durable_agents_operator.status import (
     reconcile_owns_status,
     refresh_after,
 )
-from durable_agents_runtime.errors import format_validation
 from durable_agents_runtime.health import AgentHealth
 
 from .reporting import emit, report

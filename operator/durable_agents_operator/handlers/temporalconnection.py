@@ -12,13 +12,13 @@ import kopf
 from pydantic import ValidationError
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
-from durable_agents_operator.api import API_VERSION, TemporalConnection
+from durable_agents_api.errors import format_validation
+from durable_agents_api.resources import API_VERSION, TemporalConnection
 from durable_agents_operator.conditions import Reason
 from durable_agents_operator.errors import DependencyNotReady, OperatorError
 from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.status import Problem, connection_status, refresh_after
-from durable_agents_runtime.errors import format_validation
 
 from . import durableagent
 from .reporting import report

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, JsonValue, model_validator
 
-from durable_agents_runtime.config import (
+from durable_agents_api.config import (
     ActivitiesSpec,
     AgentSpec,
+    ApprovalsSpec,
     Duration,
     LogfireSpec,
     ModelSpec,
@@ -193,6 +194,10 @@ class DurableAgentSpec(Spec):
         default_factory=ActivitiesSpec, description="Activity timeouts/retries."
     )
     worker: WorkerSpec = Field(default_factory=WorkerSpec, description="Worker settings.")
+    approvals: ApprovalsSpec | None = Field(
+        default=None,
+        description="Human approval of tool calls (unset: what code agents declare, 24h timeout).",
+    )
     model: ModelProviderSpec = Field(
         default_factory=ModelProviderSpec, description="Model provider settings."
     )
@@ -217,6 +222,7 @@ class DurableAgentSpec(Spec):
             temporal=temporal,
             activities=self.activities,
             worker=self.worker,
+            approvals=self.approvals,
             model=ModelSpec(base_url=self.model.base_url),
             observability=observability,
         )

@@ -7,12 +7,14 @@ same dictionary the worker filled in before it started polling. Several agents c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
-from durable_agents_runtime.errors import AgentNotServedError, ConfigError
+from durable_agents_api.config import ApprovalsSpec
+from durable_agents_api.errors import ConfigError
+from durable_agents_runtime.errors import AgentNotServedError
 
 __all__ = ["ServedAgent", "lookup", "register"]
 
@@ -20,11 +22,13 @@ __all__ = ["ServedAgent", "lookup", "register"]
 @dataclass(frozen=True)
 class ServedAgent:
     """A durable agent, the event stream topic its runs publish to (None: it publishes none), and whether
-    its own model can stream (a watched run's model requests are streamed)."""
+    its own model can stream (a watched run's model requests are streamed), and how its runs wait for
+    decisions on tool calls."""
 
     agent: AbstractAgent[Any, Any]
     event_topic: str | None
     model_streams: bool = True
+    approvals: ApprovalsSpec = field(default_factory=ApprovalsSpec)
 
 
 _agents: dict[str, ServedAgent] = {}

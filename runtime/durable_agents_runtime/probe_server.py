@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from durable_agents_runtime.contract import LIVENESS_PATH, READINESS_PATH
+from durable_agents_api.contract import LIVENESS_PATH, READINESS_PATH
 
 __all__ = ["ProbeServer"]
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from durable_agents_runtime.config import Duration, Spec
-from durable_agents_runtime.contract import RunUsageSummary
+from durable_agents_api.config import Duration, Spec
+from durable_agents_api.contract import RunUsageSummary
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta
 
@@ -50,7 +50,10 @@ _USAGE_DESCRIPTIONS = {
 def _describe_usage(schema: dict[str, Any]) -> None:
     for name, prop in schema.get("properties", {}).items():
         if name not in _USAGE_DESCRIPTIONS:
-            raise KeyError(f"RunUsageSummary gained the field {name!r}: describe it in api/agentrun.py")
+            raise KeyError(
+                f"RunUsageSummary gained the field {name!r}: describe it in "
+                "api/durable_agents_api/resources/agentrun.py"
+            )
         prop["description"] = _USAGE_DESCRIPTIONS[name]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field
 
-from durable_agents_runtime.config import Spec
+from durable_agents_api.config import Spec
 
 __all__ = [
     "API_GROUP",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from durable_agents_runtime.config import RuntimeConfig, TemporalSpec
-from durable_agents_runtime.errors import ConfigError
+from durable_agents_api.config import RuntimeConfig, TemporalSpec
+from durable_agents_api.errors import ConfigError
 
 __all__ = ["LoadedManifest", "load_manifests", "runtime_config"]
 
@@ -25,7 +25,7 @@ class LoadedManifest:
     """One `DurableAgent` document and where it came from."""
 
     agent: Any
-    """The validated `durable_agents_operator.api.DurableAgent`."""
+    """The validated `durable_agents_api.resources.DurableAgent`."""
     source: str
     """`path` or `path (document N)` for files with several documents."""
 
@@ -56,7 +56,7 @@ def _documents(path: Path) -> list[tuple[int, Any]]:
 
 def load_manifests(paths: Iterable[str | Path]) -> list[LoadedManifest]:
     """Every `DurableAgent` document in `paths`; other kinds in the files are skipped."""
-    from durable_agents_operator.api import DurableAgent
+    from durable_agents_api.resources import DurableAgent
 
     loaded: list[LoadedManifest] = []
     for path in map(Path, paths):

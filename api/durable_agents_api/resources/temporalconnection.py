@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from durable_agents_runtime.config import Spec
+from durable_agents_api.config import Spec
 
 from .common import API_VERSION, Condition, ObjectMeta, SecretKeySelector
 

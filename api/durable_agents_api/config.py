@@ -172,6 +172,46 @@ class Spec(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# --- approvals ------------------------------------------------------------------------------------------
+
+DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=24)
+"""How long a run waits for a decision unless `approvals.timeout` says otherwise: every wait ends."""
+
+
+class ApprovalRuleSpec(Spec):
+    """Tool calls that need a person's approval before they run."""
+
+    tool: str = Field(
+        min_length=1,
+        description="Tool name, or a shell-style pattern (`delete_*`, `*`). MCP tools are named as the "
+        "server names them (without the toolPrefix).",
+    )
+    toolset: str | None = Field(
+        default=None,
+        description="Toolset id or MCP server id (a pattern too); unset: the tool in any toolset.",
+    )
+
+
+class ApprovalsSpec(Spec):
+    """Human approval of tool calls, and how long a run waits for it."""
+
+    tools: list[ApprovalRuleSpec] = Field(
+        default_factory=list,
+        description="Calls to these tools wait for a decision (durable-agents approve/deny, or a "
+        "ToolApproval). Tools of code agents declare it in code instead (requires_approval=True, "
+        "ApprovalRequired).",
+    )
+    timeout: Duration = Field(
+        default=DEFAULT_APPROVAL_TIMEOUT,
+        description="How long a run waits for a decision (and for external input) before onTimeout applies.",
+    )
+    on_timeout: Literal["deny", "fail"] = Field(
+        default="deny",
+        description="deny: the model is told the call was not approved in time and goes on without it; "
+        "fail: the run fails, naming the call.",
+    )
+
+
 # --- activities -----------------------------------------------------------------------------------------
 
 
@@ -546,6 +586,10 @@ class RuntimeConfig(Spec):
     temporal: TemporalSpec = Field(description="Temporal connection and task queue.")
     activities: ActivitiesSpec = Field(default_factory=ActivitiesSpec, description="Activity settings.")
     worker: WorkerSpec = Field(default_factory=WorkerSpec, description="Worker settings.")
+    approvals: ApprovalsSpec | None = Field(
+        default=None,
+        description="Human approval of tool calls (unset: what code agents declare, 24h timeout).",
+    )
     model: ModelSpec = Field(default_factory=ModelSpec, description="Model provider settings.")
     observability: ObservabilitySpec = Field(
         default_factory=ObservabilitySpec, description="Tracing and metrics."
@@ -562,7 +606,7 @@ class RuntimeConfig(Spec):
     @classmethod
     def from_file(cls, path: str | Path) -> RuntimeConfig:
         """Read the JSON (or YAML) file the operator renders."""
-        from durable_agents_runtime.errors import ConfigError
+        from durable_agents_api.errors import ConfigError
 
         text = Path(path).read_text()
         try:

@@ -7,13 +7,16 @@ pods and what the worker reads.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "APPROVALS_QUERY",
     "CONFIG_FILE_KEY",
     "CONFIG_MOUNT_DIR",
+    "DECIDE_UPDATE",
     "ENV_BIND_HOST",
     "ENV_CONFIG",
     "ENV_HEALTH_PORT",
@@ -28,7 +31,11 @@ __all__ = [
     "READINESS_PATH",
     "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
+    "Decision",
+    "DecisionOutcome",
+    "Decisions",
     "LiveEvents",
+    "PendingCall",
     "RunInput",
     "RunOutput",
     "RunUsageSummary",
@@ -43,6 +50,11 @@ EVENT_TOPIC_QUERY = "durable-agents.event-topic"
 """Query answering the workflow stream topic the run publishes its events to (`None`: no events)."""
 LIVE_EVENTS_QUERY = "durable-agents.live-events"
 """Query answering a `LiveEvents`: what a subscriber of the run will see."""
+APPROVALS_QUERY = "durable-agents.pending-calls"
+"""Query answering the run's pending calls (a list of `PendingCall`): approvals and external input."""
+DECIDE_UPDATE = "durable-agents.decide"
+"""Update deciding pending calls (`Decisions` in, `DecisionOutcome` out). Its validator refuses an unknown
+or already-decided call id before anything is recorded, so a refused decision changes nothing."""
 EVENT_TOPIC = "durable-agents.events"
 """Workflow stream topic the runtime's agents publish their run events to (`durable-agents run --stream`)."""
 
@@ -113,3 +125,50 @@ class RunOutput(BaseModel):
     """`output` rendered as text (JSON for structured output)."""
     usage: RunUsageSummary
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+
+
+PendingKind = Literal["approval", "external", "question"]
+
+
+class PendingCall(BaseModel):
+    """A tool call a run waits on: for approval, or for its result from outside (external input)."""
+
+    tool_call_id: str
+    tool_name: str
+    kind: PendingKind = "approval"
+    """`approval`: approve or deny; `external`/`question`: answer with the tool's result."""
+    args_preview: str = ""
+    """The call's arguments as JSON, cut to `ARGS_PREVIEW_CHARS` (never the deps or secret values)."""
+    requested_at: datetime
+    expires_at: datetime | None = None
+    """When the decision timeout ends (`approvals.timeout`); None for no timeout."""
+
+
+class Decision(BaseModel):
+    """One decision: approve or deny an approval, or answer an external call with its result."""
+
+    tool_call_id: str
+    approve: bool | None = None
+    """True approves, False denies (the model sees `reason`); None when this answers an external call."""
+    reason: str | None = None
+    result: Any = None
+    """The tool's result for an external call (any JSON value)."""
+
+
+class Decisions(BaseModel):
+    """`DECIDE_UPDATE` input: decisions for one or several pending calls, and who decided."""
+
+    decisions: list[Decision] = Field(default_factory=list)
+    all: Literal["approve", "deny"] | None = None
+    """Decide every pending approval at once (external calls still need their result)."""
+    reason: str | None = None
+    """With `all: deny`, the reason the model sees."""
+    decided_by: str
+    """Who decided: the Kubernetes user (stamped at admission) or the local OS user for the CLI."""
+
+
+class DecisionOutcome(BaseModel):
+    """What a decision did: the calls it decided and those still pending."""
+
+    decided: list[str]
+    pending: list[str]

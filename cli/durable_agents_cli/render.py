@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from durable_agents_runtime.contract import RunOutput, ToolCallRecord
+    from durable_agents_api.contract import RunOutput, ToolCallRecord
 
 __all__ = ["Renderer"]
 
