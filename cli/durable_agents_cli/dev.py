@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -216,6 +217,7 @@ async def _dev_run(
     from temporalio.client import WorkflowFailureError
 
     from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+    from durable_agents_cli.decisions import decider, watch_pending
     from durable_agents_runtime.failures import failure_message
 
     workflow_id = f"run-{uuid.uuid4()}"
@@ -223,17 +225,30 @@ async def _dev_run(
         f"Agent {config.agent.name} · task queue {config.temporal.task_queue} · run {workflow_id}",
         style="dim",
     )
-    try:
-        result = await client.execute_workflow(
-            WORKFLOW_NAME,
-            RunInput(prompt=args.prompt, deps=deps, model=args.model),
-            id=workflow_id,
-            task_queue=config.temporal.task_queue,
-            result_type=RunOutput,
+    handle = await client.start_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt=args.prompt, deps=deps, model=args.model),
+        id=workflow_id,
+        task_queue=config.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    # A call that needs a decision is asked for on a terminal, or shown with the command that decides it.
+    waiting = asyncio.create_task(
+        watch_pending(
+            handle,
+            lambda line: out.line(line, style="yellow"),
+            ask=sys.stdin.isatty(),
+            decided_by=decider(),
+            flags=f" --address {config.temporal.address} --namespace {config.temporal.namespace}",
         )
+    )
+    try:
+        result = await handle.result()
     except WorkflowFailureError as exc:
         out.line(f"Run failed: {failure_message(exc)}", style="bold red")
         return EXIT_FAILED
+    finally:
+        waiting.cancel()
     out.run_output(result)
     out.line(f"Done in {time.monotonic() - started:.1f}s", style="dim")
     return 0

@@ -1,8 +1,9 @@
-"""`durable-agents`: dev · worker · run · result · status · operator · crds.
+"""`durable-agents`: dev · worker · run · result · status · runs · approve · deny · answer · operator · crds.
 
 The top layer: it may import the API layer, the runtime and the operator. Each verb lives in its own module
-(`dev`, `worker`, `runs`, `status`) with its parser; heavy modules (pydantic-ai, temporalio, the operator)
-are imported inside each verb, so `--help` is instant and a worker pod pays only for what `worker` needs.
+(`dev`, `worker`, `runs`, `status`, `decisions`) with its parser; heavy modules (pydantic-ai, temporalio,
+the operator) are imported inside each verb, so `--help` is instant and a worker pod pays only for what
+`worker` needs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from durable_agents_cli import dev, runs, status, worker
+from durable_agents_cli import decisions, dev, runs, status, worker
 from durable_agents_cli.targeting import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_parser(verbs)
     runs.add_parsers(verbs)
     status.add_parser(verbs)
+    decisions.add_parsers(verbs)
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser

@@ -69,10 +69,22 @@ async def run_verb(args: argparse.Namespace, out: Renderer) -> int:
         )
         print(f"error: {message}", file=sys.stderr, flush=True)
         return EXIT_NOT_FINISHED
+    from durable_agents_cli.decisions import decider, watch_pending
     from durable_agents_runtime.retry_report import report_retries
 
     # Temporal retries failing activities on its own; say so while waiting instead of waiting in silence.
     retries = asyncio.create_task(report_retries(handle, lambda line: out.line(line, style="yellow")))
+    # A run that waits for a decision says so; on a terminal, `--stream` asks for it inline.
+    ask = args.stream and sys.stdin.isatty()
+    waiting = asyncio.create_task(
+        watch_pending(
+            handle,
+            lambda line: out.line(line, style="yellow"),
+            ask=ask,
+            decided_by=decider(),
+            flags=f" --address {args.address}" if args.address else "",
+        )
+    )
     try:
         live = await _stream(client, handle, out) if args.stream else False
         result = await handle.result()
@@ -81,6 +93,7 @@ async def run_verb(args: argparse.Namespace, out: Renderer) -> int:
         return EXIT_FAILED
     finally:
         retries.cancel()
+        waiting.cancel()
     out.run_output(result, tool_calls=not live)
     return 0
 

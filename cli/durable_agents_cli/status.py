@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from durable_agents_cli.targeting import (
     EXIT_FAILED,
@@ -18,7 +18,10 @@ from durable_agents_cli.targeting import (
 if TYPE_CHECKING:
     from durable_agents_cli.render import Renderer
 
-__all__ = ["add_parser"]
+__all__ = ["AWAITING_SAMPLE", "add_parser"]
+
+AWAITING_SAMPLE = 100
+"""`status` counts the runs awaiting a decision among this many newest runs (one query per running run)."""
 
 
 async def status_verb(args: argparse.Namespace, out: Renderer) -> int:
@@ -28,11 +31,15 @@ async def status_verb(args: argparse.Namespace, out: Renderer) -> int:
     target = resolve_target(args.agent, manifest=args.file, task_queue=args.task_queue)
     client = await connect_client(args, target.task_queue)
     health = (await read_health(client, [target.task_queue]))[target.task_queue]
+    waiting = await _awaiting(client, target.task_queue) if health.running else 0
     if args.json:
-        print(json.dumps(health_fields(health), default=str, indent=2), flush=True)
+        fields = health_fields(health)
+        print(json.dumps({**fields, "awaitingDecision": waiting}, default=str, indent=2), flush=True)
     else:
         out.line(f"Agent {target.name}", style="bold")
         out.health(health)
+        if waiting:
+            out.line(f"Awaiting a decision: {waiting} run(s) (`durable-agents runs {args.agent}` lists them)")
     if target.guessed and health.reachable and health.workers == 0:
         print(
             f"note: no worker polls task queue {target.task_queue!r}.{no_worker_hint(target)}",
@@ -40,6 +47,18 @@ async def status_verb(args: argparse.Namespace, out: Renderer) -> int:
             flush=True,
         )
     return EXIT_FAILED if health.error else 0
+
+
+async def _awaiting(client: Any, task_queue: str) -> int | None:
+    """Runs among the newest `AWAITING_SAMPLE` that wait on a decision; None when Temporal would not say."""
+    from temporalio.service import RPCError
+
+    from durable_agents_runtime.decisions import awaiting, list_runs
+
+    try:
+        return awaiting(await list_runs(client, task_queue, limit=AWAITING_SAMPLE))
+    except RPCError:
+        return None
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from durable_agents_api.errors import DurableAgentsError
 __all__ = [
     "AgentLoadError",
     "AgentNotServedError",
+    "DecisionError",
     "DevServerError",
     "TemporalConnectError",
 ]
@@ -31,3 +32,8 @@ class DevServerError(DurableAgentsError):
 
 class AgentNotServedError(DurableAgentsError):
     """A workflow reached a worker that does not serve its task queue's agent (a misrouted task queue)."""
+
+
+class DecisionError(DurableAgentsError):
+    """A decision on a run's tool calls could not be made: no such run or call, the run has finished, the
+    call was decided already, or no worker answered. A refused decision changed nothing."""
