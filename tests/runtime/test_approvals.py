@@ -282,3 +282,52 @@ def test_approval_rules_are_refused_for_code_agents_with_the_fix(temporal_dev_se
     sys.path.insert(0, str(HERE))
     with pytest.raises(AgentLoadError, match="requires_approval=True"):
         build_agent(cfg)
+
+
+async def test_a_waiting_run_survives_temporal_and_every_worker_being_killed(
+    tmp_path: Path, start_worker: Any
+):
+    import os
+    import signal
+
+    from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+
+    from durable_agents_runtime.devserver import DevServer
+
+    log = tmp_path / "calls.jsonl"
+    server = DevServer(tmp_path / "temporal").start()
+    try:
+        cfg = declarative(server)
+        worker = start_worker(cfg, **env(log))
+        client = await Client.connect(
+            server.address, namespace=server.namespace, plugins=[PydanticAIPlugin()]
+        )
+        handle = await start(client, cfg)
+        [call] = await pending(handle)
+
+        worker.kill()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        server.stop()  # reaps it and releases the state directory
+        server = DevServer(
+            server.state_dir,
+            port=server.port,
+            http_port=server.http_port,
+            metrics_port=server.metrics_port,
+            namespace=server.namespace,
+        ).start()
+        start_worker(cfg, **env(log))
+        client = await Client.connect(
+            server.address, namespace=server.namespace, plugins=[PydanticAIPlugin()]
+        )
+        handle = client.get_workflow_handle(handle.id, result_type=RunOutput)
+
+        [again] = await pending(handle)
+        await decide(handle, decisions=[Decision(tool_call_id=call.tool_call_id, approve=True)])
+        result = await handle.result()
+    finally:
+        server.stop()
+
+    assert again.tool_call_id == call.tool_call_id
+    assert result.output == "model was told: deleted a.txt"
+    assert (counted(log, "tool", "delete_file"), counted(log, "model")) == (1, 2)
