@@ -323,6 +323,7 @@ class ControlPlane:
 
         self._processes: list[subprocess.Popen] = []
         self._component_of: dict[int, str] = {}  # pid -> component name
+        self._args_of: dict[str, list[str]] = {}  # component -> its arguments, for restart()
         # Runs at garbage collection or interpreter exit if stop() was never called.
         self._finalizer = weakref.finalize(self, _stop_processes, self._processes, 10.0)
 
@@ -457,6 +458,38 @@ class ControlPlane:
         )
         self.start_seconds = time.monotonic() - t0
 
+    def restart(
+        self, components: Sequence[str] = ("kube-apiserver",), *, down: float = 0.0, kill: bool = True
+    ) -> float:
+        """Stop *components* (SIGKILL, or SIGTERM with *kill* False), wait *down* seconds, start them
+        again with the same arguments, ports and data, and wait for the apiserver's /readyz.
+
+        ``("etcd", "kube-apiserver")`` restarts both (etcd first up). Returns the seconds from the stop
+        until the apiserver answered ready again.
+        """
+        order = [c for c in ("etcd", "kube-apiserver") if c in components]
+        unknown = set(components) - set(order)
+        if unknown:
+            raise ValueError(f"restart() restarts etcd and kube-apiserver, not {sorted(unknown)}")
+        victims = [p for p in self._processes if self._component_of.get(p.pid) in order]
+        stopped_at = time.monotonic()
+        for proc in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        for proc in victims:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            self._processes.remove(proc)
+            del self._component_of[proc.pid]
+        time.sleep(down)
+        for component in order:
+            self._spawn(component, self._args_of[component])
+        self._wait_https("kube-apiserver", f"{self.server_url}/readyz", token=self.admin_token)
+        return time.monotonic() - stopped_at
+
     # -- helpers -------------------------------------------------------------------
 
     def log_path(self, component: str) -> Path:
@@ -479,6 +512,7 @@ class ControlPlane:
             log.close()
         self._processes.append(proc)
         self._component_of[proc.pid] = component
+        self._args_of[component] = args
 
     def _wait_https(self, component: str, url: str, token: str | None = None) -> None:
         """Poll *url* until it answers 200; fail early if *component* exited."""

@@ -9,13 +9,13 @@ cannot show (`UNSEEN_NEEDS`, each with its reason). Grants outside both are unus
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .audit import audit_log as control_plane_audit_log
+from .audit import service_account_requests
 from .cluster import ControlPlane
 from .conftest import Kubectl, Release
 from .reliability_figures import record
@@ -41,15 +41,6 @@ UNSEEN_NEEDS: dict[Grant, str] = {
     (GROUP, "agentruns/finalizers", "update"): "blockOwnerDeletion on owned objects",
 }
 """Grants the code needs that the session's scenarios may not show, each with the code path that uses it."""
-
-
-def _all_service_account_requests(audit_log: Path) -> list[dict[str, Any]]:
-    events = (json.loads(line) for line in audit_log.read_text().splitlines())
-    return [e for e in events if e.get("stage") == "ResponseComplete" and "user" in e]
-
-
-def _requests(audit_log: Path, user: str) -> list[dict[str, Any]]:
-    return [e for e in _all_service_account_requests(audit_log) if e["user"].get("username") == user]
 
 
 def _allowed(event: dict[str, Any]) -> bool:
@@ -81,9 +72,9 @@ def _granted(kubectl: Kubectl, name: str) -> set[Grant]:
 def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_only_what_is_used(
     control_plane: ControlPlane, operator_release: Release, kubectl: Kubectl
 ) -> None:
-    audit_log = control_plane.workdir / "audit.log"
+    audit_log = control_plane_audit_log(control_plane)
     assert audit_log.exists(), f"no audit log at {audit_log}: the control plane runs without AUDIT_POLICY"
-    requests = _requests(audit_log, operator_release.service_account)
+    requests = service_account_requests(audit_log, operator_release.service_account)
     assert requests, f"no request of {operator_release.service_account} in the audit log"
 
     denied = Counter(g for e in requests if (g := _grant(e)) and not _allowed(e))
@@ -95,7 +86,7 @@ def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_only_what
     # but asking about its own permissions.
     scoped = [
         e
-        for e in _all_service_account_requests(audit_log)
+        for e in service_account_requests(audit_log)
         if e["user"]["username"].endswith("-durable-agents")
         and e["user"]["username"] != operator_release.service_account
     ]
