@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -317,6 +317,7 @@ class ControlPlane:
         self.admin_token = secrets.token_hex(24)
         self.apiserver_port = 0
         self.server_url = ""
+        self.etcd_url = ""  # etcd's client URL (its v3 JSON gateway answers there too)
         self.apiserver_ready_seconds: float | None = None
         self.controller_manager_ready_seconds: float | None = None
         self.start_seconds: float | None = None
@@ -361,6 +362,7 @@ class ControlPlane:
 
         t0 = time.monotonic()
         etcd_port, etcd_peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
             "etcd",
             [
@@ -459,18 +461,23 @@ class ControlPlane:
         self.start_seconds = time.monotonic() - t0
 
     def restart(
-        self, components: Sequence[str] = ("kube-apiserver",), *, down: float = 0.0, kill: bool = True
+        self,
+        components: Sequence[str] = ("kube-apiserver",),
+        *,
+        down: float = 0.0,
+        kill: bool = True,
+        before_start: Callable[[], None] | None = None,
     ) -> float:
         """Stop *components* (SIGKILL, or SIGTERM with *kill* False), wait *down* seconds, start them
         again with the same arguments, ports and data, and wait for the apiserver's /readyz.
 
-        ``("etcd", "kube-apiserver")`` restarts both (etcd first up). Returns the seconds from the stop
-        until the apiserver answered ready again.
+        ``("etcd", "kube-apiserver")`` restarts both (etcd first up). *before_start* runs while the
+        apiserver is down, after etcd is back (e.g. to change stored data behind its watchers' backs).
+        Returns the seconds from the stop until the apiserver answered ready again.
         """
         order = [c for c in ("etcd", "kube-apiserver") if c in components]
-        unknown = set(components) - set(order)
-        if unknown:
-            raise ValueError(f"restart() restarts etcd and kube-apiserver, not {sorted(unknown)}")
+        if set(components) - set(order) or "kube-apiserver" not in order:
+            raise ValueError(f"restart() restarts kube-apiserver (and etcd), not {sorted(components)}")
         victims = [p for p in self._processes if self._component_of.get(p.pid) in order]
         stopped_at = time.monotonic()
         for proc in victims:
@@ -485,8 +492,12 @@ class ControlPlane:
             self._processes.remove(proc)
             del self._component_of[proc.pid]
         time.sleep(down)
-        for component in order:
-            self._spawn(component, self._args_of[component])
+        if "etcd" in order:
+            self._spawn("etcd", self._args_of["etcd"])
+            self._wait_etcd()
+        if before_start is not None:
+            before_start()
+        self._spawn("kube-apiserver", self._args_of["kube-apiserver"])
         self._wait_https("kube-apiserver", f"{self.server_url}/readyz", token=self.admin_token)
         return time.monotonic() - stopped_at
 
@@ -546,6 +557,19 @@ class ControlPlane:
             f"{component} not ready at {url} after {self.startup_timeout}s (last: {last_error}); "
             f"see {self.log_path(component)}:\n{self._log_tail(component)}"
         )
+
+    def _wait_etcd(self) -> None:
+        """Poll etcd's /health until it answers; fail naming its log after the start-up timeout."""
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{self.etcd_url}/health", timeout=5) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise ControlPlaneError(f"etcd not healthy after {self.startup_timeout}s:\n{self._log_tail('etcd')}")
 
     def _log_tail(self, component: str, lines: int = 30) -> str:
         try:
