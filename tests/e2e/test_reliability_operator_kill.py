@@ -59,7 +59,7 @@ def agent_manifest(name: str, replicas: int, mark: int) -> dict[str, Any]:
         "spec": {
             "replicas": replicas,
             "agent": {
-                "name": name,
+                "name": name.replace("-", "_"),  # an agent name is an identifier
                 "model": "python:durable_agents_runtime.demo:model",
                 "instructions": f"You are a concise travel assistant [mark {mark}].",
                 "toolsets": [{"id": "demo", "entrypoint": "durable_agents_runtime.demo:toolset"}],
