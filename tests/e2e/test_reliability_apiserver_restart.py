@@ -11,9 +11,10 @@ must recover by themselves, and no change may be lost:
 - **changes right after it is back**: a new DurableAgent created, and an AgentRun started, as soon as
   /readyz answers: the agent gets its children and Ready, the run succeeds with one workflow.
 
-The figures (down time, seconds from /readyz until each change was reconciled, operator restarts) are
-recorded. CI: one apiserver and one etcd+apiserver restart, 3 s down; DA_RELIABILITY_LONG=1: two of
-each, 3 and 20 s down.
+The figures (down time; seconds from /readyz until the operator applied each change, and until Ready,
+which also waits for the controller manager and scheduler to recover; operator restarts) are recorded.
+CI: one apiserver and one etcd+apiserver restart, 3 s down; DA_RELIABILITY_LONG=1: two of each, 3 and
+20 s down.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ OUTAGES: tuple[tuple[tuple[str, ...], float], ...] = (
     (("etcd", "kube-apiserver"), 3.0),
     *(((("kube-apiserver",), 20.0), (("etcd", "kube-apiserver"), 20.0)) if LONG else ()),
 )
-RECONCILE_BOUND = 120.0
-"""Seconds after /readyz within which every change must be reconciled (kopf's watch back-off included)."""
+RECONCILE_BOUND = 150.0
+"""Seconds after /readyz within which every change must be reconciled: kopf's watch back-off (1, 1, 2, 3,
+5, 8, 13, 21 s, then a new list) and the controller manager's own recovery included."""
 AGENT = "steady"
 
 
@@ -69,16 +71,20 @@ def _restarts(release: Release) -> int:
     return release.operator_pod()["status"]["containerStatuses"][0]["restartCount"]
 
 
-def reconciled(kubectl: Kubectl, namespace: str, name: str, replicas: int) -> bool:
+def reconciled(kubectl: Kubectl, namespace: str, name: str, replicas: int, *, ready: bool = True) -> bool:
+    """Whether the operator has applied the agent's spec (`observedGeneration` current, the Deployment's
+    replicas) and, with *ready*, the workers are up and Ready reported (which also waits for the
+    control plane's own controllers to recover)."""
     body = kubectl.get("durableagent", name, namespace) or {}
     deployment = kubectl.get("deployment", f"{name}-worker", namespace) or {}
     status = body.get("status") or {}
-    return (
+    applied = (
         body.get("spec", {}).get("replicas") == replicas
         and status.get("observedGeneration") == body["metadata"]["generation"]
         and (deployment.get("spec") or {}).get("replicas") == replicas
-        and (status.get("readyReplicas") or 0) == replicas
-        and condition(body, "Ready") == "True"
+    )
+    return applied and (
+        not ready or ((status.get("readyReplicas") or 0) == replicas and condition(body, "Ready") == "True")
     )
 
 
@@ -114,8 +120,15 @@ def test_operator_watches_recover_from_apiserver_and_etcd_restarts_without_losin
             },
             namespace=namespace,
         )
+        hidden = f"the change made in etcd while the apiserver was down ({AGENT} to {replicas} replicas)"
         wait_for(
-            f"the change made in etcd while the apiserver was down ({AGENT} to {replicas} replicas)",
+            hidden,
+            lambda r=replicas: reconciled(kubectl, namespace, AGENT, r, ready=False),
+            timeout=RECONCILE_BOUND,
+        )
+        applied = time.monotonic() - back_at
+        wait_for(
+            f"{hidden}, Ready",
             lambda r=replicas: reconciled(kubectl, namespace, AGENT, r),
             timeout=RECONCILE_BOUND,
         )
@@ -140,16 +153,23 @@ def test_operator_watches_recover_from_apiserver_and_etcd_restarts_without_losin
             {
                 "restarted": "+".join(components),
                 "down (s)": round(outage, 1),
-                "readyz -> etcd-side change reconciled (s)": round(hidden_change, 1),
-                "readyz -> new agent Ready (s)": round(created, 1),
-                "readyz -> new run succeeded (s)": round(time.monotonic() - back_at, 1),
-                "workflows of the run": len(listed),
+                "etcd-side change applied": round(applied, 1),
+                "etcd-side change": round(hidden_change, 1),
+                "new agent": round(created, 1),
+                "new run": round(time.monotonic() - back_at, 1),
+                "workflows": len(listed),
             }
         )
 
     restarted = operator_release.operator_pid() != pid or _restarts(operator_release) != restarts
-    figures = {"restarts": len(rounds), "operator restarted": restarted, "rounds": rounds}
+    figures: dict[str, Any] = {"restarts": len(rounds), "operator restarted": restarted}
+    for number, r in enumerate(rounds, 1):
+        figures[f"{number}. {r['restarted']} down {r['down (s)']}s: /readyz -> reconciled (s)"] = (
+            f"etcd-side change applied {r['etcd-side change applied']}, Ready {r['etcd-side change']}, "
+            f"new agent Ready {r['new agent']}, "
+            f"new run succeeded {r['new run']} ({r['workflows']} workflow)"
+        )
     record("apiserver-restart" + ("-long" if LONG else ""), figures)
-    print("\n" + json.dumps(figures, indent=1))
+    print("\n" + "\n".join(f"  {k}: {v}" for k, v in figures.items()))
     assert not restarted, "the operator process was replaced: its watches must recover by themselves"
-    assert all(r["workflows of the run"] == 1 for r in rounds), rounds
+    assert all(r["workflows"] == 1 for r in rounds), rounds

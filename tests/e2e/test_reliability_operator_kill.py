@@ -335,6 +335,7 @@ def test_operator_killed_at_random_points_every_resource_converges(
             if convergence
             else None,
             "convergence after kill max (s)": round(max(convergence), 1) if convergence else None,
+            "convergence after each kill (s)": " ".join(f"{c:.1f}" for c in convergence),
             "orphans": len(orphans),
             "duplicate workflows": len(duplicates),
         }
