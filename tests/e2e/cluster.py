@@ -318,6 +318,9 @@ class ControlPlane:
         self.apiserver_port = 0
         self.server_url = ""
         self.etcd_url = ""  # etcd's client URL (its v3 JSON gateway answers there too)
+        self.restarts: list[tuple[float, float]] = []
+        """(stopped, ready again) wall-clock times of each `restart()`: the apiserver answers requests
+        before /readyz, and its RBAC authorizer may deny them until its caches are filled."""
         self.apiserver_ready_seconds: float | None = None
         self.controller_manager_ready_seconds: float | None = None
         self.start_seconds: float | None = None
@@ -479,7 +482,7 @@ class ControlPlane:
         if set(components) - set(order) or "kube-apiserver" not in order:
             raise ValueError(f"restart() restarts kube-apiserver (and etcd), not {sorted(components)}")
         victims = [p for p in self._processes if self._component_of.get(p.pid) in order]
-        stopped_at = time.monotonic()
+        stopped_at, stopped_wall = time.monotonic(), time.time()
         for proc in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -499,6 +502,7 @@ class ControlPlane:
             before_start()
         self._spawn("kube-apiserver", self._args_of["kube-apiserver"])
         self._wait_https("kube-apiserver", f"{self.server_url}/readyz", token=self.admin_token)
+        self.restarts.append((stopped_wall, time.time()))
         return time.monotonic() - stopped_at
 
     # -- helpers -------------------------------------------------------------------
