@@ -14,6 +14,7 @@ __all__ = [
     "KubeForbidden",
     "KubeInvalid",
     "KubeUnavailable",
+    "NamespaceTerminating",
     "ObjectConflict",
     "OperatorError",
     "TemporalUnavailable",
@@ -92,6 +93,12 @@ class KubeUnavailable(KubeApiError):
     """The Kubernetes API could not be reached."""
 
     retry_after = 10.0
+
+
+class NamespaceTerminating(KubeApiError):
+    """The namespace is being deleted: it refuses new objects, and what it holds goes away with it."""
+
+    retry_after = None
 
 
 def to_kopf(exc: OperatorError) -> kopf.TemporaryError | kopf.PermanentError:

@@ -21,7 +21,13 @@ from urllib.parse import quote
 import httpx
 
 from durable_agents_api.resources import API_GROUP, VERSION
-from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeInvalid, KubeUnavailable
+from durable_agents_operator.errors import (
+    KubeApiError,
+    KubeForbidden,
+    KubeInvalid,
+    KubeUnavailable,
+    NamespaceTerminating,
+)
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.planner import Apply, Plan
 
@@ -315,9 +321,15 @@ class KubeClient:
 def _error(response: httpx.Response, what: str) -> KubeApiError:
     status = response.status_code
     try:
-        detail = response.json().get("message") or response.text
-    except ValueError:
-        detail = response.text
+        body = response.json()
+        detail = body.get("message") or response.text
+        causes = (body.get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        detail, causes = response.text, []
+    if status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes):
+        return NamespaceTerminating(
+            f"could not {what}: its namespace is being deleted ({detail})", status=status
+        )
     if status == 403:
         return KubeForbidden(
             f"could not {what}: the operator's service account is not allowed to ({detail}). Grant it in "

@@ -17,6 +17,7 @@ from durable_agents_operator.kube import Kube
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import TemporalPool
+from durable_agents_operator.terminating_namespaces import TerminatingNamespaces
 from durable_agents_runtime.timestamps import utcnow
 
 __all__ = ["Operator", "connection_key"]
@@ -47,6 +48,8 @@ class Operator:
     monotonic: Callable[[], float] = time.monotonic
     runs: dict[str, ConnectionParams] = field(default_factory=dict)
     """AgentRun uid → the connection its workflow was started on."""
+    terminating: TerminatingNamespaces = field(default_factory=TerminatingNamespaces)
+    """Namespaces being deleted: handlers leave their objects alone."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
 
     async def fetch_connection(self, namespace: str, name: str) -> TemporalConnection:

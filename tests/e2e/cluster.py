@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -317,12 +317,17 @@ class ControlPlane:
         self.admin_token = secrets.token_hex(24)
         self.apiserver_port = 0
         self.server_url = ""
+        self.etcd_url = ""  # etcd's client URL (its v3 JSON gateway answers there too)
+        self.restarts: list[tuple[float, float]] = []
+        """(stopped, ready again) wall-clock times of each `restart()`: the apiserver answers requests
+        before /readyz, and its RBAC authorizer may deny them until its caches are filled."""
         self.apiserver_ready_seconds: float | None = None
         self.controller_manager_ready_seconds: float | None = None
         self.start_seconds: float | None = None
 
         self._processes: list[subprocess.Popen] = []
         self._component_of: dict[int, str] = {}  # pid -> component name
+        self._args_of: dict[str, list[str]] = {}  # component -> its arguments, for restart()
         # Runs at garbage collection or interpreter exit if stop() was never called.
         self._finalizer = weakref.finalize(self, _stop_processes, self._processes, 10.0)
 
@@ -360,6 +365,7 @@ class ControlPlane:
 
         t0 = time.monotonic()
         etcd_port, etcd_peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
             "etcd",
             [
@@ -457,6 +463,48 @@ class ControlPlane:
         )
         self.start_seconds = time.monotonic() - t0
 
+    def restart(
+        self,
+        components: Sequence[str] = ("kube-apiserver",),
+        *,
+        down: float = 0.0,
+        kill: bool = True,
+        before_start: Callable[[], None] | None = None,
+    ) -> float:
+        """Stop *components* (SIGKILL, or SIGTERM with *kill* False), wait *down* seconds, start them
+        again with the same arguments, ports and data, and wait for the apiserver's /readyz.
+
+        ``("etcd", "kube-apiserver")`` restarts both (etcd first up). *before_start* runs while the
+        apiserver is down, after etcd is back (e.g. to change stored data behind its watchers' backs).
+        Returns the seconds from the stop until the apiserver answered ready again.
+        """
+        order = [c for c in ("etcd", "kube-apiserver") if c in components]
+        if set(components) - set(order) or "kube-apiserver" not in order:
+            raise ValueError(f"restart() restarts kube-apiserver (and etcd), not {sorted(components)}")
+        victims = [p for p in self._processes if self._component_of.get(p.pid) in order]
+        stopped_at, stopped_wall = time.monotonic(), time.time()
+        for proc in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        for proc in victims:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            self._processes.remove(proc)
+            del self._component_of[proc.pid]
+        time.sleep(down)
+        if "etcd" in order:
+            self._spawn("etcd", self._args_of["etcd"])
+            self._wait_etcd()
+        if before_start is not None:
+            before_start()
+        self._spawn("kube-apiserver", self._args_of["kube-apiserver"])
+        self._wait_https("kube-apiserver", f"{self.server_url}/readyz", token=self.admin_token)
+        self.restarts.append((stopped_wall, time.time()))
+        return time.monotonic() - stopped_at
+
     # -- helpers -------------------------------------------------------------------
 
     def log_path(self, component: str) -> Path:
@@ -479,6 +527,7 @@ class ControlPlane:
             log.close()
         self._processes.append(proc)
         self._component_of[proc.pid] = component
+        self._args_of[component] = args
 
     def _wait_https(self, component: str, url: str, token: str | None = None) -> None:
         """Poll *url* until it answers 200; fail early if *component* exited."""
@@ -512,6 +561,19 @@ class ControlPlane:
             f"{component} not ready at {url} after {self.startup_timeout}s (last: {last_error}); "
             f"see {self.log_path(component)}:\n{self._log_tail(component)}"
         )
+
+    def _wait_etcd(self) -> None:
+        """Poll etcd's /health until it answers; fail naming its log after the start-up timeout."""
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{self.etcd_url}/health", timeout=5) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise ControlPlaneError(f"etcd not healthy after {self.startup_timeout}s:\n{self._log_tail('etcd')}")
 
     def _log_tail(self, component: str, lines: int = 30) -> str:
         try:

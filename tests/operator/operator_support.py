@@ -18,7 +18,7 @@ from typing import Any, cast
 from temporalio.client import Client
 
 from durable_agents_operator.connection_params import ConnectionParams
-from durable_agents_operator.errors import KubeApiError, KubeForbidden
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, NamespaceTerminating
 from durable_agents_operator.health_batching import HealthBatcher, HealthReader, runtime_reader
 from durable_agents_operator.kube import resource_for
 from durable_agents_operator.object_identity import ObjectKey, key_of
@@ -45,6 +45,8 @@ class FakeKube:
         self.events: list[dict[str, Any]] = []
         self.denied: set[tuple[str, str]] = set()
         """(verb, kind) pairs answered with 403."""
+        self.terminating: set[str] = set()
+        """Namespaces being deleted: creating an object or an Event there is refused (403)."""
         self._counter = 0
 
     # --- test helpers -----------------------------------------------------------------------------------
@@ -104,6 +106,8 @@ class FakeKube:
         self._record("apply", key)
         resource_for(key.api_version, key.kind)  # unknown kinds fail as in KubeClient
         existing = self.objects.get(key)
+        if existing is None and key.namespace in self.terminating:
+            raise NamespaceTerminating(f"could not apply {key}: its namespace is being deleted", status=403)
         obj = copy.deepcopy(manifest)
         meta = obj["metadata"]
         if existing is None:
@@ -140,6 +144,10 @@ class FakeKube:
 
     async def create_event(self, event: dict[str, Any]) -> None:
         self._record("create_event", ObjectKey("v1", "Event", event["metadata"]["namespace"], "*"))
+        if event["metadata"]["namespace"] in self.terminating:
+            raise NamespaceTerminating(
+                "could not create an event: its namespace is being deleted", status=403
+            )
         self.events.append(copy.deepcopy(event))
 
     # --- internals --------------------------------------------------------------------------------------

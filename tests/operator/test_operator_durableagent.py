@@ -208,6 +208,37 @@ async def test_a_forbidden_api_call_becomes_a_delayed_retry_naming_rbac(kube: Fa
     assert raised.value.delay == 120
 
 
+async def test_in_a_namespace_being_deleted_the_operator_stops_writing_after_the_first_refusal(
+    kube: FakeKube, clock: Clock
+) -> None:
+    ops = make_operator(kube, clock=clock)
+    await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    roll_out(kube)
+    kube.terminating.add("ns")
+    # Two replicas need a new PodDisruptionBudget, which the namespace refuses: no retry, no failure status.
+    body = kube.edit(agent_key(), lambda o: o["spec"].update(replicas=2))
+    await durableagent.reconcile(ops, body)
+    assert PDB not in kube.objects
+    assert "InvalidSpec" not in json.dumps(kube.objects[agent_key()].get("status"))
+    kube.calls.clear()
+    clock.advance(60)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    await durableagent.reconcile(ops, kube.body(agent_key()))
+    assert kube.calls == []
+
+
+async def test_an_agent_created_after_the_refusal_is_in_a_new_namespace_of_that_name(
+    kube: FakeKube, clock: Clock
+) -> None:
+    ops = make_operator(kube, clock=clock)
+    ops.terminating.note("ns", clock.wall())
+    clock.advance(30)
+    manifest = agent_manifest()
+    manifest["metadata"]["creationTimestamp"] = clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
+    await durableagent.reconcile(ops, kube.put(manifest))
+    assert kube.kinds("apply") == ["ConfigMap", "Deployment", "Service"]
+
+
 async def test_a_deleted_agent_gets_nothing_applied(kube: FakeKube, clock: Clock) -> None:
     ops = make_operator(kube, clock=clock)
     await durableagent.reconcile(ops, kube.put(agent_manifest()))

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable
+from durable_agents_operator.errors import KubeApiError, KubeForbidden, KubeUnavailable, NamespaceTerminating
 from durable_agents_operator.kube import MAX_IN_FLIGHT, KubeClient, KubeInvalid
 from durable_agents_operator.object_identity import ObjectKey
 
@@ -112,6 +112,22 @@ async def test_forbidden_names_the_call_and_how_to_grant_it() -> None:
     assert "cannot patch" in message
     assert "DURABLE_AGENTS_WATCH_NAMESPACES" in message
     assert raised.value.retry_after == 120
+
+
+async def test_a_namespace_being_deleted_is_not_an_rbac_problem_and_not_retried() -> None:
+    refusal = {
+        "kind": "Status",
+        "code": 403,
+        "reason": "Forbidden",
+        "message": "unable to create new content in namespace team-a because it is being terminated",
+        "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]},
+    }
+    kube = client(lambda request: httpx.Response(403, json=refusal), [])
+    with pytest.raises(NamespaceTerminating) as raised:
+        await kube.apply(DEPLOYMENT)
+    assert "its namespace is being deleted" in str(raised.value)
+    assert "RBAC" not in str(raised.value)
+    assert raised.value.retry_after is None
 
 
 async def test_an_invalid_object_is_not_retried_and_carries_the_servers_reason() -> None:

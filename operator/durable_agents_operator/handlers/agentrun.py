@@ -53,7 +53,7 @@ def _phase(body: Mapping[str, Any]) -> str | None:
 
 async def start(ops: Operator, body: Mapping[str, Any]) -> None:
     """Start the run's workflow (or attach to the one already started) and mark the run Running."""
-    if body["metadata"].get("deletionTimestamp") or _phase(body) in TERMINAL:
+    if body["metadata"].get("deletionTimestamp") or _phase(body) in TERMINAL or ops.terminating.holds(body):
         return
     now = ops.clock()
     try:
@@ -79,7 +79,7 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
 
 async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     """Check a Running run's workflow; when it has finished, write output, usage and times (or the error)."""
-    if _phase(body) != "Running":
+    if _phase(body) != "Running" or ops.terminating.holds(body):
         return
     run = AgentRun.model_validate(dict(body))
     workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")

@@ -30,6 +30,7 @@ from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
     KubeApiError,
+    NamespaceTerminating,
     OperatorError,
     to_kopf,
 )
@@ -57,9 +58,10 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     """Make the agent's ConfigMap, Deployment, Service and PDB match its spec, then report status.
 
     Raises `kopf.PermanentError` for a spec that cannot work (after reporting `InvalidSpec`), and
-    `kopf.TemporaryError` (with a delay) for anything that may resolve by itself.
+    `kopf.TemporaryError` (with a delay) for anything that may resolve by itself. In a namespace being
+    deleted it stops: the agent goes away with it.
     """
-    if body["metadata"].get("deletionTimestamp"):
+    if body["metadata"].get("deletionTimestamp") or ops.terminating.holds(body):
         return
     now = ops.clock()
     try:
@@ -69,6 +71,9 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
             connection = await ops.fetch_connection(_ns(agent), ref.name)
         temporal = resolve_temporal(agent, connection=connection, default=ops.default_params)
         live = await _apply(ops, agent, _build(ops, agent, temporal))
+    except NamespaceTerminating:
+        ops.terminating.note(body["metadata"].get("namespace") or "", now)
+        return
     except OperatorError as exc:
         await _report_failure(ops, body, exc, now)
         raise to_kopf(exc) from None
@@ -83,7 +88,11 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
 
     Never raises for Temporal or API problems: they show up as conditions, or the next tick retries.
     """
-    if body["metadata"].get("deletionTimestamp") or reconcile_owns_status(body.get("status") or {}):
+    if (
+        body["metadata"].get("deletionTimestamp")
+        or reconcile_owns_status(body.get("status") or {})
+        or ops.terminating.holds(body)
+    ):
         return
     try:
         agent = _parse(body)
@@ -99,6 +108,9 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         if not update.due:
             return
         await report(ops, body, update.status, update.transitions, now)
+    except NamespaceTerminating:
+        ops.terminating.note(_ns(agent), ops.clock())
+        return
     except OperatorError:
         return  # the API is unavailable, forbids it, or an object is someone else's: the next tick decides
     if scaling is not None and scaling.scaled:

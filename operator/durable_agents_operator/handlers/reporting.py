@@ -9,7 +9,7 @@ from typing import Any
 
 from durable_agents_operator.builders.event import build_event
 from durable_agents_operator.conditions import Transition
-from durable_agents_operator.errors import KubeApiError
+from durable_agents_operator.errors import KubeApiError, NamespaceTerminating
 from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
 
@@ -25,7 +25,11 @@ async def report(
     transitions: Sequence[Transition],
     now: datetime,
 ) -> None:
-    """Patch `status` (fields left out keep their values), then announce each transition as an Event."""
+    """Patch `status` (fields left out keep their values), then announce each transition as an Event.
+
+    Nothing for an object in a namespace being deleted."""
+    if ops.terminating.holds(body):
+        return
     if await ops.kube.patch_status(key_of(body), status) is None:
         return  # deleted meanwhile: nobody to tell
     for transition in transitions:
@@ -42,11 +46,17 @@ async def report(
 async def emit(
     ops: Operator, body: Mapping[str, Any], *, reason: str, message: str, warning: bool, now: datetime
 ) -> None:
-    """Record an Event; a failure to record it is logged, never raised (the status already says it)."""
+    """Record an Event; a failure to record it is logged, never raised (the status already says it).
+
+    A namespace being deleted refuses Events: that is noted (see `terminating_namespaces`), not logged."""
+    if ops.terminating.holds(body):
+        return
     event = build_event(
         body, reason=reason, message=message, type="Warning" if warning else "Normal", now=now
     )
     try:
         await ops.kube.create_event(event)
+    except NamespaceTerminating:
+        ops.terminating.note(body["metadata"].get("namespace") or "", now)
     except KubeApiError as exc:
         logger.warning("could not record event %s for %s: %s", reason, body["metadata"].get("name"), exc)
