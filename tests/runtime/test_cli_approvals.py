@@ -40,8 +40,10 @@ def runs_json(temporal: Any, task_queue: str) -> list[dict[str, Any]]:
 def pending_of(temporal: Any, task_queue: str, run_id: str, count: int = 1) -> list[dict[str, Any]]:
     deadline = time.monotonic() + WAIT
     while True:
-        [run] = [r for r in runs_json(temporal, task_queue) if r["id"] == run_id]
-        if run["pendingCalls"] and len(run["pendingCalls"]) >= count:
+        # Visibility lists a run shortly after it starts (and `run` in a subprocess starts it itself).
+        listed = [r for r in runs_json(temporal, task_queue) if r["id"] == run_id]
+        run = listed[0] if listed else None
+        if run is not None and run["pendingCalls"] and len(run["pendingCalls"]) >= count:
             return run["pendingCalls"]
         assert time.monotonic() < deadline, f"run {run_id} never waited: {run}"
         time.sleep(0.5)
