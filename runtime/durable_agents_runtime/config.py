@@ -53,6 +53,7 @@ __all__ = [
     "TemporalTLSSpec",
     "ToolFilterSpec",
     "ToolsetSpec",
+    "VersioningSpec",
     "WorkerSpec",
     "check_toolset_ids",
     "field_error",
@@ -517,6 +518,34 @@ class TemporalSpec(Spec):
         return self
 
 
+# --- worker versioning ----------------------------------------------------------------------------------
+
+VERSIONING_BEHAVIORS = ("Pinned", "AutoUpgrade")
+BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+class VersioningSpec(Spec):
+    """Temporal Worker Deployment Versioning: which version this worker is, and how its runs move.
+
+    Logic (the build id derived from the config, promotion, draining) lives in `versioning.py`.
+    """
+
+    behavior: Literal["Pinned", "AutoUpgrade"] = Field(
+        default="Pinned",
+        description="`Pinned` (default): a run finishes on the version it started on, so a change never "
+        "reaches runs already in flight. `AutoUpgrade`: running workflows move to the new current version "
+        "at their next step; only for changes known to be replay-safe.",
+    )
+    deployment_name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Temporal Worker Deployment name (default: the task queue)."
+    )
+    build_id: Annotated[str, Field(pattern=BUILD_ID_PATTERN)] | None = Field(
+        default=None,
+        description="Build id of this version (default: derived from the runtime config and the image, so "
+        "any change to them is a new version).",
+    )
+
+
 # --- the contract ---------------------------------------------------------------------------------------
 
 
@@ -549,6 +578,11 @@ class RuntimeConfig(Spec):
     model: ModelSpec = Field(default_factory=ModelSpec, description="Model provider settings.")
     observability: ObservabilitySpec = Field(
         default_factory=ObservabilitySpec, description="Tracing and metrics."
+    )
+    versioning: VersioningSpec | None = Field(
+        default=None,
+        description="Worker Deployment Versioning; unset, the worker is unversioned (every run replays on "
+        "whatever worker picks it up).",
     )
 
     @model_validator(mode="after")

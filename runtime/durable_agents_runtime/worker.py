@@ -24,7 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_agents_runtime import _registry
+from durable_agents_runtime import _registry, versioning
 from durable_agents_runtime._http import ProbeServer
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
 from durable_agents_runtime.config import RuntimeConfig, format_duration
@@ -73,12 +73,19 @@ def create_worker(
         max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=worker_spec.graceful_shutdown_timeout,
         sticky_queue_schedule_to_start_timeout=worker_spec.sticky_schedule_to_start_timeout,
-        # Without it the SDK hashes the bytecode of every loaded module (0.3-0.6 s of start-up, measured)
-        # for an id that only matters with worker versioning, which these workers do not use.
-        build_id=_build_id(config),
+        **_version_options(config),
     )
     heartbeats.attach(worker)
     return worker
+
+
+def _version_options(config: RuntimeConfig) -> dict[str, Any]:
+    deployment = versioning.deployment_config(config)
+    if deployment is not None:
+        return {"deployment_config": deployment}
+    # Without a build id the SDK hashes the bytecode of every loaded module (0.3-0.6 s of start-up,
+    # measured) for an id that only matters with worker versioning, which this worker does not use.
+    return {"build_id": _build_id(config)}
 
 
 def _build_id(config: RuntimeConfig) -> str:
@@ -211,11 +218,13 @@ async def _run_until_stopped(
     async def announce() -> None:
         while not worker.is_running:
             await asyncio.sleep(0.01)
+        served = versioning.worker_version(config)
         log.info(
-            "polling task queue %s at %s for agent %s (%.2fs after process start)",
+            "polling task queue %s at %s for agent %s%s (%.2fs after process start)",
             config.temporal.task_queue,
             config.temporal.address,
             config.agent.name,
+            f" as version {served.deployment_name}:{served.build_id}" if served is not None else "",
             time.monotonic() - started,
         )
 

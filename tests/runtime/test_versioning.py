@@ -1,0 +1,99 @@
+"""Worker Deployment Versioning on the real dev server: a change never reaches runs in flight."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slow_tools import ENV_LOG, ENV_SECONDS, wait_for_entry
+from temporalio.client import Client
+from versioned_agents import ENV_LOG as MODEL_LOG
+from versioned_agents import received, versioned_config
+
+from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_runtime.versioning import (
+    build_id,
+    describe_deployment,
+    pinned_open_runs,
+    promote,
+    worker_version,
+)
+
+pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
+
+HERE = Path(__file__).resolve().parent
+
+
+def _env(tmp_path: Path, seconds: float) -> dict[str, str]:
+    return {
+        ENV_LOG: str(tmp_path / "tools.log"),
+        ENV_SECONDS: str(seconds),
+        MODEL_LOG: str(tmp_path / "model.log"),
+        "PYTHONPATH": str(HERE),
+    }
+
+
+async def _start(client: Client, task_queue: str, prompt: str) -> Any:
+    return await client.start_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt=prompt),
+        id=f"versioned-{uuid.uuid4()}",
+        task_queue=task_queue,
+        result_type=RunOutput,
+    )
+
+
+async def test_run_in_flight_finishes_on_its_version_with_the_old_instructions(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
+) -> None:
+    v1 = versioned_config(temporal_dev_server, name="versioned", task_queue=None, instructions="Be v1.")
+    v2 = versioned_config(
+        temporal_dev_server, name="versioned", task_queue=v1.temporal.task_queue, instructions="Be v2."
+    )
+    version1, version2 = worker_version(v1), worker_version(v2)
+    assert version1 is not None and version2 is not None
+    assert version1.deployment_name == version2.deployment_name == v1.temporal.task_queue
+    assert build_id(v1) != build_id(v2), "an instructions change must be a new version"
+    env = _env(tmp_path, seconds=6)
+
+    old = start_worker(v1, **env)
+    await promote(temporal_client, version1)
+    in_flight = await _start(temporal_client, v1.temporal.task_queue, "old run")
+    await wait_for_entry(tmp_path / "tools.log", ("start", "slow_step", old.pid), timeout=30)
+
+    new = start_worker(v2, **env)
+    await promote(temporal_client, version2)
+    fresh = await _start(temporal_client, v1.temporal.task_queue, "new run")
+    assert await pinned_open_runs(temporal_client, version1) == 1
+
+    assert (await in_flight.result()).output == "done: slow:x"
+    assert (await fresh.result()).output == "done: slow:x"
+
+    by_prompt: dict[str, list[tuple[str | None, int]]] = {}
+    for request in received(tmp_path / "model.log"):
+        by_prompt.setdefault(request["prompt"], []).append((request["instructions"], request["pid"]))
+    # Both model requests of the run in flight (before and after the tool) went to v1's worker, with v1's
+    # instructions, although v2 was current when the tool returned.
+    assert by_prompt["old run"] == [("Be v1.", old.pid), ("Be v1.", old.pid)]
+    assert by_prompt["new run"] == [("Be v2.", new.pid), ("Be v2.", new.pid)]
+    info = (await in_flight.describe()).raw_description.workflow_execution_info.versioning_info
+    assert info.deployment_version.build_id == version1.build_id
+    assert await pinned_open_runs(temporal_client, version1) == 0
+    state = await describe_deployment(temporal_client, version1.deployment_name)
+    assert state is not None and state.current == version2.build_id
+    assert {v.build_id for v in state.versions} == {version1.build_id, version2.build_id}
+
+
+async def test_unchanged_config_is_the_same_version_and_connection_changes_are_not_a_version(
+    temporal_dev_server: Any,
+) -> None:
+    config = versioned_config(temporal_dev_server, name="versioned", task_queue="q", instructions="Same.")
+    moved = config.model_copy(update={"temporal": config.temporal.model_copy(update={"address": "x:1"})})
+    assert build_id(config) == build_id(moved)
+    assert build_id(config) != build_id(config, image="registry.example/agent:2")
+    auto = versioned_config(
+        temporal_dev_server, name="versioned", task_queue="q", instructions="Same.", behavior="AutoUpgrade"
+    )
+    assert build_id(auto) != build_id(config)
