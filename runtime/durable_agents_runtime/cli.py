@@ -1,4 +1,4 @@
-"""`durable-agents`: dev · worker · run · result · status · operator · crds.
+"""`durable-agents`: dev · worker · run · result · status · replay · operator · crds.
 
 Heavy modules (pydantic-ai, temporalio, the operator) are imported inside each verb, so `--help` is instant
 and a worker pod pays only for what `worker` needs.
@@ -85,6 +85,8 @@ async def _client(args: argparse.Namespace, task_queue: str | None = None) -> Cl
 
 
 DEFAULT_WORKER_TIMEOUT = 10.0
+DEFAULT_REPLAY_HISTORIES = 20
+"""Recent runs `replay` replays (replay_gate.DEFAULT_HISTORIES; not imported so `--help` stays instant)."""
 """Seconds `run` and `result` wait for a worker to poll the run's task queue before they stop waiting."""
 
 
@@ -535,6 +537,39 @@ async def _status(args: argparse.Namespace, out: Renderer) -> int:
     return EXIT_FAILED if health.error else 0
 
 
+# --- replay ---------------------------------------------------------------------------------------------
+
+
+async def _replay(args: argparse.Namespace, out: Renderer) -> int:
+    from durable_agents_runtime.errors import ConfigError
+    from durable_agents_runtime.manifest import load_manifests, runtime_config
+    from durable_agents_runtime.replay_gate import check
+
+    if args.histories < 1:
+        raise ConfigError(f"--histories {args.histories}: replay at least 1 run")
+    target = _resolve_target(args.agent, manifest=args.file, task_queue=args.task_queue)
+    source = args.manifest or args.file or (args.agent if Path(args.agent).is_file() else None)
+    if source is None:
+        raise ConfigError(
+            f"replay needs the config to check: pass --manifest NEW.yaml for agent {args.agent!r}"
+        )
+    new = [m for m in load_manifests([source]) if target.name in (m.name, m.agent.metadata.name)]
+    if not new:
+        raise ConfigError(
+            f"{source} has no DurableAgent {target.name!r} (by metadata.name or spec.agent.name)"
+        )
+    config = runtime_config(new[0], address=DEFAULT_ADDRESS)
+    # The runs to replay are the target's, whatever queue the new manifest names.
+    config = config.model_copy(
+        update={"temporal": config.temporal.model_copy(update={"task_queue": target.task_queue})}
+    )
+    report = await check(await _client(args, target.task_queue), config, histories=args.histories)
+    out.line(report.summary(), style="bold green" if report.ok else "bold red")
+    for mismatch in report.mismatches:
+        out.line(f"  {mismatch.describe()}")
+    return 0 if report.ok else EXIT_FAILED
+
+
 # --- result ---------------------------------------------------------------------------------------------
 
 
@@ -734,6 +769,27 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _connection_flags(status)
 
+    replay = verbs.add_parser(
+        "replay",
+        help="replay an agent's recent runs against a new manifest (the rollout's replay gate)",
+        description="Replay the most recent running and completed runs of AGENT with the workflow a worker "
+        "for the new manifest would run, and refuse a change those runs cannot survive (a removed tool, a "
+        "renamed toolset or agent), naming the workflow id and the first mismatching command. Exit codes: "
+        "0 every run replays, 1 refused (or the check could not run), 2 usage error.",
+    )
+    replay.add_argument("agent", metavar="AGENT", help="manifest path or agent name")
+    replay.add_argument(
+        "--manifest", metavar="NEW.yaml", help="the changed manifest to check (default: AGENT's manifest)"
+    )
+    replay.add_argument(
+        "--histories",
+        type=int,
+        default=DEFAULT_REPLAY_HISTORIES,
+        metavar="N",
+        help=f"how many recent runs to replay (default {DEFAULT_REPLAY_HISTORIES})",
+    )
+    _connection_flags(replay)
+
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser
@@ -768,7 +824,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     out = Renderer()
     if args.verb == "dev":
         return _dev(args, out)
-    verb = {"run": _run, "result": _result, "status": _status}[args.verb]
+    verb = {"run": _run, "result": _result, "status": _status, "replay": _replay}[args.verb]
     return asyncio.run(verb(args, out))
 
 

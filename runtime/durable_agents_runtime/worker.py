@@ -36,14 +36,15 @@ from durable_agents_runtime.observability import logfire_plugins, prometheus_run
 from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
-__all__ = ["create_worker", "endpoint_settings", "serve"]
+__all__ = ["create_worker", "endpoint_settings", "serve", "workflow_runner"]
 
 log = logging.getLogger("durable_agents.worker")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
+def workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
+    """The sandboxed runner with the config's pass-through modules, or none when `worker.sandbox` is off."""
     if not config.worker.sandbox:
         return UnsandboxedWorkflowRunner()
     modules = config.worker.passthrough_modules
@@ -57,8 +58,11 @@ def create_worker(
     """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
     agent = agent if agent is not None else build_agent(config)
     task_queue = config.temporal.task_queue
+    served_version = versioning.worker_version(config)
     _registry.register(
-        task_queue, _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model))
+        task_queue,
+        _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model)),
+        served_version.build_id if served_version is not None else None,
     )
     worker_spec = config.worker
     heartbeats = ProcessHeartbeats()
@@ -68,7 +72,7 @@ def create_worker(
         workflows=[AgentRunWorkflow],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats],
-        workflow_runner=_workflow_runner(config),
+        workflow_runner=workflow_runner(config),
         max_concurrent_activities=worker_spec.max_concurrent_activities,
         max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=worker_spec.graceful_shutdown_timeout,
