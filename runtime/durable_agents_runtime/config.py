@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_HEALTH_PORT",
     "DEFAULT_MAXIMUM_ATTEMPTS",
     "DEFAULT_METRICS_PORT",
+    "DEFAULT_REPLAY_HISTORIES",
     "DURATION_PATTERN",
     "ActivitiesSpec",
     "ActivitySpec",
@@ -521,6 +522,8 @@ class TemporalSpec(Spec):
 # --- worker versioning ----------------------------------------------------------------------------------
 
 VERSIONING_BEHAVIORS = ("Pinned", "AutoUpgrade")
+DEFAULT_REPLAY_HISTORIES = 20
+"""Recent runs the replay gate replays when no count is given."""
 BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 
 
@@ -536,8 +539,10 @@ class VersioningSpec(Spec):
         "reaches runs already in flight. `AutoUpgrade`: running workflows move to the new current version "
         "at their next step; only for changes known to be replay-safe.",
     )
-    deployment_name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="Temporal Worker Deployment name (default: the task queue)."
+    deployment_name: Annotated[str, Field(pattern=r"^[^.]+$", max_length=200)] | None = Field(
+        default=None,
+        description="Temporal Worker Deployment name, without dots (default: the task queue with each `.` "
+        "written as `/`).",
     )
     build_id: Annotated[str, Field(pattern=BUILD_ID_PATTERN)] | None = Field(
         default=None,

@@ -21,7 +21,7 @@ from temporalio.worker import Replayer
 
 from durable_agents_runtime import _registry
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
-from durable_agents_runtime.config import RuntimeConfig
+from durable_agents_runtime.config import DEFAULT_REPLAY_HISTORIES, RuntimeConfig
 from durable_agents_runtime.contract import WORKFLOW_NAME
 from durable_agents_runtime.errors import DurableAgentsError
 from durable_agents_runtime.payload_limits import PayloadLimits
@@ -39,8 +39,7 @@ __all__ = [
     "replay",
 ]
 
-DEFAULT_HISTORIES = 20
-"""Recent runs replayed when no count is given."""
+DEFAULT_HISTORIES = DEFAULT_REPLAY_HISTORIES
 _REPLAY_BUILD_ID = "gate"
 _SAMPLED_STATUSES = ("Running", "Completed")
 """Failed and terminated runs never resume, so a change cannot break them."""

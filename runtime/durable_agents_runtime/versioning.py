@@ -1,10 +1,10 @@
 """Worker Deployment Versioning: which version a worker is, making a version current, and its open runs.
 
-A versioned worker registers as version `<deployment name>:<build id>` of a Temporal Worker Deployment. The
-deployment name defaults to the task queue (one deployment per agent); the build id is derived from
-everything that decides what the workflow does (the agent, activity and worker settings, the model
-provider, the versioning behaviour, the image and the runtime release), so any such change is a new
-version, and an unchanged config on a restarted worker is the same version. With the default `Pinned`
+A versioned worker registers as version `<deployment name>:<build id>` of a Temporal Worker Deployment.
+The deployment name defaults to the task queue (one deployment per agent; `.` written as `/`); the build id
+is derived from everything that decides what the workflow does (the agent, activity and worker settings,
+the model provider, the versioning behaviour, the image and the runtime release), so any such change is a
+new version, and an unchanged config on a restarted worker is the same version. With the default `Pinned`
 behaviour a run finishes on the version it started on: a change never reaches runs in flight, the old
 version drains them and a new run starts on whatever version is current.
 
@@ -71,9 +71,12 @@ def _release() -> str:
 
 
 def deployment_name(config: RuntimeConfig) -> str:
-    """The Worker Deployment a worker for `config` belongs to: `versioning.deploymentName`, else the queue."""
+    """The Worker Deployment a worker for `config` belongs to: `versioning.deploymentName`, else the task
+    queue with each `.` written as `/` (the server reads a dot as the name/build id separator)."""
     spec = config.versioning
-    return (spec.deployment_name if spec is not None else None) or config.temporal.task_queue
+    return (spec.deployment_name if spec is not None else None) or config.temporal.task_queue.replace(
+        ".", "/"
+    )
 
 
 def build_id(config: RuntimeConfig, image: str | None = None) -> str:

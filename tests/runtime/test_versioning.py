@@ -15,6 +15,7 @@ from versioned_agents import received, versioned_config
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.versioning import (
     build_id,
+    deployment_name,
     describe_deployment,
     pinned_open_runs,
     promote,
@@ -54,7 +55,7 @@ async def test_run_in_flight_finishes_on_its_version_with_the_old_instructions(
     )
     version1, version2 = worker_version(v1), worker_version(v2)
     assert version1 is not None and version2 is not None
-    assert version1.deployment_name == version2.deployment_name == v1.temporal.task_queue
+    assert version1.deployment_name == version2.deployment_name == v1.temporal.task_queue.replace(".", "/")
     assert build_id(v1) != build_id(v2), "an instructions change must be a new version"
     env = _env(tmp_path, seconds=6)
 
@@ -97,3 +98,5 @@ async def test_unchanged_config_is_the_same_version_and_connection_changes_are_n
         temporal_dev_server, name="versioned", task_queue="q", instructions="Same.", behavior="AutoUpgrade"
     )
     assert build_id(auto) != build_id(config)
+    dotted = versioned_config(temporal_dev_server, name="versioned", task_queue="ns.agent", instructions="x")
+    assert deployment_name(dotted) == "ns/agent", "Temporal reads a dot in a deployment name as a separator"
