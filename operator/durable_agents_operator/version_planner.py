@@ -1,4 +1,4 @@
-"""Versions of an agent , their open pinned runs , the rollout strategy , now → what to do. Pure.
+"""Versions of an agent, their open pinned runs, the rollout strategy and now → what to do. Pure.
 
 A DurableAgent's config is a version (a build id, see `durable_agents_runtime.versioning`) with a worker
 Deployment of its own. `plan_versions` decides, from what was observed, which Deployments to create, scale

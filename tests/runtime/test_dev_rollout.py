@@ -170,7 +170,7 @@ async def test_a_changed_manifest_serves_new_runs_while_the_old_version_drains_i
     print(f"dev rollout: manifest written -> new version current in {rollout_seconds:.2f}s")
     drained = re.search(r"drained in ([0-9.]+)s", drained_text)
     assert drained is not None
-    print(f"dev drain: {drained.group(1)}s from the promotion to the old worker stopping (6 s tool in flight)")
+    print(f"dev drain: {drained.group(1)}s from promotion to the old worker stopping (6 s tool in flight)")
     assert "Traceback" not in session.text(), session.text()
 
 

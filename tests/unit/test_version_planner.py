@@ -1,4 +1,4 @@
-"""The version planner: versions , open pinned runs , strategy , time → actions, as a table of cases."""
+"""The version planner: versions, open pinned runs, strategy and time → actions, as a table of cases."""
 
 from __future__ import annotations
 
