@@ -182,7 +182,7 @@ class DurableAgentVersioningSpec(Spec):
         default="Pinned",
         description="`Pinned` (default): a run finishes on the version it started on; a change serves "
         "new runs only, and the old version drains. `AutoUpgrade`: open runs move to the new version at "
-        "their next step; only for changes that replay (the replay gate refuses others).",
+        "their next step; only for changes that replay (the replay gate refuses others in `dev`).",
     )
     replay_histories: int = Field(
         default=DEFAULT_REPLAY_HISTORIES,
@@ -223,7 +223,9 @@ class DurableAgentSpec(Spec):
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
     versioning: DurableAgentVersioningSpec = Field(
         default_factory=DurableAgentVersioningSpec,
-        description="Worker versioning and the replay gate (used by `durable-agents dev` and `replay`).",
+        description="Worker versioning and the replay gate, as `durable-agents dev` and `durable-agents "
+        "replay` apply them. The operator does not version workers yet: in a cluster a change still rolls "
+        "the worker Deployment in place.",
     )
 
     @model_validator(mode="after")
