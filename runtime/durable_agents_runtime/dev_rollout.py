@@ -103,6 +103,7 @@ class DevRollout:
             self._mtimes.setdefault(path, _mtime(path))
             version = await self._serve(versioned(manifest, config), agent)
             self._agents[config.temporal.task_queue] = _Agent(path, manifest, version)
+            await self._warn_about_unserved_versions(version)
 
     def describe(self) -> list[str]:
         """One line per agent: its task queue and the version serving new runs."""
@@ -149,6 +150,25 @@ class DevRollout:
             await self._stop(_Version(config, version, worker, task))
             raise
         return _Version(config, version, worker, task)
+
+    async def _warn_about_unserved_versions(self, served: _Version) -> None:
+        """Runs pinned to a version this session does not serve (the manifest changed while `dev` was
+        stopped) wait for a worker of that version: say so, with what to do."""
+        from durable_agents_runtime.versioning import describe_deployment, pinned_open_runs
+
+        state = await describe_deployment(self._client, served.version.deployment_name)
+        for other in state.versions if state is not None else ():
+            if other.build_id == served.version.build_id:
+                continue
+            stranded = WorkerDeploymentVersion(served.version.deployment_name, other.build_id)
+            count = await pinned_open_runs(self._client, stranded)
+            if count:
+                self._warn(
+                    f"{count} open run(s) of agent {served.config.agent.name} are pinned to version "
+                    f"{other.build_id}, which this dev does not serve (its manifest changed while dev was "
+                    "stopped): they wait for a worker of that version. Restart dev with the manifest they "
+                    "started with to finish them, or terminate them"
+                )
 
     async def _stop(self, version: _Version) -> None:
         if not version.task.done():

@@ -46,6 +46,8 @@ spec:
     instructions: "{instructions}"
 {toolsets}  versioning:
     behavior: {behavior}
+  worker:
+    gracefulShutdownTimeout: 1s
 """
 TOOLSETS = "    toolsets:\n      - id: slow\n        entrypoint: slow_tools:toolset\n"
 
@@ -95,10 +97,12 @@ class Dev:
 def dev(tmp_path: Path) -> Iterator[Callable[..., Dev]]:
     started: list[Dev] = []
 
-    def start(*, behavior: str = "Pinned", tool_seconds: float = 6) -> Dev:
+    def start(*, behavior: str = "Pinned", tool_seconds: float = 6, write: bool = True) -> Dev:
         manifest = tmp_path / "rolled.yaml"
-        write_manifest(manifest, "Be v1.", behavior=behavior)
-        output, tool_log, model_log = tmp_path / "dev.log", tmp_path / "tools.log", tmp_path / "model.log"
+        if write:
+            write_manifest(manifest, "Be v1.", behavior=behavior)
+        output = tmp_path / f"dev-{len(started)}.log"
+        tool_log, model_log = tmp_path / "tools.log", tmp_path / "model.log"
         port = free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "LOGFIRE_"))}
         environment.update(
@@ -190,3 +194,25 @@ async def test_an_auto_upgrade_change_old_runs_cannot_replay_is_refused_and_the_
     assert "serves new runs" not in text
     # The old version, with its tool, still serves new runs.
     assert (await after.result()).output == "done: slow:x"  # pyright: ignore[reportAttributeAccessIssue]
+
+
+async def test_dev_restarted_with_a_changed_manifest_says_which_runs_wait_for_the_old_version(
+    dev: Callable[..., Dev],
+) -> None:
+    first = dev(tool_seconds=120)
+    await first.wait_for(lambda t: "Press Ctrl-C to stop." in t, "it served")
+    stranded = await first.start_run("stranded run")
+    with anyio.fail_after(TIMEOUT):
+        while not any(e[:2] == ("start", "slow_step") for e in executions(first.tool_log)):
+            await anyio.sleep(0.05)
+    first.process.send_signal(signal.SIGTERM)
+    assert await anyio.to_thread.run_sync(lambda: first.process.wait(30)) == 0, first.text()
+
+    write_manifest(first.manifest, "Be v2.")
+    second = dev(tool_seconds=120, write=False)
+    text = await second.wait_for(lambda t: "Press Ctrl-C to stop." in t, "it served again")
+
+    assert "1 open run(s) of agent rolled are pinned to version" in text, text
+    assert "Restart dev with the manifest they started with" in text
+    client = await Client.connect(f"127.0.0.1:{second.port}", plugins=[PydanticAIPlugin()])
+    await client.get_workflow_handle(stranded.id).terminate("test over")  # pyright: ignore[reportAttributeAccessIssue]
