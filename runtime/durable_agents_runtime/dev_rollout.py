@@ -3,7 +3,8 @@
 Every agent is served as a version of its Worker Deployment (see `versioning`). `dev` checks the manifest
 files once a second; when one changes, the new config starts a worker for its version next to the old
 one, the new version becomes current (new runs start on it), and the old worker keeps serving the runs
-pinned to it until none is open (runs waiting for an approval included), then stops. Before an
+pinned to it until none is open (runs waiting for an approval included), then stops. Changing the file
+back while the old version still drains makes it current again at once (a rollback). Before an
 `AutoUpgrade` agent's change takes traffic the replay gate (`durable-agents replay`, in a process of its
 own) replays its recent runs, which would move to the new code, and a change they cannot survive is
 refused: the old version stays current. A `Pinned` agent's runs never move, so its changes are not
@@ -197,7 +198,12 @@ class DevRollout:
                     "new; restart dev to serve it"
                 )
                 continue
-            if build_id(config) == agent_state.current.version.build_id:
+            wanted = build_id(config)
+            if wanted == agent_state.current.version.build_id:
+                continue
+            previous = next((v for v in agent_state.draining if v.version.build_id == wanted), None)
+            if previous is not None:
+                await self._roll_back(manifest, agent_state, previous)
                 continue
             try:
                 agent = build_agent(config)
@@ -218,6 +224,32 @@ class DevRollout:
                 f"new runs; version {old.version.build_id} drains its pinned runs"
             )
             old.drain = asyncio.create_task(self._drain(agent_state, old))
+
+    async def _roll_back(self, manifest: LoadedManifest, agent_state: _Agent, previous: _Version) -> None:
+        """The manifest went back to a version still draining: it is current again at once (its worker never
+        stopped), and the version it replaces drains in turn."""
+        from durable_agents_runtime.versioning import promote
+
+        if previous.drain is not None:
+            previous.drain.cancel()
+            previous.drain = None
+        try:
+            await promote(self._client, previous.version)
+        except DurableAgentsError as exc:
+            self._warn(
+                f"cannot roll agent {manifest.name} back to version {previous.version.build_id}: {exc}"
+            )
+            previous.drain = asyncio.create_task(self._drain(agent_state, previous))
+            return
+        replaced = agent_state.current
+        agent_state.draining.remove(previous)
+        agent_state.manifest, agent_state.current = manifest, previous
+        agent_state.draining.append(replaced)
+        self._say(
+            f"{manifest.source} changed back: version {previous.version.build_id} of agent {manifest.name} "
+            f"serves new runs again (rollback); version {replaced.version.build_id} drains its pinned runs"
+        )
+        replaced.drain = asyncio.create_task(self._drain(agent_state, replaced))
 
     async def _gate(self, path: Path, config: RuntimeConfig, agent_state: _Agent) -> bool:
         histories = agent_state.manifest.agent.spec.versioning.replay_histories

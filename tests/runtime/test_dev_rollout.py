@@ -216,3 +216,36 @@ async def test_dev_restarted_with_a_changed_manifest_says_which_runs_wait_for_th
     assert "Restart dev with the manifest they started with" in text
     client = await Client.connect(f"127.0.0.1:{second.port}", plugins=[PydanticAIPlugin()])
     await client.get_workflow_handle(stranded.id).terminate("test over")  # pyright: ignore[reportAttributeAccessIssue]
+
+
+async def test_reverting_the_manifest_while_the_old_version_drains_makes_it_current_again_at_once(
+    dev: Callable[..., Dev],
+) -> None:
+    session = dev(tool_seconds=30)
+    await session.wait_for(lambda t: "Press Ctrl-C to stop." in t, "it served")
+    pinned = await session.start_run("pinned run")
+    with anyio.fail_after(TIMEOUT):
+        while not any(e[:2] == ("start", "slow_step") for e in executions(session.tool_log)):
+            await anyio.sleep(0.05)
+    write_manifest(session.manifest, "Be v2.")
+    await session.wait_for(lambda t: "serves new runs;" in t, "the new version served")
+
+    write_manifest(session.manifest, "Be v1.")
+    text = await session.wait_for(lambda t: "(rollback)" in t, "the rollback")
+    after = await session.start_run("after the rollback")
+
+    versions = re.search(r"version (\w+) of agent rolled serves new runs; version (\w+) drains", text)
+    assert versions is not None, text
+    v2, v1 = versions.groups()
+    assert f"version {v1} of agent rolled serves new runs again (rollback); version {v2} drains" in text
+    with anyio.fail_after(TIMEOUT):
+        while "after the rollback" not in _instructions_by_prompt(session.model_log):
+            await anyio.sleep(0.05)
+    # The new run started on the version rolled back to, with its instructions.
+    assert _instructions_by_prompt(session.model_log)["after the rollback"] == ["Be v1."]
+    client = await Client.connect(f"127.0.0.1:{session.port}", plugins=[PydanticAIPlugin()])
+    described = await client.get_workflow_handle(after.id).describe()  # pyright: ignore[reportAttributeAccessIssue]
+    assert described.raw_description.workflow_execution_info.versioning_info.deployment_version.build_id == v1
+    await pinned.terminate("test over")  # pyright: ignore[reportAttributeAccessIssue]
+    await client.get_workflow_handle(after.id).terminate("test over")  # pyright: ignore[reportAttributeAccessIssue]
+    assert "Traceback" not in session.text(), session.text()
