@@ -97,7 +97,7 @@ class Dev:
 def dev(tmp_path: Path) -> Iterator[Callable[..., Dev]]:
     started: list[Dev] = []
 
-    def start(*, behavior: str = "Pinned", tool_seconds: float = 6, write: bool = True) -> Dev:
+    def start(*, behavior: str = "Pinned", tool_seconds: float = 12, write: bool = True) -> Dev:
         manifest = tmp_path / "rolled.yaml"
         if write:
             write_manifest(manifest, "Be v1.", behavior=behavior)
@@ -156,7 +156,7 @@ async def test_a_changed_manifest_serves_new_runs_while_the_old_version_drains_i
     text = await session.wait_for(lambda t: "serves new runs" in t, "the new version served")
     rollout_seconds = time.monotonic() - changed_at
     new_run = await session.start_run("new run")
-    # The old run is still inside its 6 s tool: its version must still be serving.
+    # The old run is still inside its 12 s tool: its version must still be serving.
     assert "drained in" not in session.text(), "the old version stopped while its run was still open"
     assert not any(e[:2] == ("end", "slow_step") for e in executions(session.tool_log))
 
@@ -174,7 +174,7 @@ async def test_a_changed_manifest_serves_new_runs_while_the_old_version_drains_i
     print(f"dev rollout: manifest written -> new version current in {rollout_seconds:.2f}s")
     drained = re.search(r"drained in ([0-9.]+)s", drained_text)
     assert drained is not None
-    print(f"dev drain: {drained.group(1)}s from promotion to the old worker stopping (6 s tool in flight)")
+    print(f"dev drain: {drained.group(1)}s from promotion to the old worker stopping (12 s tool in flight)")
     assert "Traceback" not in session.text(), session.text()
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from slow_tools import ENV_LOG, ENV_SECONDS, wait_for_entry
 from temporalio.client import Client
 from versioned_agents import ENV_LOG as MODEL_LOG
-from versioned_agents import received, versioned_config
+from versioned_agents import ENV_RELEASE, gated_starts, received, versioned_config
 
 from durable_agents_runtime.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.versioning import (
@@ -27,15 +28,6 @@ pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 HERE = Path(__file__).resolve().parent
 
 
-def _env(tmp_path: Path, seconds: float) -> dict[str, str]:
-    return {
-        ENV_LOG: str(tmp_path / "tools.log"),
-        ENV_SECONDS: str(seconds),
-        MODEL_LOG: str(tmp_path / "model.log"),
-        "PYTHONPATH": str(HERE),
-    }
-
-
 async def _start(client: Client, task_queue: str, prompt: str) -> Any:
     return await client.start_workflow(
         WORKFLOW_NAME,
@@ -49,31 +41,42 @@ async def _start(client: Client, task_queue: str, prompt: str) -> Any:
 async def test_run_in_flight_finishes_on_its_version_with_the_old_instructions(
     temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
 ) -> None:
-    v1 = versioned_config(temporal_dev_server, name="versioned", task_queue=None, instructions="Be v1.")
+    gated = ("gated", "versioned_agents:gated")
+    v1 = versioned_config(
+        temporal_dev_server, name="versioned", task_queue=None, instructions="Be v1.", toolset=gated
+    )
     v2 = versioned_config(
-        temporal_dev_server, name="versioned", task_queue=v1.temporal.task_queue, instructions="Be v2."
+        temporal_dev_server,
+        name="versioned",
+        task_queue=v1.temporal.task_queue,
+        instructions="Be v2.",
+        toolset=gated,
     )
     version1, version2 = worker_version(v1), worker_version(v2)
     assert version1 is not None and version2 is not None
     assert version1.deployment_name == version2.deployment_name == v1.temporal.task_queue.replace(".", "/")
     assert build_id(v1) != build_id(v2), "an instructions change must be a new version"
-    env = _env(tmp_path, seconds=6)
+    model_log, release = tmp_path / "model.log", tmp_path / "release"
+    env = {MODEL_LOG: str(model_log), ENV_RELEASE: str(release), "PYTHONPATH": str(HERE)}
 
     old = start_worker(v1, **env)
     await promote(temporal_client, version1)
     in_flight = await _start(temporal_client, v1.temporal.task_queue, "old run")
-    await wait_for_entry(tmp_path / "tools.log", ("start", "slow_step", old.pid), timeout=30)
+    await _until(lambda: gated_starts(model_log) == [old.pid], "the old run reached its tool")
 
+    # The old run stays inside its tool until released: the change lands mid-tool, whatever the load.
     new = start_worker(v2, **env)
     await promote(temporal_client, version2)
     fresh = await _start(temporal_client, v1.temporal.task_queue, "new run")
+    await _until(lambda: gated_starts(model_log) == [old.pid, new.pid], "the new run reached its tool")
     assert await pinned_open_runs(temporal_client, version1) == 1
+    release.touch()
 
-    assert (await in_flight.result()).output == "done: slow:x"
-    assert (await fresh.result()).output == "done: slow:x"
+    assert (await in_flight.result()).output == "done: gated:x"
+    assert (await fresh.result()).output == "done: gated:x"
 
     by_prompt: dict[str, list[tuple[str | None, int]]] = {}
-    for request in received(tmp_path / "model.log"):
+    for request in received(model_log):
         by_prompt.setdefault(request["prompt"], []).append((request["instructions"], request["pid"]))
     # Both model requests of the run in flight (before and after the tool) went to v1's worker, with v1's
     # instructions, although v2 was current when the tool returned.
@@ -81,10 +84,26 @@ async def test_run_in_flight_finishes_on_its_version_with_the_old_instructions(
     assert by_prompt["new run"] == [("Be v2.", new.pid), ("Be v2.", new.pid)]
     info = (await in_flight.describe()).raw_description.workflow_execution_info.versioning_info
     assert info.deployment_version.build_id == version1.build_id
-    assert await pinned_open_runs(temporal_client, version1) == 0
+    await _until_async(lambda: pinned_open_runs(temporal_client, version1), 0, "v1 drained")
     state = await describe_deployment(temporal_client, version1.deployment_name)
     assert state is not None and state.current == version2.build_id
     assert {v.build_id for v in state.versions} == {version1.build_id, version2.build_id}
+
+
+async def _until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _until_async(read: Any, expected: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := await read()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r} after {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 async def test_unchanged_config_is_the_same_version_and_connection_changes_are_not_a_version(
