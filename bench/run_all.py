@@ -27,7 +27,15 @@ from bench._stats import Row, machine_line, markdown_table
 
 __all__ = ["BENCHMARKS", "main", "run_benchmarks"]
 
-BENCHMARKS = ("throughput", "recovery", "health_latency", "cold_start", "operator_scale", "approvals")
+BENCHMARKS = (
+    "throughput",
+    "recovery",
+    "health_latency",
+    "cold_start",
+    "operator_scale",
+    "approvals",
+    "rollout",
+)
 """Module names under bench/, in the order they run."""
 
 

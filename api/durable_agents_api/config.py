@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_HEALTH_PORT",
     "DEFAULT_MAXIMUM_ATTEMPTS",
     "DEFAULT_METRICS_PORT",
+    "DEFAULT_REPLAY_HISTORIES",
     "DURATION_PATTERN",
     "ActivitiesSpec",
     "ActivitySpec",
@@ -53,6 +54,7 @@ __all__ = [
     "TemporalTLSSpec",
     "ToolFilterSpec",
     "ToolsetSpec",
+    "VersioningSpec",
     "WorkerSpec",
     "check_toolset_ids",
     "field_error",
@@ -557,6 +559,71 @@ class TemporalSpec(Spec):
         return self
 
 
+# --- worker versioning ----------------------------------------------------------------------------------
+
+VERSIONING_BEHAVIORS = ("Pinned", "AutoUpgrade")
+DEFAULT_REPLAY_HISTORIES = 20
+"""Recent runs the replay gate replays when no count is given."""
+BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+_BUILD_ID_RE = re.compile(BUILD_ID_PATTERN)
+
+
+def _deployment_name(value: str) -> str:
+    if not value or "." in value or len(value) > 200:
+        raise ValueError(
+            f"{value!r} cannot name a Temporal Worker Deployment: use 1-200 characters without `.` (Temporal "
+            "reads a dot as the separator of deployment name and build id), e.g. 'shop/support'"
+        )
+    return value
+
+
+def _build_id(value: str) -> str:
+    if not _BUILD_ID_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a build id: use letters, digits, `-` and `_` (at most 63, starting with a "
+            "letter or digit), e.g. 'release-42'"
+        )
+    return value
+
+
+class VersioningSpec(Spec):
+    """Temporal Worker Deployment Versioning: which version this worker is, and how its runs move.
+
+    Logic (the build id derived from the config, promotion, draining) lives in `versioning.py`.
+    """
+
+    behavior: Literal["Pinned", "AutoUpgrade"] = Field(
+        default="Pinned",
+        description="`Pinned` (default): a run finishes on the version it started on, so a change never "
+        "reaches runs already in flight. `AutoUpgrade`: running workflows move to the new current version "
+        "at their next step; only for changes known to be replay-safe.",
+    )
+    deployment_name: (
+        Annotated[
+            str,
+            AfterValidator(_deployment_name),
+            WithJsonSchema({"type": "string", "pattern": r"^[^.]+$", "maxLength": 200}),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Temporal Worker Deployment name, without dots (default: the task queue with each `.` "
+        "written as `/`).",
+    )
+    build_id: (
+        Annotated[
+            str, AfterValidator(_build_id), WithJsonSchema({"type": "string", "pattern": BUILD_ID_PATTERN})
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Build id of this version (default: derived from the runtime config and the image, so "
+        "any change to them is a new version).",
+    )
+
+
 # --- the contract ---------------------------------------------------------------------------------------
 
 
@@ -593,6 +660,11 @@ class RuntimeConfig(Spec):
     model: ModelSpec = Field(default_factory=ModelSpec, description="Model provider settings.")
     observability: ObservabilitySpec = Field(
         default_factory=ObservabilitySpec, description="Tracing and metrics."
+    )
+    versioning: VersioningSpec | None = Field(
+        default=None,
+        description="Worker Deployment Versioning; unset, the worker is unversioned (every run replays on "
+        "whatever worker picks it up).",
     )
 
     @model_validator(mode="after")

@@ -149,6 +149,8 @@ def dev_verb(args: argparse.Namespace, out: Renderer) -> int:
         server.start()
         if stopper.signum is not None:
             return _stopped_code(stopper, one_shot)
+        if not one_shot:
+            return asyncio.run(_dev_rollout(server, manifests, configs, agents, out, stopper))
         return asyncio.run(_dev_serve(server, configs, agents, deps, args, out, stopper))
     finally:
         stopper.detach()
@@ -207,6 +209,48 @@ async def _dev_serve(
         finally:
             # All at once: one after another, their graceful shutdown times would add up.
             await asyncio.gather(*(worker.shutdown() for worker in workers))
+
+
+async def _dev_rollout(
+    server: DevServer,
+    manifests: list[Any],
+    configs: list[RuntimeConfig],
+    agents: list[Any],
+    out: Renderer,
+    stopper: _DevStopper,
+) -> int:
+    """Long-running `dev`: versioned workers, and a changed manifest rolled out next to the old version."""
+    from durable_agents_runtime.connect import connect
+    from durable_agents_runtime.dev_rollout import DevRollout
+    from durable_agents_runtime.observability import logfire_plugins
+
+    stopping = stopper.attach(asyncio.get_running_loop())
+    client = await connect(configs[0].temporal, plugins=logfire_plugins(configs[0]), use_env=False)
+    rollout = DevRollout(
+        client,
+        address=server.address,
+        namespace=server.namespace,
+        say=lambda text: out.line(text, style="bold"),
+        warn=lambda text: out.line(f"warning: {text}", style="bold red"),
+    )
+    try:
+        await rollout.start(manifests, configs, agents)
+        out.line(f"Temporal dev server: {server.address} (namespace {server.namespace})", style="bold")
+        out.line(f"Web UI: {server.ui_url}")
+        out.line(f"State: {server.db_file}")
+        for line in rollout.describe():
+            out.line(line)
+        out.line("Watching the manifests: a change starts a new version; the old one drains.", style="dim")
+        out.line("Press Ctrl-C to stop.", style="dim")
+        await rollout.watch(stopping)
+        out.line(
+            f"{stopper.signal_name}: stopping the workers (in-flight activities get up to "
+            f"{stopper.grace.total_seconds():g}s) and the dev server",
+            style="dim",
+        )
+        return 0
+    finally:
+        await rollout.shutdown()
 
 
 async def _dev_run(

@@ -1,4 +1,5 @@
-"""`durable-agents`: dev · worker · run · result · status · runs · approve · deny · answer · operator · crds.
+"""`durable-agents`: dev · worker · run · result · status · runs · approve · deny · answer · replay ·
+operator · crds.
 
 The top layer: it may import the API layer, the runtime and the operator. Each verb lives in its own module
 (`dev`, `worker`, `runs`, `status`, `decisions`) with its parser; heavy modules (pydantic-ai, temporalio,
@@ -15,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from durable_agents_cli import decisions, dev, runs, status, worker
+from durable_agents_cli import decisions, dev, replay, runs, status, worker
 from durable_agents_cli.targeting import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parsers(verbs)
     status.add_parser(verbs)
     decisions.add_parsers(verbs)
+    replay.add_parser(verbs)
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import temporalio.bridge.proto
 from temporalio.worker import Worker
 
-__all__ = ["heartbeat_sender"]
+__all__ = ["heartbeat_sender", "replayer_task_queue"]
 
 
 def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
@@ -30,3 +30,12 @@ def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
         )
 
     return send
+
+
+def replayer_task_queue(build_id: str) -> str:
+    """The task queue a workflow replayed by `Replayer(build_id=build_id)` sees in `workflow.info()`.
+
+    Public API: none; the replayer runs histories on a queue of its own, and the workflow finds its agent by
+    task queue, so the replay gate registers the agent under this name.
+    """
+    return f"replay-{build_id}"

@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
-from durable_agents_runtime import served_agents
+from durable_agents_runtime import served_agents, versioning
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.errors import TemporalConnectError
@@ -37,14 +37,15 @@ from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.probe_server import ProbeServer
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
-__all__ = ["create_worker", "endpoint_settings", "serve"]
+__all__ = ["create_worker", "endpoint_settings", "serve", "workflow_runner"]
 
 log = logging.getLogger("durable_agents.worker")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
+def workflow_runner(config: RuntimeConfig) -> WorkflowRunner:
+    """The sandboxed runner with the config's pass-through modules, or none when `worker.sandbox` is off."""
     if not config.worker.sandbox:
         return UnsandboxedWorkflowRunner()
     modules = config.worker.passthrough_modules
@@ -58,6 +59,7 @@ def create_worker(
     """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
     agent = agent if agent is not None else build_agent(config)
     task_queue = config.temporal.task_queue
+    served_version = versioning.worker_version(config)
     served_agents.register(
         task_queue,
         served_agents.ServedAgent(
@@ -66,6 +68,7 @@ def create_worker(
             model_streams(agent.model),
             approvals=config.approvals or ApprovalsSpec(),
         ),
+        served_version.build_id if served_version is not None else None,
     )
     worker_spec = config.worker
     heartbeats = ProcessHeartbeats()
@@ -75,17 +78,24 @@ def create_worker(
         workflows=[AgentRunWorkflow],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats],
-        workflow_runner=_workflow_runner(config),
+        workflow_runner=workflow_runner(config),
         max_concurrent_activities=worker_spec.max_concurrent_activities,
         max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=worker_spec.graceful_shutdown_timeout,
         sticky_queue_schedule_to_start_timeout=worker_spec.sticky_schedule_to_start_timeout,
-        # Without it the SDK hashes the bytecode of every loaded module (0.3-0.6 s of start-up, measured)
-        # for an id that only matters with worker versioning, which these workers do not use.
-        build_id=_build_id(config),
+        **_version_options(config),
     )
     heartbeats.attach(worker)
     return worker
+
+
+def _version_options(config: RuntimeConfig) -> dict[str, Any]:
+    deployment = versioning.deployment_config(config)
+    if deployment is not None:
+        return {"deployment_config": deployment}
+    # Without a build id the SDK hashes the bytecode of every loaded module (0.3-0.6 s of start-up,
+    # measured) for an id that only matters with worker versioning, which this worker does not use.
+    return {"build_id": _build_id(config)}
 
 
 def _build_id(config: RuntimeConfig) -> str:
@@ -218,11 +228,13 @@ async def _run_until_stopped(
     async def announce() -> None:
         while not worker.is_running:
             await asyncio.sleep(0.01)
+        served = versioning.worker_version(config)
         log.info(
-            "polling task queue %s at %s for agent %s (%.2fs after process start)",
+            "polling task queue %s at %s for agent %s%s (%.2fs after process start)",
             config.temporal.task_queue,
             config.temporal.address,
             config.agent.name,
+            f" as version {served.deployment_name}:{served.build_id}" if served is not None else "",
             time.monotonic() - started,
         )
 

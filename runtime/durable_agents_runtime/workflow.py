@@ -166,7 +166,11 @@ class AgentRunWorkflow:
 
     @workflow.init
     def __init__(self, run: RunInput) -> None:
-        self._served = served_agents.lookup(workflow.info().task_queue)
+        info = workflow.info()
+        # The version of the worker that first ran this task: in `dev`, two versions share one process.
+        running_version = info.get_current_deployment_version()
+        build_id = running_version.build_id if running_version is not None else None
+        self._served = served_agents.lookup(info.task_queue, build_id)
         # The stream must be created here (its handlers are registered from the workflow's init).
         self._events = AgentEventStream(drain_timeout=_DRAIN_TIMEOUT) if self._served.event_topic else None
         self._subscribed = False

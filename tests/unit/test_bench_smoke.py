@@ -26,6 +26,7 @@ from bench import (  # noqa: E402
     operator_scale,
     profile_worker,
     recovery,
+    rollout,
     throughput,
 )
 from bench._agents import agent, baseline_agent, prompt_for  # noqa: E402
@@ -222,3 +223,13 @@ def test_temporal_request_counts_come_from_the_frontend_metric_by_operation() ->
     scale = operator_scale.Scale(agents=10, seconds_to_status=5.0, peak_rss_mb=100.0, window_intervals=2)
     assert scale.per_agent_interval(counts) == 3.0
     assert scale.formula(counts) == "2.00 DescribeTaskQueue + 1.00 CountWorkflowExecutions"
+
+
+def test_rollout_rows_compare_medians_of_both_sides() -> None:
+    ours = [rollout.Trial(rollout=v, drain=3.0) for v in (2.0, 3.0, 2.5)]
+    in_place = [rollout.Trial(rollout=v, drain=2.0) for v in (1.0, 2.0)]
+
+    speed, drain = rollout.rollout_rows(ours, in_place)
+
+    assert speed.ratio == pytest.approx(2.5 / 1.5) and speed.met is False
+    assert drain.ratio == pytest.approx(1.5) and drain.met is None

@@ -1,7 +1,8 @@
 """The temporalio internals `temporal_internals` relies on are where it expects them in the installed SDK.
 
 If this fails after a temporalio upgrade, `durable_agents_runtime.temporal_internals` needs the new spelling:
-the worker's own heartbeats (`durable_agents_runtime.heartbeats`) depend on it.
+the worker's own heartbeats (`durable_agents_runtime.heartbeats`) and the replay gate
+(`durable_agents_runtime.replay_gate`) depend on it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import inspect
 
 import temporalio.bridge.proto
 import temporalio.bridge.worker
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
+
+from durable_agents_runtime.temporal_internals import replayer_task_queue
 
 
 def test_the_worker_keeps_its_core_worker_where_heartbeats_are_sent_through() -> None:
@@ -26,3 +29,10 @@ def test_the_core_worker_records_heartbeats_from_an_activity_heartbeat_message()
     assert list(inspect.signature(record).parameters) == ["self", "comp"]
     assert heartbeat.task_token == b"token"
     assert heartbeat.SerializeToString()
+
+
+def test_the_replayer_runs_histories_on_a_task_queue_named_after_its_build_id() -> None:
+    source = inspect.getsource(Replayer)
+
+    assert "task_queue = f\"replay-{self._config.get('build_id')}\"" in source
+    assert replayer_task_queue("gate") == "replay-gate"

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, JsonValue, model_validator
 
 from durable_agents_api.config import (
+    DEFAULT_REPLAY_HISTORIES,
     ActivitiesSpec,
     AgentSpec,
     ApprovalsSpec,
@@ -32,6 +33,7 @@ __all__ = [
     "DurableAgentSpec",
     "DurableAgentStatus",
     "DurableAgentTemporalSpec",
+    "DurableAgentVersioningSpec",
     "EnvFromSecret",
     "LastFailure",
     "ModelProviderSpec",
@@ -174,6 +176,24 @@ class AutoscalingSpec(Spec):
         return self
 
 
+class DurableAgentVersioningSpec(Spec):
+    """How a change reaches runs: each config is a version of the agent's Temporal Worker Deployment."""
+
+    behavior: Literal["Pinned", "AutoUpgrade"] = Field(
+        default="Pinned",
+        description="`Pinned` (default): a run finishes on the version it started on; a change serves "
+        "new runs only, and the old version drains. `AutoUpgrade`: open runs move to the new version at "
+        "their next step; only for changes that replay (the replay gate refuses others in `dev`).",
+    )
+    replay_histories: int = Field(
+        default=DEFAULT_REPLAY_HISTORIES,
+        ge=0,
+        le=1000,
+        description="Recent runs (running and completed) the replay gate replays against a changed "
+        "config before it takes traffic; 0 turns the gate off.",
+    )
+
+
 class DurableAgentSpec(Spec):
     """Desired state of a DurableAgent."""
 
@@ -206,6 +226,12 @@ class DurableAgentSpec(Spec):
     )
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec, description="Worker pod overrides.")
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
+    versioning: DurableAgentVersioningSpec = Field(
+        default_factory=DurableAgentVersioningSpec,
+        description="Worker versioning and the replay gate, as `durable-agents dev` and `durable-agents "
+        "replay` apply them. The operator does not version workers yet: in a cluster a change still rolls "
+        "the worker Deployment in place.",
+    )
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
