@@ -261,7 +261,7 @@ class DevRollout:
         command = [
             sys.executable,
             "-m",
-            "durable_agents_runtime",
+            "durable_agents_cli",
             "replay",
             agent_state.manifest.agent.metadata.name,
         ]
