@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from durable_agents_api.config import Spec
 
@@ -67,6 +67,19 @@ class ToolApprovalSpec(Spec):
         description="Who decides: the requesting user's name, filled in by the API server (the chart's "
         "admission policy). Leave it out; any other name than your own is refused.",
     )
+
+    @model_validator(mode="after")
+    def _one_target_and_one_answer(self) -> ToolApprovalSpec:
+        # The same rules as the CRD's CEL rules (operator/durable_agents_operator/crd/kinds.py).
+        if (self.tool_call_id is not None) == bool(self.all):
+            raise ValueError(
+                "name the call to decide in spec.toolCallId, or set spec.all: true (one of them, not both)"
+            )
+        if (self.decision is not None) == ("result" in self.model_fields_set):
+            raise ValueError("set spec.decision (Approve or Deny) or spec.result: exactly one of them")
+        if self.all and self.decision is None:
+            raise ValueError("spec.all decides approvals: set spec.decision to Approve or Deny")
+        return self
 
 
 class ToolApprovalStatus(Spec):
