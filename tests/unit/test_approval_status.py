@@ -166,8 +166,8 @@ def test_waiting_runs_are_counted_per_agent_from_what_the_polls_saw() -> None:
             Decisions(all="deny", reason="no", decided_by="ada"),
         ),
         (
-            {"toolCallId": "c1", "result": {"city": "Paris"}},
-            Decisions(decisions=[Decision(tool_call_id="c1", result={"city": "Paris"})], decided_by="ada"),
+            {"toolCallId": "c1", "result": "Paris"},
+            Decisions(decisions=[Decision(tool_call_id="c1", result="Paris")], decided_by="ada"),
         ),
     ],
 )

@@ -9,7 +9,7 @@ from the requesting user with the chart's admission policies, so it is never a f
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -55,11 +55,11 @@ class ToolApprovalSpec(Spec):
         max_length=MAX_REASON_CHARS,
         description="Why: a denied call's reason is what the model is told.",
     )
-    result: Any = Field(
+    result: str | None = Field(
         default=None,
-        description="The tool's result, for a call waiting for input from outside (any JSON value); "
-        "instead of `decision`.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        max_length=32768,
+        description="The tool's result, for a call waiting for input from outside (text; the model reads "
+        "it as the tool's return value); instead of `decision`.",
     )
     decided_by: str | None = Field(
         default=None,
@@ -75,7 +75,7 @@ class ToolApprovalSpec(Spec):
             raise ValueError(
                 "name the call to decide in spec.toolCallId, or set spec.all: true (one of them, not both)"
             )
-        if (self.decision is not None) == ("result" in self.model_fields_set):
+        if (self.decision is not None) == (self.result is not None):
             raise ValueError("set spec.decision (Approve or Deny) or spec.result: exactly one of them")
         if self.all and self.decision is None:
             raise ValueError("spec.all decides approvals: set spec.decision to Approve or Deny")
