@@ -193,3 +193,43 @@ async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_cha
     await toolapproval.decide(ops, kube.body(late))
     assert status(kube, late)["phase"] == "Refused"
     assert "has finished (Succeeded)" in status(kube, late)["message"]
+
+
+async def test_a_call_waiting_for_input_is_answered_with_a_tool_approvals_result(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    manifest = agent_manifest(temporal={"taskQueue": f"asking-{uuid.uuid4().hex[:8]}"})
+    manifest["spec"]["agent"] = {"name": "asking", "entrypoint": "approval_agents:asking"}
+    await durableagent.reconcile(ops, kube.put(manifest))
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    await asyncio.to_thread(
+        start_worker,
+        RuntimeConfig.model_validate_json(rendered),
+        PYTHONPATH=str(RUNTIME_TESTS),
+        APPROVAL_AGENTS_LOG=str(tmp_path / "calls.jsonl"),
+    )
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "plan a trip"}})
+    await agentrun.start(ops, kube.body(RUN))
+    waiting = await poll_until(ops, kube, lambda s: s.get("phase") == "AwaitingApproval", "waited for input")
+    [pending] = waiting["pendingApprovals"]
+    assert (pending["toolName"], pending["kind"]) == ("ask_user", "external")
+    assert any("waits for its result from outside" in m for m in events(kube, "ApprovalRequested"))
+
+    # Approving a call that waits for a result is refused, saying what it needs.
+    wrong = put_approval(
+        kube, "approve-input", toolCallId=pending["toolCallId"], decision="Approve", decidedBy="ada"
+    )
+    await toolapproval.decide(ops, kube.body(wrong))
+    assert status(kube, wrong)["phase"] == "Refused"
+    assert "answer it with the result" in status(kube, wrong)["message"]
+
+    answer = put_approval(kube, "answer", toolCallId=pending["toolCallId"], result="Lisbon", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(answer))
+    assert status(kube, answer)["phase"] == "Applied"
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+    assert finished["output"] == "model was told: Lisbon"
+    [record] = finished["decisions"]
+    assert (record["decision"], record["decidedBy"]) == ("Answer", "ada")
+    assert any("ada answered" in m for m in events(kube, "ToolCallAnswered"))
