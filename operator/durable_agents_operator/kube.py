@@ -71,6 +71,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource(_CRD_VERSION, "DurableAgent", "durableagents"),
         Resource(_CRD_VERSION, "AgentRun", "agentruns"),
         Resource(_CRD_VERSION, "TemporalConnection", "temporalconnections"),
+        Resource(_CRD_VERSION, "ToolApproval", "toolapprovals"),
     )
 }
 

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from durable_agents_api.contract import PendingCall
 from durable_agents_api.resources import API_VERSION, DurableAgent, TemporalConnection
+from durable_agents_operator.approval_status import Waits
 from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
 from durable_agents_operator.health_batching import HealthBatcher
@@ -50,7 +52,25 @@ class Operator:
     """AgentRun uid → the connection its workflow was started on."""
     terminating: TerminatingNamespaces = field(default_factory=TerminatingNamespaces)
     """Namespaces being deleted: handlers leave their objects alone."""
+    waits: Waits = field(default_factory=Waits.empty)
+    """Which AgentRuns wait for a decision, by agent (the DurableAgent's `awaitingApproval`)."""
+    pending_seen: dict[str, tuple[int, list[PendingCall]]] = field(default_factory=dict)
+    """AgentRun uid → (workflow history length, its pending calls then): the pending calls are asked
+    again only when the history grew, since only a new event can change them."""
+    run_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """AgentRun uid → the lock around rewriting its `status.decisions` (ToolApprovals of one run)."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
+
+    def run_lock(self, uid: str) -> asyncio.Lock:
+        """The lock serialising the status writes of ToolApprovals of the AgentRun `uid`."""
+        return self.run_locks.setdefault(uid, asyncio.Lock())
+
+    def forget_run(self, uid: str, agent: tuple[str, str]) -> None:
+        """Drop what the operator remembers about a finished or deleted AgentRun."""
+        self.runs.pop(uid, None)
+        self.pending_seen.pop(uid, None)
+        self.run_locks.pop(uid, None)
+        self.waits.mark(agent, uid, waiting=False)
 
     async def fetch_connection(self, namespace: str, name: str) -> TemporalConnection:
         """The TemporalConnection `name` (read now); `DependencyNotReady` if it does not exist."""

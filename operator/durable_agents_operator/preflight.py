@@ -25,12 +25,15 @@ _OWN = ("get", "list", "watch", "patch")
 _CHILD = ("get", "create", "patch", "delete")
 REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "durableagents", _OWN),
-    # AgentRuns arrive from kopf's watch; nothing reads one by name.
-    (API_GROUP, "agentruns", ("list", "watch", "patch")),
+    # AgentRuns arrive from kopf's watch; a ToolApproval's handler reads its run by name.
+    (API_GROUP, "agentruns", _OWN),
+    # ToolApprovals arrive from kopf's watch; kopf patches its progress annotations.
+    (API_GROUP, "toolapprovals", ("list", "watch", "patch")),
     (API_GROUP, "temporalconnections", _OWN),
     (API_GROUP, "durableagents/status", ("patch",)),
     (API_GROUP, "agentruns/status", ("patch",)),
     (API_GROUP, "temporalconnections/status", ("patch",)),
+    (API_GROUP, "toolapprovals/status", ("patch",)),
     ("", "configmaps", _CHILD),
     ("", "services", _CHILD),
     ("apps", "deployments", _CHILD),
@@ -41,7 +44,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 """(API group, resource, verbs) the operator needs in every namespace it watches."""
 WATCH_NEEDED = frozenset(
     f"{verb} {kind}.{API_GROUP}"
-    for kind in ("durableagents", "agentruns", "temporalconnections")
+    for kind in ("durableagents", "agentruns", "temporalconnections", "toolapprovals")
     for verb in ("list", "watch")
 )
 """Without these kopf cannot watch a namespace (and stops altogether when it tries)."""
@@ -62,7 +65,7 @@ class Permissions:
     missing: dict[str | None, list[str]]
 
     def watchable(self, scopes: tuple[str | None, ...]) -> tuple[str | None, ...]:
-        """The scopes where kopf can list and watch all three kinds; kopf stops on a forbidden watch."""
+        """The scopes where kopf can list and watch all four kinds; kopf stops on a forbidden watch."""
         return tuple(s for s in scopes if not WATCH_NEEDED & set(self.missing.get(s, ())))
 
 

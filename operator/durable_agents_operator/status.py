@@ -4,7 +4,8 @@ Reconcile and the health timer write different parts of one status, through `age
 
 - reconcile records the generation it handled (`observedGeneration`, `taskQueue`) and the rollout;
 - the health timer records what it read from Temporal (`workers`, `backlog`, `runs`, `lastFailure`, only
-  when the read worked), the autoscaler's decision and `lastHealthCheck`, with conditions about the
+  when the read worked), the AgentRuns awaiting approval (`awaitingApproval`, from the operator's AgentRun
+  polls: no Temporal call), the autoscaler's decision and `lastHealthCheck`, with conditions about the
   generation reconcile last handled (not one it has not seen yet).
 
 Both write the replica counts, the scale subresource's selector and the conditions. A status that did
@@ -91,11 +92,13 @@ def agent_status(
     refresh_after: float,
     problem: Problem | None = None,
     reconciled: bool = False,
+    awaiting_approval: int | None = None,
 ) -> StatusUpdate:
     """The status to write for this observation, over the `previous` status.
 
     `reconciled`: written by reconcile, which has just handled the agent's generation; otherwise by the
     health timer. `scaling`: the autoscaler's decision this tick (already applied to the Deployment).
+    `awaiting_approval`: the agent's AgentRuns waiting for a decision (written by the health timer).
     """
     if scaling is not None:
         agent = with_decision(agent, scaling.status)
@@ -121,6 +124,8 @@ def agent_status(
     if health is not None and health.reachable:
         reading = health_fields(health)
         status.update({field: reading.get(field) for field in HEALTH_FIELDS})
+    if awaiting_approval is not None:
+        status["awaitingApproval"] = awaiting_approval
     if scaling is not None:
         status["autoscaling"] = scaling.to_api()
     elif previous.get("autoscaling") is not None:

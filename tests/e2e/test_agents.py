@@ -22,7 +22,7 @@ from .support import EXAMPLES, alive, condition, load_example, temporal_cli, wai
 
 pytestmark = pytest.mark.e2e
 
-PRINTER_COLUMNS = ["NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AGE"]
+PRINTER_COLUMNS = ["NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AWAITING", "AGE"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def test_hello_example_becomes_ready_with_a_polling_worker(
 
     table = kubectl("get", "da", "-n", hello.namespace).splitlines()
     assert table[0].split() == PRINTER_COLUMNS, table
-    assert table[1].split()[:7] == [hello.name, "True", "1", "1", "0", "0", "0"], table
+    assert table[1].split()[:8] == [hello.name, "True", "1", "1", "0", "0", "0", "0"], table
 
 
 def test_agent_run_succeeds_with_output_and_usage_and_temporal_lists_it(

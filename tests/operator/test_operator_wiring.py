@@ -75,6 +75,8 @@ def test_every_handler_is_registered_for_its_resource_with_intervals_from_settin
         ("agentruns", "delete:cancel"),
         ("temporalconnections", "update:reconcile-agents/spec"),
         ("temporalconnections", "timer:check"),
+        ("toolapprovals", "create:decide"),
+        ("toolapprovals", "resume:decide"),
     }
     assert handlers[("durableagents", "timer:health")].interval == 7
     assert handlers[("agentruns", "timer:poll")].interval == 3

@@ -134,6 +134,7 @@ def test_crds_ship_in_the_chart_crds_directory(tmp_path: Path) -> None:
         "agentruns.durable-agents.dev",
         "durableagents.durable-agents.dev",
         "temporalconnections.durable-agents.dev",
+        "toolapprovals.durable-agents.dev",
     ]
 
 
@@ -285,10 +286,27 @@ KOPF_AND_OWNER_REFERENCES = {
 }
 
 
+USER_ROLES = ("approver", "viewer")
+
+
+def operator_cluster_roles(name: str) -> list[dict[str, Any]]:
+    """The ClusterRoles granted to the operator (not the approver and viewer roles for people)."""
+    return [
+        r
+        for r in objects(name, "ClusterRole")
+        if r["metadata"]["labels"].get("app.kubernetes.io/component") not in USER_ROLES
+    ]
+
+
+def operator_cluster_role(name: str) -> dict[str, Any]:
+    (role,) = operator_cluster_roles(name)
+    return role
+
+
 def test_cluster_mode_grants_exactly_what_the_operator_checks_for_at_start_up_and_kopf_needs() -> None:
     from durable_agents_operator.preflight import REQUIRED
 
-    granted = grants(one("default", "ClusterRole")["rules"])
+    granted = grants(operator_cluster_role("default")["rules"])
     needed = {(group, resource, verb) for group, resource, verbs in REQUIRED for verb in verbs}
     assert not needed - granted, f"the ClusterRole lacks {sorted(needed - granted)}"
     # Least privilege: nothing the code does not use (no pods, no update verbs, no namespaces).
@@ -310,15 +328,68 @@ def test_namespaced_mode_grants_roles_only_in_the_listed_namespaces() -> None:
     bindings = objects("namespaced", "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    assert grants(roles[0]["rules"]) == grants(one("default", "ClusterRole")["rules"]) - {
-        (g, r, v) for g, r, v in grants(one("default", "ClusterRole")["rules"]) if (g, r) in CLUSTER_SCOPED
+    cluster_grants = grants(operator_cluster_role("default")["rules"])
+    assert grants(roles[0]["rules"]) == cluster_grants - {
+        (g, r, v) for g, r, v in cluster_grants if (g, r) in CLUSTER_SCOPED
     }
-    for cluster_role in objects("namespaced", "ClusterRole"):
+    for cluster_role in operator_cluster_roles("namespaced"):
         resources = {(g, r) for g, r, _ in grants(cluster_role["rules"])}
         assert resources <= CLUSTER_SCOPED, (
             f"namespaced mode grants {resources - CLUSTER_SCOPED} cluster-wide"
         )
     assert operator_env("namespaced")["DURABLE_AGENTS_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+# --- approvals: admission policies and the roles for people ---------------------------------------------
+
+
+def by_component(name: str, component: str) -> dict[str, Any]:
+    (role,) = [
+        r
+        for r in objects(name, "ClusterRole")
+        if r["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    return role
+
+
+def test_the_approver_may_create_toolapprovals_and_read_runs_and_the_viewer_only_reads() -> None:
+    group = "durable-agents.dev"
+    approver = grants(by_component("default", "approver")["rules"])
+    viewer = grants(by_component("default", "viewer")["rules"])
+    assert (group, "toolapprovals", "create") in approver
+    assert {(group, "agentruns", v) for v in ("get", "list", "watch")} <= approver
+    # Deciding is creating a ToolApproval: no role for people changes a run, an agent or a decision.
+    for verb in ("update", "patch", "delete"):
+        assert not {g for g in approver | viewer if g[2] == verb}
+    assert not any(resource.endswith("/status") for _, resource, _ in approver | viewer)
+    assert {verb for _, _, verb in viewer} == {"get", "list", "watch"}
+    assert {(group, "toolapprovals", "get"), (group, "agentruns", "get")} <= viewer
+
+
+def test_the_decider_policy_refuses_another_name_and_the_filling_policy_follows_the_api_server(
+    tmp_path: Path,
+) -> None:
+    (policy,) = objects("default", "ValidatingAdmissionPolicy")
+    (binding,) = objects("default", "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["toolapprovals"], ["CREATE"])
+    [validation] = policy["spec"]["validations"]
+    assert "object.spec.decidedBy == request.userInfo.username" in validation["expression"]
+    # helm template knows no MutatingAdmissionPolicy unless told the API server serves it.
+    assert not objects("default", "MutatingAdmissionPolicy")
+    served = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+    result = helm("template", "da", str(CHART), "--api-versions", served, tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    [mutating] = [d for d in docs if d["kind"] == "MutatingAdmissionPolicy"]
+    assert [d["spec"]["policyName"] for d in docs if d["kind"] == "MutatingAdmissionPolicyBinding"] == [
+        mutating["metadata"]["name"]
+    ]
+    assert "request.userInfo.username" in mutating["spec"]["mutations"][0]["jsonPatch"]["expression"]
+    assert mutating["spec"]["matchConditions"][0]["expression"] == "!has(object.spec.decidedBy)"
 
 
 # --- helm test and NOTES --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from durable_agents_api.resources import AgentRun, DurableAgent, TemporalConnection
+from durable_agents_api.resources import AgentRun, DurableAgent, TemporalConnection, ToolApproval
 from durable_agents_operator import crd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,13 +73,14 @@ def test_check_lists_a_stale_file_and_write_fixes_it(
     assert crd.main(["--check", "--root", str(tmp_path)]) == 0
 
 
-def test_crds_verb_prints_the_three_crds_as_multi_document_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+def test_crds_verb_prints_the_four_crds_as_multi_document_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert crd.main([]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["metadata"]["name"] for d in docs] == [
         "durableagents.durable-agents.dev",
         "agentruns.durable-agents.dev",
         "temporalconnections.durable-agents.dev",
+        "toolapprovals.durable-agents.dev",
     ]
     assert docs == list(CRDS.values())
 
@@ -201,7 +202,7 @@ def test_durations_and_names_carry_patterns() -> None:
 
 
 def test_conditions_merge_by_type_and_toolsets_by_id() -> None:
-    for kind in CRDS:
+    for kind in ("DurableAgent", "AgentRun", "TemporalConnection"):  # a ToolApproval has a phase only
         conditions = node_at(kind, "status", "conditions")
         assert conditions["x-kubernetes-list-type"] == "map"
         assert conditions["x-kubernetes-list-map-keys"] == ["type"]
@@ -217,6 +218,7 @@ def test_names_short_names_and_category() -> None:
         "DurableAgent": ["da"],
         "AgentRun": ["ar"],
         "TemporalConnection": ["tconn"],
+        "ToolApproval": ["tap"],
     }
     assert all(n["categories"] == ["agents"] for n in names.values())
     assert all(CRDS[k]["spec"]["scope"] == "Namespaced" for k in CRDS)
@@ -254,10 +256,20 @@ def test_printer_columns() -> None:
         "Backlog": ".status.backlog.count",
         "Running": ".status.runs.running",
         "Failed": ".status.runs.failed",
+        "Awaiting": ".status.awaitingApproval",
         "Age": ".metadata.creationTimestamp",
     }
     assert columns("AgentRun") == {
         "Agent": ".spec.agentRef.name",
+        "Phase": ".status.phase",
+        "Waiting On": ".status.pendingApprovals[*].toolName",
+        "Age": ".metadata.creationTimestamp",
+    }
+    assert columns("ToolApproval") == {
+        "Run": ".spec.runRef.name",
+        "Call": ".spec.toolCallId",
+        "Decision": ".spec.decision",
+        "By": ".spec.decidedBy",
         "Phase": ".status.phase",
         "Age": ".metadata.creationTimestamp",
     }
@@ -454,6 +466,47 @@ def test_agent_name_is_immutable() -> None:
 def test_task_queue_is_immutable_once_set(old: dict[str, Any], new: dict[str, Any], ok: bool) -> None:
     messages = violated("DurableAgent", ("spec",), new, old)
     assert (messages == []) is ok, messages
+
+
+RUN = {"runRef": {"name": "r"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "violates"),
+    [
+        ({**RUN, "toolCallId": "c1", "decision": "Approve"}, None),
+        ({**RUN, "toolCallId": "c1", "decision": "Deny", "reason": "not today"}, None),
+        ({**RUN, "all": True, "decision": "Deny"}, None),
+        ({**RUN, "toolCallId": "c1", "result": "Paris"}, None),
+        ({**RUN, "decision": "Approve"}, "spec.toolCallId"),
+        ({**RUN, "toolCallId": "c1", "all": True, "decision": "Approve"}, "spec.toolCallId"),
+        ({**RUN, "all": False, "decision": "Approve"}, "spec.toolCallId"),
+        ({**RUN, "toolCallId": "c1"}, "exactly one"),
+        ({**RUN, "toolCallId": "c1", "decision": "Approve", "result": "Paris"}, "exactly one"),
+        ({**RUN, "all": True, "result": "x"}, "spec.all decides approvals"),
+    ],
+)
+def test_a_tool_approval_names_one_call_or_all_and_decides_or_answers(
+    spec: dict[str, Any], violates: str | None
+) -> None:
+    messages = violated("ToolApproval", ("spec",), spec)
+    model_ok = True
+    try:
+        ToolApproval.model_validate({"spec": spec})
+    except ValidationError:
+        model_ok = False
+    if violates is None:
+        assert messages == [] and model_ok, messages
+    else:
+        assert any(violates in m for m in messages), messages
+        assert not model_ok, "the model must reject what the API server rejects"
+
+
+def test_a_tool_approval_spec_is_immutable() -> None:
+    spec = {**RUN, "toolCallId": "c1", "decision": "Approve", "decidedBy": "ada"}
+    assert violated("ToolApproval", ("spec",), spec, spec) == []
+    changed = violated("ToolApproval", ("spec",), {**spec, "decision": "Deny"}, spec)
+    assert any("immutable" in m for m in changed), changed
 
 
 @pytest.mark.parametrize(

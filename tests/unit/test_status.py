@@ -268,3 +268,26 @@ def test_a_connection_is_reachable_or_says_why_not_and_stamps_its_check_time() -
 def test_status_refresh_is_a_minute_or_three_health_intervals() -> None:
     assert refresh_after(10) == 60
     assert refresh_after(30) == 90
+
+
+def test_the_health_timer_writes_the_runs_awaiting_approval_and_a_change_is_written_at_once() -> None:
+    def timer(previous: dict[str, Any], waiting: int, at: datetime) -> StatusUpdate:
+        return agent_status(
+            agent(),
+            deployment=deployment(1),
+            health=healthy(),
+            scaling=None,
+            previous=previous,
+            now=at,
+            live_within=75,
+            refresh_after=60,
+            awaiting_approval=waiting,
+        )
+
+    first = timer({}, 0, NOW)
+    assert first.status["awaitingApproval"] == 0
+    assert not timer({**first.status}, 0, NOW + timedelta(seconds=5)).due
+    changed = timer({**first.status}, 2, NOW + timedelta(seconds=5))
+    assert changed.due and changed.status["awaitingApproval"] == 2
+    # Reconcile does not own the count: it leaves the field alone.
+    assert "awaitingApproval" not in steady(reconciled=True).status

@@ -1,6 +1,15 @@
 """The API (`durable-agents.dev/v1alpha1`): one pydantic model per resource, the source of the CRDs."""
 
-from .agentrun import AgentRun, AgentRunSpec, AgentRunStatus, RunPhase, RunUsage, workflow_id_for_run
+from .agentrun import (
+    AgentRun,
+    AgentRunSpec,
+    AgentRunStatus,
+    ApprovalRecord,
+    PendingApproval,
+    RunPhase,
+    RunUsage,
+    workflow_id_for_run,
+)
 from .common import (
     API_GROUP,
     API_VERSION,
@@ -32,6 +41,13 @@ from .temporalconnection import (
     TemporalConnectionStatus,
     TemporalConnectionTLS,
 )
+from .toolapproval import (
+    ApprovalDecision,
+    ToolApproval,
+    ToolApprovalPhase,
+    ToolApprovalSpec,
+    ToolApprovalStatus,
+)
 
 __all__ = [
     "API_GROUP",
@@ -40,6 +56,8 @@ __all__ = [
     "AgentRun",
     "AgentRunSpec",
     "AgentRunStatus",
+    "ApprovalDecision",
+    "ApprovalRecord",
     "AutoscalingSpec",
     "AutoscalingStatus",
     "Backlog",
@@ -54,6 +72,7 @@ __all__ = [
     "LocalObjectReference",
     "ModelProviderSpec",
     "ObjectMeta",
+    "PendingApproval",
     "PodTemplateSpec",
     "RunCounts",
     "RunPhase",
@@ -63,6 +82,10 @@ __all__ = [
     "TemporalConnectionSpec",
     "TemporalConnectionStatus",
     "TemporalConnectionTLS",
+    "ToolApproval",
+    "ToolApprovalPhase",
+    "ToolApprovalSpec",
+    "ToolApprovalStatus",
     "default_task_queue",
     "workflow_id_for_run",
 ]

@@ -12,9 +12,18 @@ from durable_agents_api.contract import RunUsageSummary
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta
 
-__all__ = ["AgentRun", "AgentRunSpec", "AgentRunStatus", "RunPhase", "RunUsage", "workflow_id_for_run"]
+__all__ = [
+    "AgentRun",
+    "AgentRunSpec",
+    "AgentRunStatus",
+    "ApprovalRecord",
+    "PendingApproval",
+    "RunPhase",
+    "RunUsage",
+    "workflow_id_for_run",
+]
 
-RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+RunPhase = Literal["Pending", "Running", "AwaitingApproval", "Succeeded", "Failed"]
 
 
 def workflow_id_for_run(uid: str) -> str:
@@ -68,10 +77,39 @@ class RunUsage(RunUsageSummary):
         return cls.model_validate(usage.model_dump())
 
 
+class PendingApproval(Spec):
+    """A tool call the run waits on (the workflow's pending-calls query, as the operator last read it)."""
+
+    tool_call_id: str = Field(description="Call id: name it in a ToolApproval's spec.toolCallId.")
+    tool_name: str = Field(description="The tool the model called.")
+    kind: Literal["approval", "external", "question"] = Field(
+        description="approval: approve or deny it; external/question: answer it with its result."
+    )
+    args_preview: str = Field(default="", description="The call's arguments as JSON, cut to 200 characters.")
+    requested_at: datetime | None = Field(default=None, description="When the run started waiting.")
+    expires_at: datetime | None = Field(
+        default=None, description="When the wait ends by the agent's approvals.timeout and onTimeout."
+    )
+
+
+class ApprovalRecord(Spec):
+    """A decision a ToolApproval delivered to the run: who decided which call."""
+
+    tool_call_id: str = Field(description="The call decided.")
+    decision: Literal["Approve", "Deny", "Answer"] = Field(description="Approve, Deny, or Answer (a result).")
+    decided_by: str = Field(description="The Kubernetes user who created the ToolApproval.")
+    decided_at: datetime | None = Field(default=None, description="When the run took the decision.")
+    tool_approval: str = Field(description="The ToolApproval that carried the decision.")
+
+
 class AgentRunStatus(Spec):
     """Observed state of the run."""
 
-    phase: RunPhase | None = Field(default=None, description="Pending, Running, Succeeded or Failed.")
+    phase: RunPhase | None = Field(
+        default=None,
+        description="Pending, Running, AwaitingApproval (a tool call waits for a decision: see "
+        "pendingApprovals), Succeeded or Failed.",
+    )
     workflow_id: str | None = Field(default=None, description="Temporal workflow id.")
     task_queue: str | None = Field(default=None, description="Task queue the run was started on.")
     output: str | None = Field(default=None, description="The output (truncated; see outputSize).")
@@ -82,7 +120,20 @@ class AgentRunStatus(Spec):
     completion_time: datetime | None = Field(default=None, description="When the workflow finished.")
     message: str | None = Field(default=None, description="What went wrong, when phase is Failed.")
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
-    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+    pending_approvals: list[PendingApproval] = Field(
+        default_factory=list,
+        description="Tool calls the run waits on (at most 20 shown; decide them with a ToolApproval).",
+    )
+    decisions: list[ApprovalRecord] = Field(
+        default_factory=list,
+        description="Decisions delivered by ToolApprovals, latest last (the last 50 are kept); who decided "
+        "is also in the workflow history.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="AwaitingApproval: True while a tool call waits for a decision "
+        "(`kubectl wait --for=condition=AwaitingApproval`).",
+    )
 
 
 class AgentRun(Spec):

@@ -307,6 +307,12 @@ class DurableAgentStatus(Spec):
     workers: int | None = Field(default=None, description="Workers seen polling the task queue recently.")
     backlog: Backlog | None = Field(default=None, description="Task queue backlog.")
     runs: RunCounts | None = Field(default=None, description="Run counts.")
+    awaiting_approval: int | None = Field(
+        default=None,
+        description="AgentRuns of this agent waiting for a decision on a tool call, counted from the "
+        "AgentRuns the operator follows (runs started with the CLI or straight on Temporal are not "
+        "counted).",
+    )
     last_failure: LastFailure | None = Field(
         default=None, description="Most recent failed run, or failing attempt of a run still retrying."
     )

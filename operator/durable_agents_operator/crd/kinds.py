@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from durable_agents_api.resources import API_GROUP, AgentRun, DurableAgent, TemporalConnection
+from durable_agents_api.resources import API_GROUP, AgentRun, DurableAgent, TemporalConnection, ToolApproval
 from durable_agents_operator.naming import MAX_AGENT_NAME
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "KINDS",
     "MAX_TOOLSETS",
     "TEMPORAL_CONNECTION",
+    "TOOL_APPROVAL",
     "CrdKind",
     "PrinterColumn",
     "Rule",
@@ -146,6 +147,12 @@ DURABLE_AGENT = CrdKind(
         PrinterColumn("Backlog", "integer", ".status.backlog.count", "Tasks waiting on the task queue."),
         PrinterColumn("Running", "integer", ".status.runs.running", "Runs in progress."),
         PrinterColumn("Failed", "integer", ".status.runs.failed", "Runs that failed."),
+        PrinterColumn(
+            "Awaiting",
+            "integer",
+            ".status.awaitingApproval",
+            "AgentRuns waiting for a decision on a tool call.",
+        ),
         PrinterColumn("Task Queue", "string", ".status.taskQueue", "The task queue in use.", priority=1),
         _AGE,
     ),
@@ -235,7 +242,15 @@ AGENT_RUN = CrdKind(
     short_names=("ar",),
     printer_columns=(
         PrinterColumn("Agent", "string", ".spec.agentRef.name", "The DurableAgent that runs the prompt."),
-        PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Succeeded or Failed."),
+        PrinterColumn(
+            "Phase", "string", ".status.phase", "Pending, Running, AwaitingApproval, Succeeded or Failed."
+        ),
+        PrinterColumn(
+            "Waiting On",
+            "string",
+            ".status.pendingApprovals[*].toolName",
+            "Tools whose calls wait for a decision.",
+        ),
         PrinterColumn("Workflow", "string", ".status.workflowId", "Temporal workflow id.", priority=1),
         _AGE,
     ),
@@ -274,4 +289,45 @@ TEMPORAL_CONNECTION = CrdKind(
     },
 )
 
-KINDS: tuple[CrdKind, ...] = (DURABLE_AGENT, AGENT_RUN, TEMPORAL_CONNECTION)
+TOOL_APPROVAL = CrdKind(
+    model=ToolApproval,
+    kind="ToolApproval",
+    plural="toolapprovals",
+    short_names=("tap",),
+    printer_columns=(
+        PrinterColumn("Run", "string", ".spec.runRef.name", "The AgentRun decided on."),
+        PrinterColumn("Call", "string", ".spec.toolCallId", "The call decided (empty with all: true)."),
+        PrinterColumn("Decision", "string", ".spec.decision", "Approve or Deny (empty for a result)."),
+        PrinterColumn("By", "string", ".spec.decidedBy", "Who decided (filled in by the API server)."),
+        PrinterColumn("Phase", "string", ".status.phase", "Pending, Applied or Refused."),
+        _AGE,
+    ),
+    patches={
+        ("spec",): _rules(
+            Rule(
+                "self == oldSelf",
+                "ToolApproval spec is immutable: a decision is made once. Create another ToolApproval.",
+            ),
+            Rule(
+                "has(self.toolCallId) != (has(self.all) && self.all)",
+                "name the call to decide in spec.toolCallId, or set spec.all: true to decide every "
+                "pending approval of the run (one of them, not both).",
+                field_path=".toolCallId",
+            ),
+            Rule(
+                "has(self.decision) != has(self.result)",
+                "set spec.decision (Approve or Deny) for a call waiting for approval, or spec.result for "
+                "a call waiting for input from outside: exactly one of them.",
+                field_path=".decision",
+            ),
+            Rule(
+                "!(has(self.all) && self.all) || has(self.decision)",
+                "spec.all decides approvals: set spec.decision to Approve or Deny (answer calls waiting "
+                "for input one by one with spec.toolCallId and spec.result).",
+                field_path=".all",
+            ),
+        ),
+    },
+)
+
+KINDS: tuple[CrdKind, ...] = (DURABLE_AGENT, AGENT_RUN, TEMPORAL_CONNECTION, TOOL_APPROVAL)

@@ -14,13 +14,14 @@ from durable_agents_api.resources import API_GROUP, VERSION
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 
-from . import agentrun, durableagent, temporalconnection
+from . import agentrun, durableagent, temporalconnection, toolapproval
 
 __all__ = ["operator_of", "plain", "register"]
 
 AGENTS = (API_GROUP, VERSION, "durableagents")
 RUNS = (API_GROUP, VERSION, "agentruns")
 CONNECTIONS = (API_GROUP, VERSION, "temporalconnections")
+APPROVALS = (API_GROUP, VERSION, "toolapprovals")
 
 
 def operator_of(memo: Any) -> Operator:
@@ -41,7 +42,7 @@ def plain(value: Any) -> Any:
 
 
 def _running(status: Any, **_: Any) -> bool:
-    return (status or {}).get("phase") == "Running"
+    return (status or {}).get("phase") in agentrun.ACTIVE
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
@@ -69,6 +70,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.delete(*RUNS, id="cancel", registry=registry)
     async def agentrun_cancel(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
         await agentrun.cancel(operator_of(memo), plain(body), retry=retry)
+
+    @kopf.on.resume(*APPROVALS, id="decide", registry=registry)
+    @kopf.on.create(*APPROVALS, id="decide", registry=registry)
+    async def toolapproval_decide(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await toolapproval.decide(operator_of(memo), plain(body))
 
     @kopf.timer(*CONNECTIONS, interval=settings.health_interval, id="check", registry=registry)
     async def temporalconnection_check(body: kopf.Body, memo: Any, **_: Any) -> None:

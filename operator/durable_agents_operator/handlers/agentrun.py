@@ -1,5 +1,9 @@
 """AgentRun: start the agent's workflow once, follow it to the end, cancel it when the run is deleted.
 
+While the workflow runs, each poll also reads the calls it waits on (`APPROVALS_QUERY`, only when its
+history grew since the last read): phase `AwaitingApproval` with `pendingApprovals` and the
+`AwaitingApproval` condition, an Event per call that starts waiting, and back to `Running` once decided.
+
 The workflow id derives from the AgentRun's uid and the start uses "use existing / reject duplicate"
 policies, so a second start (an operator restart mid-start, a retried handler) attaches to the first
 workflow instead of starting another.
@@ -15,12 +19,19 @@ from typing import Any, TypeVar
 
 import kopf
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable_agents_api.contract import WORKFLOW_NAME, RunOutput
+from durable_agents_api.contract import APPROVALS_QUERY, WORKFLOW_NAME, PendingCall, RunOutput
 from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.agentrun_workflow import (
@@ -31,6 +42,7 @@ from durable_agents_operator.agentrun_workflow import (
     running_status,
     succeeded_status,
 )
+from durable_agents_operator.approval_status import closed_fields, request_message, waiting_status
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
@@ -38,9 +50,11 @@ from durable_agents_runtime.failures import failure_message
 
 from .reporting import emit
 
-__all__ = ["cancel", "poll", "start"]
+__all__ = ["ACTIVE", "TERMINAL", "cancel", "poll", "run_client", "start"]
 
 TERMINAL = ("Succeeded", "Failed")
+ACTIVE = ("Running", "AwaitingApproval")
+"""Phases of a run whose workflow was started and has not finished: the poll timer follows them."""
 CANCEL_ATTEMPTS = 5
 """Deleting a run retries cancelling its workflow this often; then the run is let go (with a Warning)."""
 
@@ -62,7 +76,7 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
         message = f"invalid AgentRun:\n{format_validation(exc)}"
         await _set_status(ops, body, failed_status(message, completed=now))
         raise kopf.PermanentError(message) from None
-    if _phase(body) == "Running":
+    if _phase(body) in ACTIVE:
         return  # started before; the poll timer follows it
     workflow_id = workflow_id_for_run(run.metadata.uid or "")
     try:
@@ -78,21 +92,27 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
 
 
 async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
-    """Check a Running run's workflow; when it has finished, write output, usage and times (or the error)."""
-    if _phase(body) != "Running" or ops.terminating.holds(body):
+    """Check a started run's workflow: while it runs, what it waits on; when it has finished, write output,
+    usage and times (or the error)."""
+    if _phase(body) not in ACTIVE or ops.terminating.holds(body):
         return
     run = AgentRun.model_validate(dict(body))
     workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")
+    uid, agent = run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name)
     try:
-        status = await _outcome(ops, run, workflow_id)
+        status, pending = await _outcome(ops, run, workflow_id)
     except OperatorError as exc:
-        # Temporal or the agent is unavailable: keep Running and say why; the next tick tries again.
+        # Temporal or the agent is unavailable: keep the phase and say why; the next tick tries again.
         await _set_status(ops, body, {"message": str(exc)})
         return
     if status is None:
+        if pending is not None:
+            ops.waits.mark(agent, uid, waiting=bool(pending))
+            await _report_waiting(ops, body, pending)
         return
-    ops.runs.pop(run.metadata.uid or "", None)
-    await _set_status(ops, body, status)
+    ops.forget_run(uid, agent)
+    previous = body.get("status") or {}
+    await _set_status(ops, body, {**status, **closed_fields(previous, now=ops.clock())})
     message = finished_message(workflow_id, status)
     await emit(
         ops,
@@ -115,25 +135,64 @@ async def _start(ops: Operator, run: AgentRun, workflow_id: str) -> DurableAgent
     return agent
 
 
-async def _outcome(ops: Operator, run: AgentRun, workflow_id: str) -> dict[str, Any] | None:
-    """The status of the run's finished workflow; None while it runs."""
+async def _report_waiting(ops: Operator, body: Mapping[str, Any], pending: list[PendingCall]) -> None:
+    """Write what the running run waits on (when it changed) and announce each call newly waiting."""
+    update = waiting_status(body.get("status") or {}, pending, now=ops.clock())
+    if not update.due:
+        return
+    await _set_status(ops, body, {**update.status, "message": None})
+    for call in update.requested:
+        message = request_message(call)
+        await emit(ops, body, reason="ApprovalRequested", message=message, warning=False, now=ops.clock())
+
+
+async def _outcome(
+    ops: Operator, run: AgentRun, workflow_id: str
+) -> tuple[dict[str, Any] | None, list[PendingCall] | None]:
+    """The status of the run's finished workflow (None while it runs) and, while it runs, the calls it
+    waits on (None when they could not be read this time)."""
     try:
         client = await _client(ops, run)
         handle = client.get_workflow_handle(workflow_id, result_type=RunOutput)
         description = await _timed(ops, handle.describe())
         if description.status == WorkflowExecutionStatus.RUNNING:
-            return None
+            return None, await _pending_calls(ops, run.metadata.uid or "", handle, description)
         finished = description.close_time or ops.clock()
         if description.status == WorkflowExecutionStatus.COMPLETED:
-            return succeeded_status(await _timed(ops, handle.result()), completed=finished)
-        return failed_status(await _failure(ops, handle, description.status), completed=finished)
+            return succeeded_status(await _timed(ops, handle.result()), completed=finished), None
+        return failed_status(await _failure(ops, handle, description.status), completed=finished), None
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise TemporalUnavailable(f"could not check workflow {workflow_id}: {exc}") from None
         return failed_status(
             f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
             completed=None,
+        ), None
+
+
+async def _pending_calls(
+    ops: Operator, uid: str, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+) -> list[PendingCall] | None:
+    """The calls the running workflow waits on, asked only when its history grew since the last answer
+    (a query of an evicted workflow costs its worker a replay). None when the query failed this time
+    (no worker polling, or a worker too old to answer it): the status keeps what it said."""
+    length = description.history_length
+    seen = ops.pending_seen.get(uid)
+    if seen is not None and seen[0] == length:
+        return seen[1]
+    try:
+        calls = await _timed(
+            ops,
+            handle.query(
+                APPROVALS_QUERY,
+                result_type=list[PendingCall],
+                rpc_timeout=timedelta(seconds=ops.settings.temporal_timeout),
+            ),
         )
+    except (RPCError, WorkflowQueryFailedError, TemporalUnavailable):
+        return None
+    ops.pending_seen[uid] = (length, calls)
+    return calls
 
 
 async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
@@ -156,7 +215,7 @@ async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
     except OperatorError as exc:
         await _retry_or_let_go(ops, body, f"could not cancel workflow {workflow_id}: {exc}", retry)
     finally:
-        ops.runs.pop(run.metadata.uid or "", None)
+        ops.forget_run(run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name))
 
 
 async def _retry_or_let_go(ops: Operator, body: Mapping[str, Any], message: str, retry: int) -> None:
@@ -188,6 +247,11 @@ async def _agent(ops: Operator, run: AgentRun) -> DurableAgent:
             f"DurableAgent {name!r} is invalid; fix it first:\n{format_validation(exc)}",
             reason="AgentInvalid",
         ) from None
+
+
+async def run_client(ops: Operator, run: AgentRun) -> Client:
+    """The Temporal client of the run's workflow (see `_client`)."""
+    return await _client(ops, run)
 
 
 async def _client(ops: Operator, run: AgentRun, agent: DurableAgent | None = None) -> Client:

@@ -103,7 +103,15 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         now = ops.clock()
         scaling, deployment = await _autoscale(ops, agent, seen, now)
         update = _status(
-            ops, agent, body, deployment, seen.health, now=now, scaling=scaling, problem=seen.problem
+            ops,
+            agent,
+            body,
+            deployment,
+            seen.health,
+            now=now,
+            scaling=scaling,
+            problem=seen.problem,
+            awaiting_approval=ops.waits.count((_ns(agent), _name(agent))),
         )
         if not update.due:
             return
@@ -192,6 +200,7 @@ def _status(
     scaling: ScaleDecision | None = None,
     problem: Problem | None = None,
     reconciled: bool = False,
+    awaiting_approval: int | None = None,
 ) -> StatusUpdate:
     return agent_status(
         agent,
@@ -204,6 +213,7 @@ def _status(
         refresh_after=refresh_after(ops.settings.health_interval),
         problem=problem,
         reconciled=reconciled,
+        awaiting_approval=awaiting_approval,
     )
 
 

@@ -1,0 +1,235 @@
+"""Approvals through the operator, with a real dev server and a real `durable-agents worker` process: an
+AgentRun that waits shows it in status, ToolApprovals decide its calls through the decide Update, and
+refusals change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from operator_support import (
+    API,
+    Clock,
+    DevServer,
+    FakeKube,
+    agent_key,
+    agent_manifest,
+    make_real_operator,
+    roll_out,
+)
+
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_operator.handlers import agentrun, durableagent, toolapproval
+from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.operator_state import Operator
+
+pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
+
+RUNTIME_TESTS = Path(__file__).parents[1] / "runtime"
+RUN = ObjectKey(API, "AgentRun", "ns", "tidy")
+
+
+@pytest.fixture
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The runtime tests' worker-process pool (`tests/runtime/conftest.py`), loaded under its own name."""
+    spec = importlib.util.spec_from_file_location(
+        "runtime_worker_pool_approvals", RUNTIME_TESTS / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    pool = module.WorkerPool(tmp_path_factory)
+    yield pool.start
+    pool.close()
+
+
+def status(kube: FakeKube, key: ObjectKey) -> dict[str, Any]:
+    return kube.objects[key].get("status") or {}
+
+
+def put_approval(kube: FakeKube, name: str, **spec: Any) -> ObjectKey:
+    kube.put(
+        {
+            "apiVersion": API,
+            "kind": "ToolApproval",
+            "metadata": {"name": name, "namespace": "ns", "uid": str(uuid.uuid4())},
+            "spec": {"runRef": {"name": "tidy"}, **spec},
+        }
+    )
+    return ObjectKey(API, "ToolApproval", "ns", name)
+
+
+async def poll_until(ops: Operator, kube: FakeKube, done: Any, what: str) -> dict[str, Any]:
+    for _ in range(300):
+        await agentrun.poll(ops, kube.body(RUN))
+        if done(status(kube, RUN)):
+            return status(kube, RUN)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the run never {what}: {status(kube, RUN)}")
+
+
+def events(kube: FakeKube, reason: str) -> list[str]:
+    return [e["message"] for e in kube.events if e["reason"] == reason]
+
+
+async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_change_nothing(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    manifest = agent_manifest(temporal={"taskQueue": f"approvals-{uuid.uuid4().hex[:8]}"})
+    manifest["spec"]["agent"] = {
+        "name": "files",
+        "model": "python:approval_agents:deleting_two",
+        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
+    }
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
+    await durableagent.reconcile(ops, kube.put(manifest))
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    worker = await asyncio.to_thread(
+        start_worker,
+        RuntimeConfig.model_validate_json(rendered),
+        PYTHONPATH=str(RUNTIME_TESTS),
+        APPROVAL_AGENTS_LOG=str(log),
+    )
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    await agentrun.start(ops, kube.body(RUN))
+
+    # The run waits: phase, the pending calls, the condition, an Event per call, the agent's count.
+    waiting = await poll_until(
+        ops, kube, lambda s: len(s.get("pendingApprovals") or []) == 2, "waited for two approvals"
+    )
+    assert waiting["phase"] == "AwaitingApproval", worker.tail()
+    first, second = waiting["pendingApprovals"]
+    assert (first["toolName"], first["kind"], json.loads(first["argsPreview"])) == (
+        "delete_file",
+        "approval",
+        {"path": "a.txt"},
+    )
+    assert first["expiresAt"] is not None
+    [cond] = [c for c in waiting["conditions"] if c["type"] == "AwaitingApproval"]
+    assert (cond["status"], cond["reason"]) == ("True", "ToolCallsPending")
+    assert len(events(kube, "ApprovalRequested")) == 2
+    roll_out(kube)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert status(kube, agent_key())["awaitingApproval"] == 1
+
+    # A poll of an unchanged wait does not rewrite the status.
+    writes = kube.count("patch_status", "AgentRun")
+    await agentrun.poll(ops, kube.body(RUN))
+    assert kube.count("patch_status", "AgentRun") == writes
+
+    # Refused: an unknown call id, and a ToolApproval nobody is recorded for. Nothing changes.
+    unknown = put_approval(kube, "unknown", toolCallId="no-such-call", decision="Approve", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(unknown))
+    refused = status(kube, unknown)
+    assert refused["phase"] == "Refused"
+    assert (
+        "no pending call 'no-such-call'" in refused["message"] and first["toolCallId"] in refused["message"]
+    )
+    anonymous = put_approval(kube, "anonymous", toolCallId=first["toolCallId"], decision="Approve")
+    await toolapproval.decide(ops, kube.body(anonymous))
+    assert status(kube, anonymous)["phase"] == "Refused"
+    assert "admission policies" in status(kube, anonymous)["message"]
+    assert len(await_pending := status(kube, RUN)["pendingApprovals"]) == 2, await_pending
+    assert "decisions" not in status(kube, RUN)
+
+    # Approve one: Applied, the other still waits, who decided is on the run.
+    one = put_approval(kube, "approve-a", toolCallId=first["toolCallId"], decision="Approve", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(one))
+    applied = status(kube, one)
+    assert applied["phase"] == "Applied", applied
+    assert (applied["decidedCalls"], applied["stillPending"]) == (
+        [first["toolCallId"]],
+        [second["toolCallId"]],
+    )
+    # Handled again (an operator restart before the status was written): the same answer, recorded once.
+    kube.objects[one].pop("status")
+    await toolapproval.decide(ops, kube.body(one))
+    assert status(kube, one)["phase"] == "Applied", status(kube, one)
+    [record] = status(kube, RUN)["decisions"]
+    assert (record["toolCallId"], record["decision"], record["decidedBy"], record["toolApproval"]) == (
+        first["toolCallId"],
+        "Approve",
+        "ada",
+        "approve-a",
+    )
+    assert any("ada approved" in m for m in events(kube, "ToolCallApproved"))
+    still = await poll_until(
+        ops, kube, lambda s: len(s.get("pendingApprovals") or []) == 1, "showed one call"
+    )
+    assert still["phase"] == "AwaitingApproval"
+
+    # Deny everything left: the run finishes, the model was told, the denied tool never ran.
+    rest = put_approval(kube, "deny-rest", all=True, decision="Deny", reason="keep b", decidedBy="bob")
+    await toolapproval.decide(ops, kube.body(rest))
+    assert status(kube, rest)["phase"] == "Applied"
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+    assert "deleted a.txt" in finished["output"] and "bob denied this call: keep b" in finished["output"]
+    assert finished["pendingApprovals"] == []
+    [cond] = [c for c in finished["conditions"] if c["type"] == "AwaitingApproval"]
+    assert (cond["status"], cond["reason"]) == ("False", "RunFinished")
+    assert [(r["decidedBy"], r["decision"]) for r in finished["decisions"]] == [
+        ("ada", "Approve"),
+        ("bob", "Deny"),
+    ]
+    tools = [json.loads(line) for line in log.read_text().splitlines() if '"tool"' in line]
+    assert [t.get("path") for t in tools] == ["a.txt"]
+    clock.advance(120)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert status(kube, agent_key())["awaitingApproval"] == 0
+
+    # A decision on a finished run is refused clearly.
+    late = put_approval(kube, "late", all=True, decision="Approve", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(late))
+    assert status(kube, late)["phase"] == "Refused"
+    assert "has finished (Succeeded)" in status(kube, late)["message"]
+
+
+async def test_a_call_waiting_for_input_is_answered_with_a_tool_approvals_result(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    manifest = agent_manifest(temporal={"taskQueue": f"asking-{uuid.uuid4().hex[:8]}"})
+    manifest["spec"]["agent"] = {"name": "asking", "entrypoint": "approval_agents:asking"}
+    await durableagent.reconcile(ops, kube.put(manifest))
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    await asyncio.to_thread(
+        start_worker,
+        RuntimeConfig.model_validate_json(rendered),
+        PYTHONPATH=str(RUNTIME_TESTS),
+        APPROVAL_AGENTS_LOG=str(tmp_path / "calls.jsonl"),
+    )
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "plan a trip"}})
+    await agentrun.start(ops, kube.body(RUN))
+    waiting = await poll_until(ops, kube, lambda s: s.get("phase") == "AwaitingApproval", "waited for input")
+    [pending] = waiting["pendingApprovals"]
+    assert (pending["toolName"], pending["kind"]) == ("ask_user", "external")
+    assert any("waits for its result from outside" in m for m in events(kube, "ApprovalRequested"))
+
+    # Approving a call that waits for a result is refused, saying what it needs.
+    wrong = put_approval(
+        kube, "approve-input", toolCallId=pending["toolCallId"], decision="Approve", decidedBy="ada"
+    )
+    await toolapproval.decide(ops, kube.body(wrong))
+    assert status(kube, wrong)["phase"] == "Refused"
+    assert "answer it with the result" in status(kube, wrong)["message"]
+
+    answer = put_approval(kube, "answer", toolCallId=pending["toolCallId"], result="Lisbon", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(answer))
+    assert status(kube, answer)["phase"] == "Applied"
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+    assert finished["output"] == "model was told: Lisbon"
+    [record] = finished["decisions"]
+    assert (record["decision"], record["decidedBy"]) == ("Answer", "ada")
+    assert any("ada answered" in m for m in events(kube, "ToolCallAnswered"))
