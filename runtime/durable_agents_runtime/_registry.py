@@ -7,11 +7,12 @@ same dictionary the worker filled in before it started polling. Several agents c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
+from durable_agents_runtime.config import SessionsSpec
 from durable_agents_runtime.errors import AgentNotServedError, ConfigError
 
 __all__ = ["ServedAgent", "lookup", "register"]
@@ -19,12 +20,13 @@ __all__ = ["ServedAgent", "lookup", "register"]
 
 @dataclass(frozen=True)
 class ServedAgent:
-    """A durable agent, the event stream topic its runs publish to (None: it publishes none), and whether
-    its own model can stream (a watched run's model requests are streamed)."""
+    """A durable agent, the event stream topic its runs publish to (None: it publishes none), whether
+    its own model can stream (a watched run's model requests are streamed), and its session settings."""
 
     agent: AbstractAgent[Any, Any]
     event_topic: str | None
     model_streams: bool = True
+    sessions: SessionsSpec = field(default_factory=lambda: SessionsSpec())
 
 
 _agents: dict[str, ServedAgent] = {}

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import temporalio.bridge.proto
+from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.worker import Worker
 
-__all__ = ["heartbeat_sender"]
+__all__ = ["heartbeat_sender", "stream_offset"]
 
 
 def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
@@ -30,3 +31,13 @@ def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
         )
 
     return send
+
+
+def stream_offset(stream: WorkflowStream) -> int:
+    """The global offset the next item published on `stream` gets (base offset + log length), from
+    workflow code.
+
+    Public API: none from workflow code; the stream answers the same number to clients as its offset
+    query handler, which is this method.
+    """
+    return stream._on_offset()  # pyright: ignore[reportPrivateUsage]

@@ -27,13 +27,15 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_agents_runtime import _registry
 from durable_agents_runtime._http import ProbeServer
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
-from durable_agents_runtime.config import RuntimeConfig, format_duration
+from durable_agents_runtime.config import RuntimeConfig, SessionsSpec, format_duration
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_runtime.errors import ConfigError, TemporalConnectError
 from durable_agents_runtime.heartbeats import ProcessHeartbeats
 from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
 from durable_agents_runtime.payload_limits import PayloadLimits
+from durable_agents_runtime.session_history import summarize_turns
+from durable_agents_runtime.session_workflow import AgentSessionWorkflow
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve"]
@@ -57,15 +59,18 @@ def create_worker(
     """A worker for `config`'s agent (built here unless given) on its task queue; not yet running."""
     agent = agent if agent is not None else build_agent(config)
     task_queue = config.temporal.task_queue
+    sessions = config.sessions or SessionsSpec()
     _registry.register(
-        task_queue, _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model))
+        task_queue,
+        _registry.ServedAgent(agent, event_topic(agent), model_streams(agent.model), sessions),
     )
     worker_spec = config.worker
     heartbeats = ProcessHeartbeats()
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[AgentRunWorkflow],
+        workflows=[AgentRunWorkflow, AgentSessionWorkflow],
+        activities=[summarize_turns],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats],
         workflow_runner=_workflow_runner(config),

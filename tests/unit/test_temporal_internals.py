@@ -26,3 +26,11 @@ def test_the_core_worker_records_heartbeats_from_an_activity_heartbeat_message()
     assert list(inspect.signature(record).parameters) == ["self", "comp"]
     assert heartbeat.task_token == b"token"
     assert heartbeat.SerializeToString()
+
+
+def test_a_workflow_stream_reports_its_next_offset_from_its_offset_query_handler() -> None:
+    from temporalio.contrib.workflow_streams import WorkflowStream
+
+    source = inspect.getsource(WorkflowStream._on_offset)  # pyright: ignore[reportPrivateUsage]
+
+    assert "return self._base_offset + len(self._log)" in source

@@ -15,6 +15,7 @@ from durable_agents_runtime.config import (
     ModelSpec,
     ObservabilitySpec,
     RuntimeConfig,
+    SessionsSpec,
     Spec,
     TemporalSpec,
     WorkerSpec,
@@ -201,6 +202,11 @@ class DurableAgentSpec(Spec):
     )
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec, description="Worker pod overrides.")
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
+    sessions: SessionsSpec | None = Field(
+        default=None,
+        description="Conversations with this agent (`durable-agents chat`, AgentRun spec.session): idle "
+        "timeout, continue-as-new threshold, and how the message history stays bounded.",
+    )
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
@@ -219,6 +225,7 @@ class DurableAgentSpec(Spec):
             worker=self.worker,
             model=ModelSpec(base_url=self.model.base_url),
             observability=observability,
+            sessions=self.sessions,
         )
 
 
