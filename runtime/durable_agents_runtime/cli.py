@@ -1,4 +1,4 @@
-"""`durable-agents`: dev · worker · run · result · status · operator · crds.
+"""`durable-agents`: dev · worker · run · result · status · chat · sessions · history · operator · crds.
 
 Heavy modules (pydantic-ai, temporalio, the operator) are imported inside each verb, so `--help` is instant
 and a worker pod pays only for what `worker` needs.
@@ -734,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _connection_flags(status)
 
+    from durable_agents_runtime import session_cli
+
+    session_cli.add_parsers(verbs, _connection_flags, _worker_timeout_flag)
+
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser
@@ -768,6 +772,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     out = Renderer()
     if args.verb == "dev":
         return _dev(args, out)
+    from durable_agents_runtime import session_cli
+
+    if args.verb in session_cli.VERBS:
+        return asyncio.run(session_cli.run_verb(args, out))
     verb = {"run": _run, "result": _result, "status": _status}[args.verb]
     return asyncio.run(verb(args, out))
 
@@ -791,7 +799,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv and argv[0] in ("operator", "crds"):
         # Their flags belong to the operator's own parsers.
         sys.exit(_delegate(argv[0], argv[1:]))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    from durable_agents_runtime.session_cli import take_message
+
+    take_message(parser, args, extra)
     from durable_agents_runtime.errors import AgentLoadError, ConfigError, DurableAgentsError
 
     try:
