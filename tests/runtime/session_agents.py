@@ -1,13 +1,15 @@
 """Agents for the session tests, loaded by worker processes as `session_agents:<name>`.
 
 Their FunctionModel records what the model received (every user prompt and answer it was shown) as one
-JSON line per model request in the file `$SESSION_AGENTS_RECORD`, so a test asserts on what the model saw.
+JSON line per model request in the file `$SESSION_AGENTS_RECORD`, and whether the request was streamed, so
+a test asserts on what the model saw. A streamed answer is sent word by word, each word followed by a space.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +18,8 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 RECORD_ENV = "SESSION_AGENTS_RECORD"
-SLOW_ENV = "SESSION_AGENTS_SLOW_SECONDS"
+SLOW_SECONDS = 0.5
+"""A prompt starting with `slow` takes this long to answer."""
 
 
 def _seen(messages: list[ModelMessage]) -> list[str]:
@@ -31,16 +34,19 @@ def _seen(messages: list[ModelMessage]) -> list[str]:
     return seen
 
 
-def _answer(messages: list[ModelMessage]) -> str:
+def _answer(messages: list[ModelMessage], *, streamed: bool = False) -> str:
     seen = _seen(messages)
     path = os.environ.get(RECORD_ENV)
     if path:
         with open(path, "a") as record:
-            record.write(json.dumps({"seen": seen, "pid": os.getpid()}) + "\n")
-    time.sleep(float(os.environ.get(SLOW_ENV, "0")))
+            record.write(json.dumps({"seen": seen, "streamed": streamed}) + "\n")
     last = seen[-1].removeprefix("user: ")
+    if last.startswith("slow"):
+        time.sleep(SLOW_SECONDS)
     if last.startswith("Summarise the conversation below"):
-        return "they talked about " + ", ".join(s for s in seen[-1].split("\n") if s.startswith("user: "))
+        # The summary request: name the topics (`topicN`) of the transcript it was given.
+        topics = re.findall(r"topic\d+", last)
+        return "they talked about " + ", ".join(dict.fromkeys(topics))
     return f"reply to {last!r} after {len([s for s in seen if s.startswith('user: ')])} prompts"
 
 
@@ -49,7 +55,7 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
 
 
 async def _stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
-    for word in _answer(messages).split(" "):
+    for word in _answer(messages, streamed=True).split(" "):
         yield word + " "
 
 
