@@ -410,7 +410,7 @@ class EventStreamSpec(Spec):
 
 DEFAULT_SESSION_IDLE_TIMEOUT = timedelta(hours=24)
 DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 2000
-DEFAULT_HISTORY_MAX_BYTES = 1_000_000
+DEFAULT_HISTORY_MAX_BYTES = 400_000
 DEFAULT_HISTORY_KEEP_LAST = 40
 
 
@@ -422,8 +422,9 @@ class SessionHistorySpec(Spec):
         ge=10_000,
         le=1_800_000,
         description="Size of the message history (JSON bytes) at which `policy` applies, checked before "
-        "every turn. Every model request carries the whole history, so keep it well under Temporal's "
-        f"2 MB payload limit (default {DEFAULT_HISTORY_MAX_BYTES}).",
+        "every turn. Every model request carries the whole history as its activity input, so a turn takes "
+        "longer the more history it carries; keep it well under Temporal's 2 MB payload limit (the SDK "
+        f"warns above 512 KiB; default {DEFAULT_HISTORY_MAX_BYTES}).",
     )
     policy: Literal["keepLast", "summarize"] = Field(
         default="keepLast",

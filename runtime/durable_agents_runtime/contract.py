@@ -27,6 +27,7 @@ __all__ = [
     "METRICS_PATH",
     "PYTHON_MODEL_PREFIX",
     "READINESS_PATH",
+    "SESSION_ENDED",
     "SESSION_HISTORY_QUERY",
     "SESSION_ID_PATTERN",
     "SESSION_INFO_QUERY",
@@ -46,6 +47,7 @@ __all__ = [
     "SessionStart",
     "ToolCallRecord",
     "session_id_of",
+    "session_memo",
     "session_workflow_id",
 ]
 
@@ -68,6 +70,8 @@ SESSION_INFO_QUERY = "durable-agents.session.info"
 """Query answering a `SessionInfo`."""
 SESSION_HISTORY_QUERY = "durable-agents.session.history"
 """Query answering the conversation the session carries, as a list of `SessionEntry`."""
+SESSION_ENDED = "SessionEnded"
+"""Error type of a message to a session that has ended."""
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """Session ids: letters, digits, `.`, `_`, `-`, up to 128 characters (no `:`, which separates the parts
 of the workflow id)."""
@@ -81,6 +85,11 @@ def session_workflow_id(task_queue: str, session_id: str) -> str:
     agents of the same name (two Kubernetes namespaces on one Temporal namespace) have distinct queues.
     """
     return f"{_SESSION_ID_PREFIX}{task_queue}:{session_id}"
+
+
+def session_memo(session_id: str, turns: int, last_activity: str | None) -> dict[str, Any]:
+    """The memo a session keeps up to date, so a listing of sessions needs no query to each one."""
+    return {"sessionId": session_id, "turns": turns, "lastActivity": last_activity}
 
 
 def session_id_of(workflow_id: str) -> str:

@@ -20,12 +20,15 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable_agents_runtime.contract import (
+    SESSION_ENDED,
     SESSION_HISTORY_QUERY,
     SESSION_ID_PATTERN,
     SESSION_INFO_QUERY,
@@ -38,6 +41,7 @@ from durable_agents_runtime.contract import (
     SessionReply,
     SessionStart,
     session_id_of,
+    session_memo,
     session_workflow_id,
 )
 from durable_agents_runtime.errors import DurableAgentsError
@@ -47,11 +51,14 @@ __all__ = [
     "SessionError",
     "SessionNotFoundError",
     "SessionSummary",
+    "SessionUnreachableError",
     "check_session_id",
     "list_sessions",
     "read_history",
     "read_info",
     "send_message",
+    "start_message",
+    "turn_outcome",
 ]
 
 _SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
@@ -63,6 +70,10 @@ class SessionError(DurableAgentsError):
 
 class SessionNotFoundError(SessionError):
     """No session with this id exists for the agent."""
+
+
+class SessionUnreachableError(SessionError):
+    """Temporal did not take or answer the call; trying again later may work."""
 
 
 class SessionEndedError(SessionError):
@@ -104,18 +115,26 @@ async def _ended(client: Client, workflow_id: str, session_id: str, agent: str) 
     )
 
 
-async def send_message(
+def _failed(exc: WorkflowUpdateFailedError | BaseException, session_id: str) -> SessionError | None:
+    """The error for a turn that failed; None when it failed because the session has ended."""
+    cause = _cause(exc)
+    if isinstance(cause, ApplicationError) and cause.type == SESSION_ENDED:
+        return None
+    text = getattr(cause, "message", None) or str(cause)
+    return SessionError(f"session {session_id!r}: the turn failed: {text}")
+
+
+async def start_message(
     client: Client,
     *,
     agent: str,
     task_queue: str,
     session_id: str,
     message: SessionMessage,
-    on_started: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]] | None = None,
-) -> SessionReply:
-    """Send `message` to session `session_id` (creating the session if it has never existed) and return
-    the agent's reply. `on_started` runs once the update is accepted, with the session's handle (e.g. to
-    read the turn's events while it runs)."""
+    update_id: str | None = None,
+) -> WorkflowUpdateHandle[SessionReply]:
+    """Send `message` to session `session_id` (starting the session if it has never existed) and return
+    once the session has accepted it. The same `update_id` sent twice is one turn."""
     check_session_id(session_id)
     workflow_id = session_workflow_id(task_queue, session_id)
     start = WithStartWorkflowOperation(
@@ -126,39 +145,103 @@ async def send_message(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         # A closed session is not started again under the same id: the caller learns it has ended.
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        memo={"sessionId": session_id, "turns": 0, "lastActivity": None},
+        memo=session_memo(session_id, 0, None),
         result_type=SessionEnd,
     )
-    handle = client.get_workflow_handle(workflow_id)
     try:
-        if on_started is None:
-            return await client.execute_update_with_start_workflow(
-                SESSION_MESSAGE_UPDATE, message, start_workflow_operation=start, result_type=SessionReply
-            )
-        from temporalio.client import WorkflowUpdateStage
-
-        update = await client.start_update_with_start_workflow(
+        return await client.start_update_with_start_workflow(
             SESSION_MESSAGE_UPDATE,
             message,
             start_workflow_operation=start,
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            id=update_id,
             result_type=SessionReply,
         )
-        await on_started(handle)
-        return await update.result()
     except WorkflowAlreadyStartedError:
         # The start operation holds the same error; read it so it is not reported as never retrieved.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()
         raise await _ended(client, workflow_id, session_id, agent) from None
     except WorkflowUpdateFailedError as exc:
-        cause = _cause(exc)
-        if isinstance(cause, ApplicationError) and cause.type == "SessionEnded":
-            raise await _ended(client, workflow_id, session_id, agent) from None
-        message_text = getattr(cause, "message", None) or str(cause)
-        raise SessionError(f"session {session_id!r}: the turn failed: {message_text}") from None
+        raise (_failed(exc, session_id) or await _ended(client, workflow_id, session_id, agent)) from None
     except RPCError as exc:
-        raise SessionError(f"cannot message session {session_id!r}: {exc.message}") from None
+        raise SessionUnreachableError(f"cannot message session {session_id!r}: {exc.message}") from None
+
+
+async def send_message(
+    client: Client,
+    *,
+    agent: str,
+    task_queue: str,
+    session_id: str,
+    message: SessionMessage,
+    on_started: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]] | None = None,
+) -> SessionReply:
+    """Send `message` to session `session_id` (starting the session if it has never existed) and return
+    the agent's reply. `on_started` runs once the session has accepted the message, with the session's
+    handle (e.g. to read the turn's events while it runs)."""
+    update = await start_message(
+        client, agent=agent, task_queue=task_queue, session_id=session_id, message=message
+    )
+    if on_started is not None:
+        await on_started(client.get_workflow_handle(update.workflow_id))
+    try:
+        return await update.result()
+    except WorkflowUpdateFailedError as exc:
+        workflow_id = session_workflow_id(task_queue, session_id)
+        raise (_failed(exc, session_id) or await _ended(client, workflow_id, session_id, agent)) from None
+    except RPCError as exc:
+        raise SessionUnreachableError(f"no reply from session {session_id!r}: {exc.message}") from None
+
+
+async def turn_outcome(
+    client: Client, *, workflow_id: str, run_id: str, update_id: str, session_id: str
+) -> SessionReply | SessionError | None:
+    """The reply to the accepted message `update_id` (or why its turn failed), or None while it runs.
+
+    Asks once and does not wait: the session's run that accepted the message (`run_id`) holds the answer,
+    even after the session continued as new.
+    """
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+    from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+    from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
+
+    accepted = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
+
+    def request(run: str) -> PollWorkflowExecutionUpdateRequest:
+        return PollWorkflowExecutionUpdateRequest(
+            namespace=client.namespace,
+            update_ref=UpdateRef(
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run), update_id=update_id
+            ),
+            identity=client.identity,
+            wait_policy=WaitPolicy(lifecycle_stage=accepted),
+        )
+
+    try:
+        try:
+            response = await client.workflow_service.poll_workflow_execution_update(request(run_id))
+        except RPCError as exc:
+            # The run that answered the start may have continued as new just before the message arrived.
+            if exc.status != RPCStatusCode.NOT_FOUND or not run_id:
+                raise
+            response = await client.workflow_service.poll_workflow_execution_update(request(""))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return SessionError(f"session {session_id!r} has no record of this turn (update {update_id})")
+        raise SessionUnreachableError(
+            f"cannot read the turn of session {session_id!r}: {exc.message}"
+        ) from None
+    if not response.HasField("outcome"):
+        return None
+    if response.outcome.HasField("failure"):
+        error = await client.data_converter.decode_failure(response.outcome.failure)
+        return _failed(error, session_id) or SessionEndedError(
+            f"session {session_id!r} had ended before this turn: start a new session"
+        )
+    [reply] = await client.data_converter.decode(response.outcome.success.payloads, [SessionReply])
+    return reply
 
 
 async def _query(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -38,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents_runtime.config import format_duration
     from durable_agents_runtime.contract import (
         EVENT_TOPIC_QUERY,
+        SESSION_ENDED,
         SESSION_HISTORY_QUERY,
         SESSION_INFO_QUERY,
         SESSION_MESSAGE_UPDATE,
@@ -48,21 +48,14 @@ with workflow.unsafe.imports_passed_through():
         SessionMessage,
         SessionReply,
         SessionStart,
+        session_memo,
     )
     from durable_agents_runtime.temporal_internals import stream_offset
 
-__all__ = ["SESSION_ENDED", "AgentSessionWorkflow", "session_memo"]
+__all__ = ["AgentSessionWorkflow"]
 
-SESSION_ENDED = "SessionEnded"
-"""Error type of a message to a session that has ended."""
 _SUMMARY_TIMEOUT = timedelta(minutes=2)
 _STATE_ADAPTER = TypeAdapter(WorkflowStreamState)
-
-
-def session_memo(session_id: str, turns: int, last_activity: str | None) -> dict[str, Any]:
-    """The memo a session keeps up to date, so `durable-agents sessions` lists sessions without asking
-    each one."""
-    return {"sessionId": session_id, "turns": turns, "lastActivity": last_activity}
 
 
 @workflow.defn(name=SESSION_WORKFLOW_NAME)
