@@ -27,7 +27,7 @@ from bench._stats import Row, machine_line, markdown_table
 
 __all__ = ["BENCHMARKS", "main", "run_benchmarks"]
 
-BENCHMARKS = ("throughput", "recovery", "health_latency", "cold_start", "operator_scale")
+BENCHMARKS = ("throughput", "recovery", "health_latency", "cold_start", "operator_scale", "session_length")
 """Module names under bench/, in the order they run."""
 
 

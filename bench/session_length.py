@@ -5,10 +5,12 @@ model request, with the whole conversation so far sent to the model. The session
 the default settings (after 2,000 history events, or when Temporal suggests it); its history is bounded
 by `keepLast` at `maxBytes: 40000`, `keepLast: 40` (the last 10 turns), about the size of the history at
 turn 10. A turn costs in proportion to the history it carries (every model request's activity input is
-the whole history), so this compares an old session with a young one carrying as much. Measured: the p50 latency (update sent → reply) of the 20 turns around
-turn 1,000 against the 20 around turn 10 of the same session (the baseline: the same session while it is
-young), how many times the session continued as new, and the largest payload it carried across a
-continue-as-new (read from each run's history), with the history size at the end.
+the whole history), so this compares an old session with a young one carrying as much.
+
+Measured: the p50 latency (update sent -> reply) of the last 20 turns against turns 1-20 of the same
+session (the baseline: the session while it is young), how many times the session continued as new, and
+the largest payload it carried across a continue-as-new (read from each run's history), with the history
+size at the end.
 
 Run: `.venv/bin/python -m bench.session_length [--quick]` (`--quick`: 300 turns).
 """
@@ -21,7 +23,7 @@ import uuid
 from temporalio.client import Client
 
 from bench._cli import run_cli
-from bench._harness import connect, dev_server, within, workdir
+from bench._harness import connect, dev_server, wait_for_poller, within, workdir
 from bench._stats import Row, ratio, summarize
 from bench._targets import ours_available, ours_target
 
@@ -60,6 +62,7 @@ async def run(quick: bool = False) -> list[Row]:
         queue = f"bench-session-{uuid.uuid4().hex[:8]}"
         worker = target.worker(server.address, queue, work).start()
         try:
+            await wait_for_poller(client, queue, worker.pid, timeout=120, worker=worker)
             session = "bench"
             common = {"agent": "bench_ours", "task_queue": queue, "session_id": session}
             for turn in range(1, turns + 1):
