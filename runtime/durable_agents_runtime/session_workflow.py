@@ -118,7 +118,8 @@ class AgentSessionWorkflow:
 
     async def _turn(self, message: SessionMessage) -> SessionReply:
         agent = self._served.agent
-        deps = check_deps(agent, message.deps, how="the message's deps, or spec.deps of the AgentRun")
+        how = "durable-agents chat --deps JSON, or spec.deps of the AgentRun"
+        deps = check_deps(agent, message.deps, how=how)
         await self._bound_history()
         self._start_stream_turn()
         self._live = message.stream
@@ -238,8 +239,6 @@ class AgentSessionWorkflow:
             stream = self._events.stream
             stream.truncate(stream_offset(stream))
         await self._quiesce()
-        if self._in_flight:
-            return  # a message arrived while the handlers finished: continue after its turn
         if self._events is not None:
             stream_state = _STATE_ADAPTER.dump_python(self._events.stream.get_state(), mode="json")
         workflow.continue_as_new(

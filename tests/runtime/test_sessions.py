@@ -181,6 +181,18 @@ async def test_a_session_continues_as_new_and_keeps_its_whole_history(
     assert [e.text for e in history if e.role == "user"] == prompts
 
 
+async def test_an_open_session_is_not_counted_as_a_running_run(temporal_client: Client, echo: Served) -> None:
+    from durable_agents_runtime.health import read_health
+
+    await echo.send(temporal_client, new_session(), "are sessions runs?")
+
+    health = (await read_health(temporal_client, [echo.task_queue]))[echo.task_queue]
+
+    # An idle conversation must not keep the autoscaler above zero, nor count as a run in progress.
+    assert (health.running, health.completed, health.failed) == (0, 0, 0)
+    assert health.error is None
+
+
 async def test_an_unknown_session_is_a_clear_error(temporal_client: Client, echo: Served) -> None:
     with pytest.raises(SessionNotFoundError) as raised:
         await echo.info(temporal_client, "no-such-session")
