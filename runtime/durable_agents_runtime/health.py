@@ -57,7 +57,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable_agents_runtime.contract import WORKFLOW_NAME
+from durable_agents_runtime.contract import SESSION_WORKFLOW_NAME
 from durable_agents_runtime.health_signals import (
     DEFAULT_LIVE_WITHIN,
     FAILED_STATUSES,
@@ -149,7 +149,7 @@ async def read_health(
 
 # Runs only: a conversation (the session workflow) stays open between messages and is not a run in
 # progress, so it must not hold the autoscaler above zero or crowd the retry sample.
-_RUNS = f"WorkflowType='{WORKFLOW_NAME}'"
+_RUNS = f"WorkflowType!='{SESSION_WORKFLOW_NAME}'"
 
 
 class _ReadError(Exception):

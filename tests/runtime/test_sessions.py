@@ -97,7 +97,7 @@ def _serve(
     [loaded] = load_manifests([manifest])
     config = runtime_config(loaded, address=temporal.address, namespace=temporal.namespace)
     record = directory / "seen.jsonl"
-    start(config, PYTHONPATH=str(HERE), SESSION_AGENTS_RECORD=str(record))
+    start(config, ready_timeout=180, PYTHONPATH=str(HERE), SESSION_AGENTS_RECORD=str(record))
     return Served(manifest, config, record)
 
 
