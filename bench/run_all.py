@@ -35,6 +35,7 @@ BENCHMARKS = (
     "operator_scale",
     "approvals",
     "rollout",
+    "session_length",
 )
 """Module names under bench/, in the order they run."""
 

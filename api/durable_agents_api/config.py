@@ -50,6 +50,8 @@ __all__ = [
     "OutputSpec",
     "RetrySpec",
     "RuntimeConfig",
+    "SessionHistorySpec",
+    "SessionsSpec",
     "TemporalSpec",
     "TemporalTLSSpec",
     "ToolFilterSpec",
@@ -446,6 +448,62 @@ class EventStreamSpec(Spec):
     enabled: bool = Field(default=True, description="Publish run events to a workflow stream topic.")
 
 
+# --- sessions -------------------------------------------------------------------------------------------
+
+DEFAULT_SESSION_IDLE_TIMEOUT = timedelta(hours=24)
+DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 2000
+DEFAULT_HISTORY_MAX_BYTES = 400_000
+DEFAULT_HISTORY_KEEP_LAST = 40
+
+
+class SessionHistorySpec(Spec):
+    """How a conversation's message history stays under Temporal's 2 MB payload limit."""
+
+    max_bytes: int = Field(
+        default=DEFAULT_HISTORY_MAX_BYTES,
+        ge=10_000,
+        le=1_800_000,
+        description="Size of the message history (JSON bytes) at which `policy` applies, checked before "
+        "every turn. Every model request carries the whole history as its activity input, so a turn takes "
+        "longer the more history it carries; keep it well under Temporal's 2 MB payload limit (the SDK "
+        f"warns above 512 KiB; default {DEFAULT_HISTORY_MAX_BYTES}).",
+    )
+    policy: Literal["keepLast", "summarize"] = Field(
+        default="keepLast",
+        description="`keepLast`: drop the oldest turns, keeping the last `keepLast` messages. `summarize`: "
+        "replace the older turns with a summary written by the agent's model (one model request, run as "
+        "an activity), keeping the last `keepLast` messages as they are.",
+    )
+    keep_last: int = Field(
+        default=DEFAULT_HISTORY_KEEP_LAST,
+        ge=1,
+        description="Messages kept verbatim when the policy applies (rounded to whole turns: a turn is "
+        f"never split, and the latest turn is always kept; default {DEFAULT_HISTORY_KEEP_LAST}).",
+    )
+
+
+class SessionsSpec(Spec):
+    """Conversations (`durable-agents chat`, AgentRun `spec.session`): one workflow per session id."""
+
+    idle_timeout: Duration = Field(
+        default=DEFAULT_SESSION_IDLE_TIMEOUT,
+        description="A session with no message for this long ends; messaging it afterwards is refused "
+        f"with a message saying so (default {format_duration(DEFAULT_SESSION_IDLE_TIMEOUT)}).",
+    )
+    continue_as_new_after_events: int = Field(
+        default=DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS,
+        ge=1,
+        le=40_000,
+        description="The session continues as a new workflow run (carrying its messages) once its "
+        "Temporal history has this many events, or earlier when Temporal suggests it; this keeps a "
+        "long conversation's history, and so its replays, short (default "
+        f"{DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS}).",
+    )
+    history: SessionHistorySpec = Field(
+        default_factory=SessionHistorySpec, description="Bounding the carried message history."
+    )
+
+
 class WorkerSpec(Spec):
     """How the worker process polls and shuts down."""
 
@@ -665,6 +723,9 @@ class RuntimeConfig(Spec):
         default=None,
         description="Worker Deployment Versioning; unset, the worker is unversioned (every run replays on "
         "whatever worker picks it up).",
+    )
+    sessions: SessionsSpec | None = Field(
+        default=None, description="Conversation settings; the defaults of `SessionsSpec` when unset."
     )
 
     @model_validator(mode="after")

@@ -29,6 +29,12 @@ __all__ = [
     "METRICS_PATH",
     "PYTHON_MODEL_PREFIX",
     "READINESS_PATH",
+    "SESSION_ENDED",
+    "SESSION_HISTORY_QUERY",
+    "SESSION_ID_PATTERN",
+    "SESSION_INFO_QUERY",
+    "SESSION_MESSAGE_UPDATE",
+    "SESSION_WORKFLOW_NAME",
     "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
     "Decision",
@@ -39,7 +45,16 @@ __all__ = [
     "RunInput",
     "RunOutput",
     "RunUsageSummary",
+    "SessionEnd",
+    "SessionEntry",
+    "SessionInfo",
+    "SessionMessage",
+    "SessionReply",
+    "SessionStart",
     "ToolCallRecord",
+    "session_id_of",
+    "session_memo",
+    "session_workflow_id",
 ]
 
 WORKFLOW_NAME = "DurableAgentRun"
@@ -57,6 +72,41 @@ DECIDE_UPDATE = "durable-agents.decide"
 or already-decided call id before anything is recorded, so a refused decision changes nothing."""
 EVENT_TOPIC = "durable-agents.events"
 """Workflow stream topic the runtime's agents publish their run events to (`durable-agents run --stream`)."""
+
+SESSION_WORKFLOW_NAME = "DurableAgentSession"
+"""Workflow type of a conversation: one workflow per agent (task queue) and session id."""
+SESSION_MESSAGE_UPDATE = "durable-agents.session.message"
+"""Update carrying one user message (`SessionMessage`) and answering the agent's reply (`SessionReply`)."""
+SESSION_INFO_QUERY = "durable-agents.session.info"
+"""Query answering a `SessionInfo`."""
+SESSION_HISTORY_QUERY = "durable-agents.session.history"
+"""Query answering the conversation the session carries, as a list of `SessionEntry`."""
+SESSION_ENDED = "SessionEnded"
+"""Error type of a message to a session that has ended."""
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""Session ids: letters, digits, `.`, `_`, `-`, up to 128 characters (no `:`, which separates the parts
+of the workflow id)."""
+_SESSION_ID_PREFIX = "session:"
+
+
+def session_workflow_id(task_queue: str, session_id: str) -> str:
+    """The workflow id of session `session_id` of the agent serving `task_queue`.
+
+    Derived from the task queue rather than the agent name alone: one agent serves a queue, and two
+    agents of the same name (two Kubernetes namespaces on one Temporal namespace) have distinct queues.
+    """
+    return f"{_SESSION_ID_PREFIX}{task_queue}:{session_id}"
+
+
+def session_memo(session_id: str, turns: int, last_activity: str | None) -> dict[str, Any]:
+    """The memo a session keeps up to date, so a listing of sessions needs no query to each one."""
+    return {"sessionId": session_id, "turns": turns, "lastActivity": last_activity}
+
+
+def session_id_of(workflow_id: str) -> str:
+    """The session id inside a `session_workflow_id`."""
+    return workflow_id.rsplit(":", 1)[-1]
+
 
 PYTHON_MODEL_PREFIX = "python:"
 """`model: python:pkg.mod:attr` names a pydantic-ai `Model` instance in code instead of a provider model."""
@@ -172,3 +222,73 @@ class DecisionOutcome(BaseModel):
 
     decided: list[str]
     pending: list[str]
+
+
+class SessionMessage(BaseModel):
+    """Update input: one user message to a session."""
+
+    prompt: str
+    deps: Any = None
+    """The turn's deps as a JSON value, as `RunInput.deps`."""
+    model: str | None = Field(None, description="Model override for this turn.")
+    stream: bool = False
+    """Publish this turn's events as they happen (someone reads them from `SessionReply.stream_offset`
+    on); otherwise only its final event is published."""
+
+
+class SessionReply(RunOutput):
+    """Update result: the agent's reply to one message."""
+
+    session_id: str
+    turn: int
+    """The turn's number in the session, from 1."""
+
+
+class SessionEnd(BaseModel):
+    """Workflow result of a session that ended."""
+
+    session_id: str
+    turns: int
+    reason: str
+    """Why it ended, e.g. `idle for 24h (sessions.idleTimeout)`."""
+    ended_at: datetime
+
+
+class SessionInfo(BaseModel):
+    """What a session is (`SESSION_INFO_QUERY`)."""
+
+    session_id: str
+    turns: int
+    state: Literal["active", "ended"]
+    last_activity: datetime | None
+    """When the last turn finished (or the session started, before its first turn)."""
+    continued_as_new: int
+    """How many times the session continued as a new workflow run."""
+    history_messages: int
+    history_bytes: int
+    """Size of the message history it carries (JSON bytes)."""
+    trimmed_turns: int
+    """Turns dropped from (or summarised in) the history by `sessions.history.policy`."""
+    stream_offset: int
+    """The event stream offset the next turn's events start at."""
+
+
+class SessionEntry(BaseModel):
+    """One line of a conversation, for display (`durable-agents history`)."""
+
+    role: Literal["user", "agent", "tool", "summary"]
+    text: str
+
+
+class SessionStart(BaseModel):
+    """Workflow input of a session: only its id when it starts; what it carries on continue-as-new."""
+
+    session_id: str
+    messages: list[Any] = Field(default_factory=list)
+    """The message history as JSON (pydantic-ai `ModelMessage`s)."""
+    turns: int = 0
+    trimmed_turns: int = 0
+    continued_as_new: int = 0
+    last_activity: datetime | None = None
+    stream_state: Any = None
+    """The event stream's state (a `WorkflowStreamState` as JSON), so offsets keep counting up."""

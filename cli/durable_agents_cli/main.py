@@ -1,10 +1,10 @@
 """`durable-agents`: dev · worker · run · result · status · runs · approve · deny · answer · replay ·
-operator · crds.
+chat · sessions · history · operator · crds.
 
 The top layer: it may import the API layer, the runtime and the operator. Each verb lives in its own module
-(`dev`, `worker`, `runs`, `status`, `decisions`) with its parser; heavy modules (pydantic-ai, temporalio,
-the operator) are imported inside each verb, so `--help` is instant and a worker pod pays only for what
-`worker` needs.
+(`dev`, `worker`, `runs`, `status`, `decisions`, `replay`, `chat`) with its parser; heavy modules
+(pydantic-ai, temporalio, the operator) are imported inside each verb, so `--help` is instant and a worker
+pod pays only for what `worker` needs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from durable_agents_cli import decisions, dev, replay, runs, status, worker
+from durable_agents_cli import chat, decisions, dev, replay, runs, status, worker
 from durable_agents_cli.targeting import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_parser(verbs)
     decisions.add_parsers(verbs)
     replay.add_parser(verbs)
+    chat.add_parsers(verbs)
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser
@@ -88,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv and argv[0] in ("operator", "crds"):
         # Their flags belong to the operator's own parsers.
         sys.exit(_delegate(argv[0], argv[1:]))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    chat.take_message(parser, args, extra)
     from durable_agents_api.errors import ConfigError, DurableAgentsError
     from durable_agents_runtime.errors import AgentLoadError
 

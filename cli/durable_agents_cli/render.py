@@ -100,6 +100,10 @@ class Renderer:
         self.stream.write(text)
         self.stream.flush()
 
+    def end_text(self) -> None:
+        """End streamed text with a newline, if any was written since the last line."""
+        self._end_text()
+
     def _end_text(self) -> None:
         if self._in_text:
             self._in_text = False

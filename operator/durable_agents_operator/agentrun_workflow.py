@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from durable_agents_api.contract import RunInput, RunOutput
+from durable_agents_api.contract import RunInput, RunOutput, SessionMessage, SessionReply
 from durable_agents_api.resources import AgentRun, RunUsage
 from durable_agents_runtime.timestamps import timestamp
 
@@ -17,7 +17,9 @@ __all__ = [
     "pending_status",
     "run_input",
     "running_status",
+    "session_message",
     "succeeded_status",
+    "turn_succeeded_status",
 ]
 
 MAX_OUTPUT_BYTES = 4096
@@ -28,6 +30,11 @@ MAX_MESSAGE_BYTES = 1024
 def run_input(run: AgentRun) -> RunInput:
     """The workflow input for `run`."""
     return RunInput(prompt=run.spec.prompt, deps=run.spec.deps, model=run.spec.model)
+
+
+def session_message(run: AgentRun) -> SessionMessage:
+    """The session message for a run with `spec.session`: its next turn."""
+    return SessionMessage(prompt=run.spec.prompt, deps=run.spec.deps, model=run.spec.model)
 
 
 def _truncate(text: str, limit: int) -> tuple[str, int, bool]:
@@ -75,6 +82,11 @@ def succeeded_status(output: RunOutput, *, completed: datetime) -> dict[str, Any
         "completionTime": timestamp(completed),
         "message": None,
     }
+
+
+def turn_succeeded_status(reply: SessionReply, *, completed: datetime) -> dict[str, Any]:
+    """Status of a session turn that was answered: as a succeeded run, with the turn's number."""
+    return {**succeeded_status(reply, completed=completed), "turn": reply.turn}
 
 
 def failed_status(message: str, *, completed: datetime | None) -> dict[str, Any]:

@@ -49,8 +49,16 @@ toolset: FunctionToolset[None] = FunctionToolset([get_weather, get_local_time], 
 """The demo toolset; its id `demo` matches the manifest's toolset id."""
 
 
+def _this_turn(messages: list[ModelMessage]) -> list[ModelMessage]:
+    """The messages from the latest user prompt on: in a conversation, earlier turns are history."""
+    for index in range(len(messages) - 1, -1, -1):
+        if any(part.part_kind == "user-prompt" for part in messages[index].parts):
+            return messages[index:]
+    return messages
+
+
 def _prompt(messages: list[ModelMessage]) -> str:
-    for message in messages:
+    for message in _this_turn(messages):
         for part in message.parts:
             if part.part_kind == "user-prompt" and isinstance(part.content, str):
                 return part.content
@@ -60,7 +68,7 @@ def _prompt(messages: list[ModelMessage]) -> str:
 def _tool_results(messages: list[ModelMessage]) -> dict[str, str]:
     return {
         part.tool_name: str(part.content)
-        for message in messages
+        for message in _this_turn(messages)
         for part in message.parts
         if isinstance(part, ToolReturnPart)
     }

@@ -57,6 +57,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from durable_agents_api.contract import SESSION_WORKFLOW_NAME
 from durable_agents_runtime.failures import shorten
 from durable_agents_runtime.health_signals import (
     DEFAULT_LIVE_WITHIN,
@@ -146,6 +147,11 @@ async def read_health(
     return dict(zip(unique, results, strict=True))
 
 
+# Runs only: a conversation (the session workflow) stays open between messages and is not a run in
+# progress, so it must not hold the autoscaler above zero or crowd the retry sample.
+_RUNS = f"WorkflowType!='{SESSION_WORKFLOW_NAME}'"
+
+
 class _ReadError(Exception):
     """A Temporal call failed; the message is short and safe to put into a status."""
 
@@ -219,13 +225,13 @@ class _Reader:
         return by_queue
 
     async def count(self, queue: str) -> Sequence[WorkflowExecutionCountAggregationGroup]:
-        query = f"TaskQueue={_quote(queue)} GROUP BY ExecutionStatus"
+        query = f"TaskQueue={_quote(queue)} AND {_RUNS} GROUP BY ExecutionStatus"
         result = await self.call(lambda: self.client.count_workflows(query, rpc_timeout=self.timeout))
         return result.groups
 
     async def newest_failed(self, queue: str) -> WorkflowExecution | None:
         statuses = ", ".join(_quote(status) for status in FAILED_STATUSES)
-        query = f"TaskQueue={_quote(queue)} AND ExecutionStatus IN ({statuses})"
+        query = f"TaskQueue={_quote(queue)} AND {_RUNS} AND ExecutionStatus IN ({statuses})"
 
         async def first_page() -> list[WorkflowExecution]:
             listing = self.client.list_workflows(
@@ -239,7 +245,9 @@ class _Reader:
 
     async def long_running(self, queue: str, started_before: datetime) -> list[WorkflowExecution]:
         before = timestamp(started_before)
-        query = f"TaskQueue={_quote(queue)} AND ExecutionStatus='Running' AND StartTime < '{before}'"
+        query = (
+            f"TaskQueue={_quote(queue)} AND {_RUNS} AND ExecutionStatus='Running' AND StartTime < '{before}'"
+        )
 
         async def first_page() -> list[WorkflowExecution]:
             listing = self.client.list_workflows(

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
-from durable_agents_api.config import ApprovalsSpec
+from durable_agents_api.config import ApprovalsSpec, SessionsSpec
 from durable_agents_api.errors import ConfigError
 from durable_agents_runtime.errors import AgentNotServedError
 
@@ -25,12 +25,13 @@ __all__ = ["ServedAgent", "lookup", "register"]
 @dataclass(frozen=True)
 class ServedAgent:
     """A durable agent, the event stream topic its runs publish to (None: it publishes none), and whether
-    its own model can stream (a watched run's model requests are streamed), and how its runs wait for
-    decisions on tool calls."""
+    its own model can stream (a watched run's model requests are streamed), its session settings, and how
+    its runs wait for decisions on tool calls."""
 
     agent: AbstractAgent[Any, Any]
     event_topic: str | None
     model_streams: bool = True
+    sessions: SessionsSpec = field(default_factory=lambda: SessionsSpec())
     approvals: ApprovalsSpec = field(default_factory=ApprovalsSpec)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import temporalio.bridge.proto
+from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.worker import Worker
 
-__all__ = ["heartbeat_sender", "replayer_task_queue"]
+__all__ = ["heartbeat_sender", "replayer_task_queue", "stream_offset"]
 
 
 def heartbeat_sender(worker: Worker) -> Callable[[bytes], None]:
@@ -39,3 +40,13 @@ def replayer_task_queue(build_id: str) -> str:
     task queue, so the replay gate registers the agent under this name.
     """
     return f"replay-{build_id}"
+
+
+def stream_offset(stream: WorkflowStream) -> int:
+    """The global offset the next item published on `stream` gets (base offset + log length), from
+    workflow code.
+
+    Public API: none from workflow code; the stream answers the same number to clients as its offset
+    query handler, which is this method.
+    """
+    return stream._on_offset()  # pyright: ignore[reportPrivateUsage]

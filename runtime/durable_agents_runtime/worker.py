@@ -24,7 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, format_duration
+from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
 from durable_agents_runtime import served_agents, versioning
@@ -35,6 +35,8 @@ from durable_agents_runtime.heartbeats import ProcessHeartbeats
 from durable_agents_runtime.observability import logfire_plugins, prometheus_runtime
 from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.probe_server import ProbeServer
+from durable_agents_runtime.session_history import summarize_turns
+from durable_agents_runtime.session_workflow import AgentSessionWorkflow
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve", "workflow_runner"]
@@ -66,6 +68,7 @@ def create_worker(
             agent,
             event_topic(agent),
             model_streams(agent.model),
+            config.sessions or SessionsSpec(),
             approvals=config.approvals or ApprovalsSpec(),
         ),
         served_version.build_id if served_version is not None else None,
@@ -75,7 +78,8 @@ def create_worker(
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[AgentRunWorkflow],
+        workflows=[AgentRunWorkflow, AgentSessionWorkflow],
+        activities=[summarize_turns],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats],
         workflow_runner=workflow_runner(config),

@@ -134,6 +134,41 @@ def test_agent_run_succeeds_with_output_and_usage_and_temporal_lists_it(
     assert listed["type"]["name"] == "DurableAgentRun"
 
 
+def test_agent_runs_naming_a_session_are_its_turns_in_order(
+    hello: Agent, kubectl: Kubectl, e2e_temporal: ShortPollDevServer
+) -> None:
+    wait_until_serving(kubectl, hello, workers=1)
+    names = ["chat-turn-1", "chat-turn-2"]
+
+    def run(name: str, prompt: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "durable-agents.dev/v1alpha1",
+            "kind": "AgentRun",
+            "metadata": {"name": name},
+            "spec": {"agentRef": {"name": hello.name}, "prompt": prompt, "session": "kube-chat"},
+        }
+
+    def finished(name: str) -> dict[str, Any] | None:
+        body = kubectl.get("agentrun", name, hello.namespace)
+        phase = ((body or {}).get("status") or {}).get("phase")
+        return body if phase in ("Succeeded", "Failed") else None
+
+    statuses = []
+    for name, prompt in zip(names, ["Weather in Paris?", "And in Rome?"], strict=True):
+        kubectl.apply(run(name, prompt), namespace=hello.namespace)
+        body = wait_for(f"AgentRun {name} to finish", lambda n=name: finished(n), timeout=60)
+        statuses.append(body["status"])
+
+    assert [s["phase"] for s in statuses] == ["Succeeded", "Succeeded"], statuses
+    assert [s["turn"] for s in statuses] == [1, 2]
+    assert demo.get_weather("Rome") in statuses[1]["output"], statuses[1]
+    session_id = f"session:{hello.namespace}.{hello.name}:kube-chat"
+    assert {s["workflowId"] for s in statuses} == {session_id}
+    (listed,) = workflows(e2e_temporal.address, f"WorkflowId = '{session_id}'")
+    assert listed["status"] == "WORKFLOW_EXECUTION_STATUS_RUNNING", listed
+    assert listed["type"]["name"] == "DurableAgentSession"
+
+
 def test_scaling_to_three_replicas_gives_three_polling_workers(
     hello: Agent, kubectl: Kubectl, node_agent: NodeAgent, e2e_temporal: ShortPollDevServer
 ) -> None:

@@ -36,3 +36,11 @@ def test_the_replayer_runs_histories_on_a_task_queue_named_after_its_build_id() 
 
     assert "task_queue = f\"replay-{self._config.get('build_id')}\"" in source
     assert replayer_task_queue("gate") == "replay-gate"
+
+
+def test_a_workflow_stream_reports_its_next_offset_from_its_offset_query_handler() -> None:
+    from temporalio.contrib.workflow_streams import WorkflowStream
+
+    source = inspect.getsource(WorkflowStream._on_offset)  # pyright: ignore[reportPrivateUsage]
+
+    assert "return self._base_offset + len(self._log)" in source

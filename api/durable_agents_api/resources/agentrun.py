@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from durable_agents_api.config import Duration, Spec
-from durable_agents_api.contract import RunUsageSummary
+from durable_agents_api.config import Duration, Spec, field_error
+from durable_agents_api.contract import SESSION_ID_PATTERN, RunUsageSummary
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta
 
@@ -45,6 +45,22 @@ class AgentRunSpec(Spec):
         default=None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`."
     )
     timeout: Duration | None = Field(default=None, description="Workflow execution timeout, e.g. `10m`.")
+    session: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = Field(
+        default=None,
+        description="A session id: the run is the next turn of that conversation with the agent (the "
+        "session starts with its first turn; the agent's spec.sessions applies), and its status holds "
+        "that turn's reply. Deleting the run does not end the session.",
+    )
+
+    @model_validator(mode="after")
+    def _no_timeout_for_a_turn(self) -> Self:
+        if self.session is not None and self.timeout is not None:
+            raise field_error(
+                "timeout",
+                "a session turn has no timeout of its own (the session ends after the agent's "
+                "spec.sessions.idleTimeout): remove timeout, or session",
+            )
+        return self
 
 
 # The CRD describes every field; the contract model carries none, so they are added here by API name.
@@ -119,6 +135,13 @@ class AgentRunStatus(Spec):
     start_time: datetime | None = Field(default=None, description="When the workflow started.")
     completion_time: datetime | None = Field(default=None, description="When the workflow finished.")
     message: str | None = Field(default=None, description="What went wrong, when phase is Failed.")
+    turn: int | None = Field(
+        default=None, description="Runs with spec.session: this turn's number in the session, from 1."
+    )
+    workflow_run_id: str | None = Field(
+        default=None,
+        description="Runs with spec.session: the run of the session workflow that accepted this turn.",
+    )
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     pending_approvals: list[PendingApproval] = Field(
         default_factory=list,

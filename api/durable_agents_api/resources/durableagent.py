@@ -17,6 +17,7 @@ from durable_agents_api.config import (
     ModelSpec,
     ObservabilitySpec,
     RuntimeConfig,
+    SessionsSpec,
     Spec,
     TemporalSpec,
     WorkerSpec,
@@ -232,6 +233,11 @@ class DurableAgentSpec(Spec):
         "replay` apply them. The operator does not version workers yet: in a cluster a change still rolls "
         "the worker Deployment in place.",
     )
+    sessions: SessionsSpec | None = Field(
+        default=None,
+        description="Conversations with this agent (`durable-agents chat`, AgentRun spec.session): idle "
+        "timeout, continue-as-new threshold, and how the message history stays bounded.",
+    )
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
@@ -251,6 +257,7 @@ class DurableAgentSpec(Spec):
             approvals=self.approvals,
             model=ModelSpec(base_url=self.model.base_url),
             observability=observability,
+            sessions=self.sessions,
         )
 
 

@@ -47,7 +47,9 @@ from durable_agents_operator.errors import DependencyNotReady, OperatorError, Te
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_runtime.failures import failure_message
+from durable_agents_runtime.session_client import SessionError, SessionUnreachableError
 
+from . import agentrun_session
 from .reporting import emit
 
 __all__ = ["ACTIVE", "TERMINAL", "cancel", "poll", "run_client", "start"]
@@ -80,13 +82,27 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
         return  # started before; the poll timer follows it
     workflow_id = workflow_id_for_run(run.metadata.uid or "")
     try:
-        agent = await _start(ops, run, workflow_id)
-    except OperatorError as exc:
+        if run.spec.session is not None:
+            agent = await _agent(ops, run)
+            client = await _client(ops, run, agent)
+            turn = agentrun_session.start_turn(client, run, agent, workflow_id, started=now)
+            started = await _timed(ops, turn)
+        else:
+            agent = await _start(ops, run, workflow_id)
+            started = running_status(
+                workflow_id=workflow_id,
+                task_queue=agent.task_queue,
+                started=now,
+                generation=run.metadata.generation,
+            )
+    except (OperatorError, SessionUnreachableError) as exc:
         await _set_status(ops, body, pending_status(str(exc)))
-        raise to_kopf(exc) from None
-    started = running_status(
-        workflow_id=workflow_id, task_queue=agent.task_queue, started=now, generation=run.metadata.generation
-    )
+        raise to_kopf(exc if isinstance(exc, OperatorError) else TemporalUnavailable(str(exc))) from None
+    except SessionError as exc:
+        await _set_status(ops, body, failed_status(str(exc), completed=now))
+        await emit(ops, body, reason="Failed", message=str(exc), warning=True, now=now)
+        return
+    workflow_id = started["workflowId"]
     await _set_status(ops, body, started)
     await emit(ops, body, reason="Started", message=f"started workflow {workflow_id}", warning=False, now=now)
 
@@ -100,8 +116,14 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     workflow_id = (run.status and run.status.workflow_id) or workflow_id_for_run(run.metadata.uid or "")
     uid, agent = run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name)
     try:
-        status, pending = await _outcome(ops, run, workflow_id)
-    except OperatorError as exc:
+        if run.spec.session is not None:
+            status = await _timed(
+                ops, agentrun_session.turn_status(await _client(ops, run), run, ops.clock())
+            )
+            pending = None
+        else:
+            status, pending = await _outcome(ops, run, workflow_id)
+    except (OperatorError, SessionUnreachableError) as exc:
         # Temporal or the agent is unavailable: keep the phase and say why; the next tick tries again.
         await _set_status(ops, body, {"message": str(exc)})
         return
@@ -196,8 +218,9 @@ async def _pending_calls(
 
 
 async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
-    """On deletion: cancel the run's workflow unless it has finished. Gives up after a few attempts."""
-    if _phase(body) in TERMINAL:
+    """On deletion: cancel the run's workflow unless it has finished. Gives up after a few attempts.
+    A session turn cancels nothing: the session is not the run's alone."""
+    if _phase(body) in TERMINAL or (body.get("spec") or {}).get("session"):
         return
     try:
         run = AgentRun.model_validate(dict(body))
