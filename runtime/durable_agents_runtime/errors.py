@@ -13,7 +13,13 @@ __all__ = [
     "AgentNotServedError",
     "DecisionError",
     "DevServerError",
+    "ReplayGateError",
+    "SessionEndedError",
+    "SessionError",
+    "SessionNotFoundError",
+    "SessionUnreachableError",
     "TemporalConnectError",
+    "VersioningError",
 ]
 
 
@@ -37,3 +43,27 @@ class AgentNotServedError(DurableAgentsError):
 class DecisionError(DurableAgentsError):
     """A decision on a run's tool calls could not be made: no such run or call, the run has finished, the
     call was decided already, or no worker answered. A refused decision changed nothing."""
+
+
+class VersioningError(DurableAgentsError):
+    """A Worker Deployment call failed or a version did not appear in time."""
+
+
+class ReplayGateError(DurableAgentsError):
+    """The histories could not be read or replayed (not a mismatch: the check itself failed)."""
+
+
+class SessionError(DurableAgentsError):
+    """A message, query or listing of a session failed; the message says why and what to do."""
+
+
+class SessionNotFoundError(SessionError):
+    """No session with this id exists for the agent."""
+
+
+class SessionUnreachableError(SessionError):
+    """Temporal did not take or answer the call; trying again later may work."""
+
+
+class SessionEndedError(SessionError):
+    """The session has ended (idle timeout, or it was terminated); it takes no more messages."""

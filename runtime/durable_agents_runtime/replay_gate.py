@@ -21,9 +21,9 @@ from temporalio.worker import Replayer
 
 from durable_agents_api.config import DEFAULT_REPLAY_HISTORIES, ApprovalsSpec, RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME
-from durable_agents_api.errors import DurableAgentsError
 from durable_agents_runtime import served_agents
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
+from durable_agents_runtime.errors import ReplayGateError
 from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.temporal_internals import replayer_task_queue
 from durable_agents_runtime.workflow import AgentRunWorkflow
@@ -43,10 +43,6 @@ DEFAULT_HISTORIES = DEFAULT_REPLAY_HISTORIES
 _REPLAY_BUILD_ID = "gate"
 _SAMPLED_STATUSES = ("Running", "Completed")
 """Failed and terminated runs never resume, so a change cannot break them."""
-
-
-class ReplayGateError(DurableAgentsError):
-    """The histories could not be read or replayed (not a mismatch: the check itself failed)."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,12 @@ from durable_agents_api.contract import (
     session_memo,
     session_workflow_id,
 )
-from durable_agents_api.errors import DurableAgentsError
+from durable_agents_runtime.errors import (
+    SessionEndedError,
+    SessionError,
+    SessionNotFoundError,
+    SessionUnreachableError,
+)
 
 __all__ = [
     "SessionEndedError",
@@ -62,22 +67,6 @@ __all__ = [
 ]
 
 _SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
-
-
-class SessionError(DurableAgentsError):
-    """A message, query or listing of a session failed; the message says why and what to do."""
-
-
-class SessionNotFoundError(SessionError):
-    """No session with this id exists for the agent."""
-
-
-class SessionUnreachableError(SessionError):
-    """Temporal did not take or answer the call; trying again later may work."""
-
-
-class SessionEndedError(SessionError):
-    """The session has ended (idle timeout, or it was terminated); it takes no more messages."""
 
 
 def check_session_id(session_id: str) -> str:

@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
 from durable_agents_api.config import RuntimeConfig
-from durable_agents_api.errors import DurableAgentsError
+from durable_agents_runtime.errors import VersioningError
 
 __all__ = [
     "IDENTITY",
@@ -57,10 +57,6 @@ BUILD_ID_LENGTH = 16
 """Hex digits of the config hash kept in a build id: short enough for Kubernetes object names."""
 
 _BEHAVIORS = {"Pinned": VersioningBehavior.PINNED, "AutoUpgrade": VersioningBehavior.AUTO_UPGRADE}
-
-
-class VersioningError(DurableAgentsError):
-    """A Worker Deployment call failed or a version did not appear in time."""
 
 
 def _release() -> str:
