@@ -17,7 +17,19 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, TypeAdapter, ValidationError
     from pydantic_ai.agent.abstract import AbstractAgent
-    from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UserError
+    from pydantic_ai.exceptions import (
+        AgentRunError,
+        ModelAPIError,
+        ModelAuthenticationError,
+        ModelConnectionError,
+        ModelContextWindowExceededError,
+        ModelHTTPError,
+        ModelNotFoundError,
+        ModelQuotaExceededError,
+        ModelRateLimitError,
+        ModelRequestRejectedError,
+        UserError,
+    )
     from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
     from pydantic_ai.run import AgentRunResult
     from pydantic_core import to_jsonable_python
@@ -25,12 +37,55 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents_api.contract import RunOutput, RunUsageSummary, ToolCallRecord
     from durable_agents_runtime import pydantic_ai_internals
     from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES, PAYLOAD_TOO_LARGE
-    from durable_agents_runtime.workflow import explain_model_error
 
-__all__ = ["check_deps", "check_size", "run_turn", "turn_output"]
+__all__ = ["check_deps", "check_size", "explain_model_error", "run_turn", "turn_output"]
 
 INVALID_DEPS = "InvalidDeps"
 """Error type of a turn whose deps do not fit the agent's deps type."""
+
+
+def _provider_message(error: ModelAPIError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return str(body) if body else error.message
+
+
+def explain_model_error(error: ModelAPIError) -> str:
+    """What a model request failure means and what to change, for the run's final error."""
+    status = f"HTTP {error.status_code}, " if isinstance(error, ModelHTTPError) else ""
+    said = f"{status}model {error.model_name}: {_provider_message(error)}"
+    if isinstance(error, ModelRateLimitError):
+        return (
+            f"the model provider rate-limited every attempt ({said}); the retry policy gave up. Raise "
+            "activities.model.retry (maximumAttempts, maximumInterval) or lower the request rate"
+        )
+    if isinstance(error, ModelQuotaExceededError):
+        return f"the model provider's quota is exhausted ({said}): raise the quota or wait for it to reset"
+    if isinstance(error, ModelAuthenticationError):
+        return f"the model provider refused the credentials ({said}): set a valid API key for the provider"
+    if isinstance(error, ModelNotFoundError):
+        return f"the model provider does not know this model ({said}): fix agent.model or the run's model"
+    if isinstance(error, ModelContextWindowExceededError):
+        return f"the conversation no longer fits the model's context window ({said}): shorten the prompt"
+    if isinstance(error, ModelRequestRejectedError) or (
+        isinstance(error, ModelHTTPError) and 400 <= error.status_code < 500
+    ):
+        return (
+            f"the model provider rejected the request ({said}); retrying cannot help. Fix what it names, "
+            "e.g. agent.modelSettings or the prompt"
+        )
+    if isinstance(error, ModelConnectionError):
+        return (
+            f"could not reach the model provider ({said}) within the retry policy: check model.baseUrl and "
+            "the network, or raise activities.model.retry"
+        )
+    return (
+        f"the model request kept failing ({said}) until the retry policy gave up: check the provider's "
+        "status, or raise activities.model.retry"
+    )
 
 
 def _accepts_none(deps_type: Any) -> bool:
@@ -45,24 +100,25 @@ def _type_name(deps_type: Any) -> str:
     return getattr(deps_type, "__name__", None) or repr(deps_type)
 
 
-def check_deps(agent: AbstractAgent[Any, Any], deps: Any, *, how: str) -> Any:
+def check_deps(agent: AbstractAgent[Any, Any], deps: Any, *, how: str, passed_by: str | None = None) -> Any:
     """`deps` (a JSON value, or None) validated into `agent`'s deps type; `how` says how a caller passes
-    deps, for the error message."""
+    deps, and `passed_by` who passed them (e.g. "the run"), for the error messages."""
     deps_type = agent.deps_type
     # pydantic-ai's Agent defaults to NoneType; some wrappers report `object`: neither declares deps.
     declared = deps_type not in (type(None), object)
     if deps is None:
         if declared and not _accepts_none(deps_type):
             raise ApplicationError(
-                f"agent {agent.name!r} needs deps of type {_type_name(deps_type)}, but none were passed: "
-                f"pass them ({how})",
+                f"agent {agent.name!r} needs deps of type {_type_name(deps_type)}, but "
+                f"{f'{passed_by} passed none' if passed_by else 'none were passed'}: pass them ({how})",
                 type=INVALID_DEPS,
                 non_retryable=True,
             )
         return None
     if not declared:
         raise ApplicationError(
-            f"agent {agent.name!r} declares no deps type, but deps were passed: leave deps out, or declare "
+            f"agent {agent.name!r} declares no deps type, but "
+            f"{f'{passed_by} passed deps' if passed_by else 'deps were passed'}: leave deps out, or declare "
             "deps_type= on the Agent so the deps can cross into its activities",
             type=INVALID_DEPS,
             non_retryable=True,

@@ -16,30 +16,17 @@ finishes at once. `LIVE_EVENTS_QUERY` tells a subscriber what it will see.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import TypeAdapter, ValidationError
     from pydantic_ai.durable_exec.temporal import AgentEventStream
     from pydantic_ai.exceptions import (
         AgentRunError,
         ModelAPIError,
-        ModelAuthenticationError,
-        ModelConnectionError,
-        ModelContextWindowExceededError,
-        ModelHTTPError,
-        ModelNotFoundError,
-        ModelQuotaExceededError,
-        ModelRateLimitError,
-        ModelRequestRejectedError,
         UserError,
     )
-    from pydantic_ai.messages import ModelResponse, ToolCallPart
-    from pydantic_ai.run import AgentRunResult
-    from pydantic_core import to_jsonable_python
 
     # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
     # workflow sees the registry the worker filled in rather than a fresh copy.
@@ -58,106 +45,20 @@ with workflow.unsafe.imports_passed_through():
         PendingCall,
         RunInput,
         RunOutput,
-        RunUsageSummary,
-        ToolCallRecord,
     )
     from durable_agents_runtime import pydantic_ai_internals
+    from durable_agents_runtime.agent_turn import check_deps, check_size, explain_model_error, turn_output
     from durable_agents_runtime.approvals import ApprovalGate
-    from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES, PAYLOAD_TOO_LARGE
 
 __all__ = [
     "EVENT_TOPIC_QUERY",
     "LIVE_EVENTS_QUERY",
     "SUBSCRIBE_SIGNAL",
     "AgentRunWorkflow",
-    "explain_model_error",
-    "summarize",
 ]
 
 
 _DRAIN_TIMEOUT = timedelta(seconds=30)
-
-
-def _provider_message(error: ModelAPIError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
-    return str(body) if body else error.message
-
-
-def explain_model_error(error: ModelAPIError) -> str:
-    """What a model request failure means and what to change, for the run's final error."""
-    status = f"HTTP {error.status_code}, " if isinstance(error, ModelHTTPError) else ""
-    said = f"{status}model {error.model_name}: {_provider_message(error)}"
-    if isinstance(error, ModelRateLimitError):
-        return (
-            f"the model provider rate-limited every attempt ({said}); the retry policy gave up. Raise "
-            "activities.model.retry (maximumAttempts, maximumInterval) or lower the request rate"
-        )
-    if isinstance(error, ModelQuotaExceededError):
-        return f"the model provider's quota is exhausted ({said}): raise the quota or wait for it to reset"
-    if isinstance(error, ModelAuthenticationError):
-        return f"the model provider refused the credentials ({said}): set a valid API key for the provider"
-    if isinstance(error, ModelNotFoundError):
-        return f"the model provider does not know this model ({said}): fix agent.model or the run's model"
-    if isinstance(error, ModelContextWindowExceededError):
-        return f"the conversation no longer fits the model's context window ({said}): shorten the prompt"
-    if isinstance(error, ModelRequestRejectedError) or (
-        isinstance(error, ModelHTTPError) and 400 <= error.status_code < 500
-    ):
-        return (
-            f"the model provider rejected the request ({said}); retrying cannot help. Fix what it names, "
-            "e.g. agent.modelSettings or the prompt"
-        )
-    if isinstance(error, ModelConnectionError):
-        return (
-            f"could not reach the model provider ({said}) within the retry policy: check model.baseUrl and "
-            "the network, or raise activities.model.retry"
-        )
-    return (
-        f"the model request kept failing ({said}) until the retry policy gave up: check the provider's "
-        "status, or raise activities.model.retry"
-    )
-
-
-def summarize(result: AgentRunResult[Any]) -> RunOutput:
-    """The workflow result for a finished agent run: output, usage and the tool calls made."""
-    output = to_jsonable_python(result.output)
-    # The output tool (structured output) is how the run ended, not a tool the agent used.
-    output_tool = pydantic_ai_internals.output_tool_name(result)
-    tool_calls = [
-        ToolCallRecord(tool_name=part.tool_name, args=part.args_as_dict())
-        for message in result.all_messages()
-        if isinstance(message, ModelResponse)
-        for part in message.parts
-        if isinstance(part, ToolCallPart) and part.tool_name != output_tool
-    ]
-    usage = result.usage
-    return RunOutput(
-        output=output,
-        output_text=output if isinstance(output, str) else TypeAdapter(Any).dump_json(output).decode(),
-        usage=RunUsageSummary(
-            requests=usage.requests,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            tool_calls=usage.tool_calls,
-        ),
-        tool_calls=tool_calls,
-    )
-
-
-def _accepts_none(deps_type: Any) -> bool:
-    try:
-        TypeAdapter(deps_type).validate_python(None)
-    except (ValidationError, TypeError):
-        return False
-    return True
-
-
-def _type_name(deps_type: Any) -> str:
-    return getattr(deps_type, "__name__", None) or repr(deps_type)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -238,7 +139,12 @@ class AgentRunWorkflow:
 
     async def _run(self, run: RunInput) -> RunOutput:
         agent = self._served.agent
-        deps = self._deps(run)
+        deps = check_deps(
+            agent,
+            run.deps,
+            how="durable-agents run --deps JSON, or spec.deps of the AgentRun",
+            passed_by="the run",
+        )
         try:
             result = await agent.run(
                 run.prompt,
@@ -253,47 +159,9 @@ class AgentRunWorkflow:
             ) from error
         finally:
             await self._close_events()
-        output = summarize(result)
-        size = len(output.model_dump_json())
-        if size > MAX_PAYLOAD_BYTES:
-            raise ApplicationError(
-                f"the run's output is {size} bytes, over Temporal's payload size limit ({MAX_PAYLOAD_BYTES} "
-                "bytes): ask the agent for a shorter answer, or have a tool store the result and return a "
-                "reference to it",
-                type=PAYLOAD_TOO_LARGE,
-                non_retryable=True,
-            )
+        output = turn_output(result)
+        check_size(output, "the run's output")
         return output
-
-    def _deps(self, run: RunInput) -> Any:
-        agent = self._served.agent
-        deps_type = agent.deps_type
-        # pydantic-ai's Agent defaults to NoneType; some wrappers report `object`: neither declares deps.
-        declared = deps_type not in (type(None), object)
-        if run.deps is None:
-            if declared and not _accepts_none(deps_type):
-                raise ApplicationError(
-                    f"agent {agent.name!r} needs deps of type {_type_name(deps_type)}, but the run passed "
-                    "none: pass them (durable-agents run --deps JSON, or spec.deps of the AgentRun)",
-                    type="InvalidDeps",
-                    non_retryable=True,
-                )
-            return None
-        if not declared:
-            raise ApplicationError(
-                f"agent {agent.name!r} declares no deps type, but the run passed deps: leave deps out, or "
-                "declare deps_type= on the Agent so the deps can cross into its activities",
-                type="InvalidDeps",
-                non_retryable=True,
-            )
-        try:
-            return TypeAdapter(deps_type).validate_python(run.deps)
-        except ValidationError as exc:
-            raise ApplicationError(
-                f"deps do not match agent {agent.name!r}'s deps type {_type_name(deps_type)}: {exc}",
-                type="InvalidDeps",
-                non_retryable=True,
-            ) from None
 
     async def _close_events(self) -> None:
         if self._events is None:
