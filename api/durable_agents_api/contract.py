@@ -192,6 +192,8 @@ class PendingCall(BaseModel):
     requested_at: datetime
     expires_at: datetime | None = None
     """When the decision timeout ends (`approvals.timeout`); None for no timeout."""
+    turn_id: str | None = None
+    """In a session: the id of the message (Update) whose turn waits on this call; None in a run."""
 
 
 class Decision(BaseModel):

@@ -41,13 +41,21 @@ with workflow.unsafe.imports_passed_through():
     from pydantic_ai.toolsets import AbstractToolset
 
     from durable_agents_api.config import ApprovalRuleSpec, ApprovalsSpec, format_duration
-    from durable_agents_api.contract import Decision, DecisionOutcome, Decisions, PendingCall
+    from durable_agents_api.contract import (
+        APPROVALS_QUERY,
+        DECIDE_UPDATE,
+        Decision,
+        DecisionOutcome,
+        Decisions,
+        PendingCall,
+    )
 
 __all__ = [
     "APPROVAL_TIMED_OUT",
     "ARGS_PREVIEW_CHARS",
     "TIMEOUT_DECIDER",
     "ApprovalGate",
+    "DecisionHandlers",
     "WaitForDecisions",
     "requiring_approval",
 ]
@@ -174,6 +182,7 @@ class ApprovalGate:
     async def wait(self, requests: DeferredToolRequests) -> DeferredToolResults:
         """Record `requests` as pending, wait for their decisions (or the timeout), return them."""
         now = workflow.now()
+        update = workflow.current_update_info()
         timeout: timedelta = self.policy.timeout
         expires = now + timeout
         waiting = [(call, "approval") for call in requests.approvals] + [
@@ -187,6 +196,7 @@ class ApprovalGate:
                 args_preview=_preview(call.args_as_dict() if call.args else {}),
                 requested_at=now,
                 expires_at=expires,
+                turn_id=update.id if update is not None else None,
             )
         self._show_details()
         ids = [call.tool_call_id for call, _ in waiting]
@@ -230,3 +240,25 @@ class ApprovalGate:
             self.pending.pop(call.tool_call_id, None)
             self.decided[call.tool_call_id] = (decision, TIMEOUT_DECIDER)
             self.decided_before[call.tool_call_id] = TIMEOUT_DECIDER
+
+
+class DecisionHandlers:
+    """The query and Update through which people see and decide a workflow's pending calls; a workflow
+    class that sets `approval_gate` in its init inherits them (the run and the session workflow)."""
+
+    approval_gate: ApprovalGate
+
+    @workflow.query(name=APPROVALS_QUERY)
+    def pending_calls(self) -> list[PendingCall]:
+        """The tool calls this workflow waits on: for approval, or for their result from outside."""
+        return list(self.approval_gate.pending.values())
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, decisions: Decisions) -> DecisionOutcome:
+        """Approve or deny pending calls, or answer external ones; the waiting turn goes on once all are
+        decided. Who decided is in the Update's input, so the workflow history records it."""
+        return self.approval_gate.decide(decisions)
+
+    @decide.validator
+    def _validate_decisions(self, decisions: Decisions) -> None:
+        self.approval_gate.validate(decisions)

@@ -233,3 +233,45 @@ async def test_a_call_waiting_for_input_is_answered_with_a_tool_approvals_result
     [record] = finished["decisions"]
     assert (record["decision"], record["decidedBy"]) == ("Answer", "ada")
     assert any("ada answered" in m for m in events(kube, "ToolCallAnswered"))
+
+
+async def test_a_session_turn_that_waits_is_shown_and_decided_like_a_run(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    manifest = agent_manifest(temporal={"taskQueue": f"session-approvals-{uuid.uuid4().hex[:8]}"})
+    manifest["spec"]["agent"] = {
+        "name": "files",
+        "model": "python:approval_agents:deleting",
+        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
+    }
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
+    await durableagent.reconcile(ops, kube.put(manifest))
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    await asyncio.to_thread(
+        start_worker,
+        RuntimeConfig.model_validate_json(rendered),
+        PYTHONPATH=str(RUNTIME_TESTS),
+        APPROVAL_AGENTS_LOG=str(log),
+    )
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up", "session": "desk"}})
+    await agentrun.start(ops, kube.body(RUN))
+
+    waiting = await poll_until(ops, kube, lambda s: s.get("phase") == "AwaitingApproval", "waited")
+    [call] = waiting["pendingApprovals"]
+    assert call["toolName"] == "delete_file"
+    assert any("delete_file" in m for m in events(kube, "ApprovalRequested"))
+
+    approve = put_approval(kube, "approve", all=True, decision="Approve", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(approve))
+    assert status(kube, approve)["phase"] == "Applied", status(kube, approve)
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+    assert finished["output"] == "model was told: deleted a.txt"
+    assert [(r["decidedBy"], r["decision"]) for r in finished["decisions"]] == [("ada", "Approve")]
+    assert counted_tools(log) == ["a.txt"]
+
+
+def counted_tools(log: Path) -> list[str | None]:
+    return [json.loads(line).get("path") for line in log.read_text().splitlines() if '"tool"' in line]

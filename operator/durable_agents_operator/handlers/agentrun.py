@@ -117,10 +117,7 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     uid, agent = run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name)
     try:
         if run.spec.session is not None:
-            status = await _timed(
-                ops, agentrun_session.turn_status(await _client(ops, run), run, ops.clock())
-            )
-            pending = None
+            status, pending = await _turn_outcome(ops, run, workflow_id)
         else:
             status, pending = await _outcome(ops, run, workflow_id)
     except (OperatorError, SessionUnreachableError) as exc:
@@ -190,6 +187,25 @@ async def _outcome(
             f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
             completed=None,
         ), None
+
+
+async def _turn_outcome(
+    ops: Operator, run: AgentRun, workflow_id: str
+) -> tuple[dict[str, Any] | None, list[PendingCall] | None]:
+    """As `_outcome`, for a session turn: the turn's status once answered, else the calls it waits on (the
+    session's pending calls marked with this turn's message id)."""
+    client = await _client(ops, run)
+    status = await _timed(ops, agentrun_session.turn_status(client, run, ops.clock()))
+    if status is not None:
+        return status, None
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await _timed(ops, handle.describe())
+    except RPCError as exc:
+        raise TemporalUnavailable(f"could not check session workflow {workflow_id}: {exc}") from None
+    calls = await _pending_calls(ops, run.metadata.uid or "", handle, description)
+    turn_id = workflow_id_for_run(run.metadata.uid or "")
+    return None, None if calls is None else [c for c in calls if c.turn_id == turn_id]
 
 
 async def _pending_calls(
