@@ -139,7 +139,7 @@ class AgentRunWorkflow(DecisionHandlers):
             ) from error
         finally:
             await self._close_events()
-        output = turn_output(result)
+        output = turn_output(result).model_copy(update={"decided_calls": list(self.approval_gate.log)})
         check_size(output, "the run's output")
         return output
 

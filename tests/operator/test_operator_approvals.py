@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 from operator_support import (
     API,
@@ -275,3 +276,95 @@ async def test_a_session_turn_that_waits_is_shown_and_decided_like_a_run(
 
 def counted_tools(log: Path) -> list[str | None]:
     return [json.loads(line).get("path") for line in log.read_text().splitlines() if '"tool"' in line]
+
+
+async def test_a_decision_temporal_cannot_take_is_tried_again_then_fails_saying_nothing_changed(
+    kube: FakeKube, clock: Clock
+) -> None:
+    from durable_agents_runtime.devserver import free_port
+
+    ops = make_real_operator(kube, clock=clock, temporal_address=f"127.0.0.1:{free_port()}")
+    kube.put(agent_manifest())
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    kube.objects[RUN]["status"] = {"phase": "AwaitingApproval", "workflowId": "agentrun-x", "taskQueue": "q"}
+    approval = put_approval(kube, "approve", all=True, decision="Approve", decidedBy="ada")
+
+    with pytest.raises(kopf.TemporaryError, match=r"trying again in 10s \(attempt 1 of 16\)") as first:
+        await toolapproval.decide(ops, kube.body(approval), retry=0)
+    assert first.value.delay == 10
+    assert status(kube, approval)["phase"] == "Pending"
+    assert len(events(kube, "NotDelivered")) == 1
+    with pytest.raises(kopf.TemporaryError) as later:
+        await toolapproval.decide(ops, kube.body(approval), retry=6)
+    assert later.value.delay == 300
+    assert len(events(kube, "NotDelivered")) == 1
+
+    with pytest.raises(kopf.PermanentError, match="not delivered after 16 attempts, so nothing was decided"):
+        await toolapproval.decide(ops, kube.body(approval), retry=toolapproval.DELIVERY_ATTEMPTS - 1)
+    assert status(kube, approval)["phase"] == "Failed"
+    [failed] = events(kube, "DeliveryFailed")
+    assert "create the ToolApproval again" in failed
+    # Failed is final: handled again (an operator restart), it is left alone.
+    await toolapproval.decide(ops, kube.body(approval), retry=0)
+    assert status(kube, approval)["phase"] == "Failed"
+    assert "decisions" not in status(kube, RUN)
+
+
+async def test_calls_decided_with_a_temporal_client_or_by_the_timeout_are_recorded_and_announced(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+    from temporalio.client import Client
+
+    from durable_agents_api.contract import Decision, Decisions
+    from durable_agents_runtime import decisions
+
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    manifest = agent_manifest(temporal={"taskQueue": f"outside-{uuid.uuid4().hex[:8]}"})
+    manifest["spec"]["agent"] = {
+        "name": "files",
+        "model": "python:approval_agents:deleting_two",
+        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
+    }
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}], "timeout": "6s"}
+    await durableagent.reconcile(ops, kube.put(manifest))
+    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
+    await asyncio.to_thread(
+        start_worker,
+        RuntimeConfig.model_validate_json(rendered),
+        PYTHONPATH=str(RUNTIME_TESTS),
+        APPROVAL_AGENTS_LOG=str(tmp_path / "calls.jsonl"),
+    )
+    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    await agentrun.start(ops, kube.body(RUN))
+    waiting = await poll_until(
+        ops, kube, lambda s: len(s.get("pendingApprovals") or []) == 2, "waited for two approvals"
+    )
+    first, second = waiting["pendingApprovals"]
+
+    # Decided the way `durable-agents approve` does it: straight to Temporal, no ToolApproval.
+    client = await Client.connect(
+        dev_server.address, namespace=dev_server.namespace, plugins=[PydanticAIPlugin()]
+    )
+    handle = client.get_workflow_handle(waiting["workflowId"])
+    chosen = Decisions(
+        decisions=[Decision(tool_call_id=first["toolCallId"], approve=True)], decided_by="carol"
+    )
+    await decisions.decide(handle, chosen)
+    # Nobody decides the second call: the 6 s timeout denies it and the run finishes.
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+
+    records = [
+        (r["toolCallId"], r["decision"], r["decidedBy"], r.get("toolApproval")) for r in finished["decisions"]
+    ]
+    assert records == [
+        (first["toolCallId"], "Approve", "carol", None),
+        (second["toolCallId"], "Deny", "approvals.timeout", None),
+    ]
+    assert events(kube, "ToolCallApproved") == [
+        f"carol approved delete_file ({first['toolCallId']}) with a Temporal client"
+    ]
+    [denied] = events(kube, "ToolCallDenied")
+    assert denied.startswith(f"nobody decided delete_file ({second['toolCallId']}) in time, so it was denied")
