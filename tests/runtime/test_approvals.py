@@ -250,6 +250,23 @@ async def test_a_code_agent_with_requires_approval_waits_the_same_way(
     assert counted(log, "tool", "wire_money") == 1
 
 
+async def test_an_agent_durable_in_code_waits_with_wait_for_decisions_and_is_warned_about_without(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
+):
+    log = tmp_path / "calls.jsonl"
+    cfg = code(temporal_dev_server, "durable_approval")
+    start_worker(cfg, **env(log))
+    handle = await start(temporal_client, cfg)
+    [call] = await pending(handle)
+    assert call.tool_name == "wire_money"
+    await decide(handle, decisions=[Decision(tool_call_id=call.tool_call_id, approve=True)])
+    assert (await handle.result()).output == "model was told: wired 20"
+    assert counted(log, "tool", "wire_money") == 1
+
+    without = start_worker(code(temporal_dev_server, "durable_without_waiting"), **env(log))
+    assert "durable in code without WaitForDecisions" in without.tail()
+
+
 async def test_external_input_answers_a_deferred_call_with_its_result(
     temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
 ):
