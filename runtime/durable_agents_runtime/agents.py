@@ -173,8 +173,8 @@ def _code_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
             logger.warning(
                 "agent %r is durable in code without WaitForDecisions: its tool calls that need approval "
                 "or outside input will not wait for a decision (the run fails, or ends with "
-                "DeferredToolRequests output). Add durable_agents_runtime.approvals.WaitForDecisions() to its capabilities, "
-                "next to TemporalDurability()",
+                "DeferredToolRequests output). Add durable_agents_runtime.approvals.WaitForDecisions() to "
+                "its capabilities, next to TemporalDurability()",
                 spec.name,
             )
         return agent
