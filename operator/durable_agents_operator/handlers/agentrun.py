@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import kopf
@@ -97,21 +97,8 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
         raise kopf.PermanentError(message) from None
     if _phase(body) in ACTIVE:
         return  # started before; the poll timer follows it
-    workflow_id = workflow_id_for_run(run.metadata.uid or "")
     try:
-        if run.spec.session is not None:
-            agent = await _agent(ops, run)
-            client = await _client(ops, run, agent)
-            turn = agentrun_session.start_turn(client, run, agent, workflow_id, started=now)
-            started = await _timed(ops, turn)
-        else:
-            agent = await _start(ops, run, workflow_id)
-            started = running_status(
-                workflow_id=workflow_id,
-                task_queue=agent.task_queue,
-                started=now,
-                generation=run.metadata.generation,
-            )
+        started = await _started(ops, run, now)
     except (OperatorError, SessionUnreachableError) as exc:
         await _set_status(ops, body, pending_status(str(exc)))
         raise to_kopf(exc if isinstance(exc, OperatorError) else TemporalUnavailable(str(exc))) from None
@@ -122,6 +109,19 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
     workflow_id = started["workflowId"]
     await _set_status(ops, body, started)
     await emit(ops, body, reason="Started", message=f"started workflow {workflow_id}", warning=False, now=now)
+
+
+async def _started(ops: Operator, run: AgentRun, now: datetime) -> dict[str, Any]:
+    """Start the run's workflow, or send its session turn; the Running status it then has."""
+    workflow_id = workflow_id_for_run(run.metadata.uid or "")
+    if run.spec.session is not None:
+        agent = await _agent(ops, run)
+        client = await _client(ops, run, agent)
+        return await _timed(ops, agentrun_session.start_turn(client, run, agent, workflow_id, started=now))
+    agent = await _start(ops, run, workflow_id)
+    return running_status(
+        workflow_id=workflow_id, task_queue=agent.task_queue, started=now, generation=run.metadata.generation
+    )
 
 
 async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
