@@ -81,28 +81,40 @@ def events(kube: FakeKube, reason: str) -> list[str]:
     return [e["message"] for e in kube.events if e["reason"] == reason]
 
 
-async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_change_nothing(
-    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
-) -> None:
-    log = tmp_path / "calls.jsonl"
-    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
-    manifest = agent_manifest(temporal={"taskQueue": f"approvals-{uuid.uuid4().hex[:8]}"})
+async def serve_files(
+    ops: Operator, kube: FakeKube, start_worker: Any, log: Path, *, model: str, queue: str, **approvals: Any
+) -> Any:
+    """The `files` agent (approval_agents, `delete_*` needs approval) reconciled and served by a real
+    worker; a first AgentRun `tidy` on it is started. The worker process."""
+    manifest = agent_manifest(temporal={"taskQueue": f"{queue}-{uuid.uuid4().hex[:8]}"})
     manifest["spec"]["agent"] = {
         "name": "files",
-        "model": "python:approval_agents:deleting_two",
+        "model": f"python:approval_agents:{model}",
         "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
     }
-    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}], **approvals}
     await durableagent.reconcile(ops, kube.put(manifest))
     rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
-    worker = await asyncio.to_thread(
+    return await asyncio.to_thread(
         start_worker,
         RuntimeConfig.model_validate_json(rendered),
         PYTHONPATH=str(RUNTIME_TESTS),
         APPROVAL_AGENTS_LOG=str(log),
     )
+
+
+def start_tidy(kube: FakeKube, **spec: Any) -> None:
     run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
-    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up", **spec}})
+
+
+async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_change_nothing(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    worker = await serve_files(ops, kube, start_worker, log, model="deleting_two", queue="approvals")
+    start_tidy(kube)
     await agentrun.start(ops, kube.body(RUN))
 
     # The run waits: phase, the pending calls, the condition, an Event per call, the agent's count.
@@ -241,23 +253,8 @@ async def test_a_session_turn_that_waits_is_shown_and_decided_like_a_run(
 ) -> None:
     log = tmp_path / "calls.jsonl"
     ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
-    manifest = agent_manifest(temporal={"taskQueue": f"session-approvals-{uuid.uuid4().hex[:8]}"})
-    manifest["spec"]["agent"] = {
-        "name": "files",
-        "model": "python:approval_agents:deleting",
-        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
-    }
-    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
-    await durableagent.reconcile(ops, kube.put(manifest))
-    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
-    await asyncio.to_thread(
-        start_worker,
-        RuntimeConfig.model_validate_json(rendered),
-        PYTHONPATH=str(RUNTIME_TESTS),
-        APPROVAL_AGENTS_LOG=str(log),
-    )
-    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
-    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up", "session": "desk"}})
+    await serve_files(ops, kube, start_worker, log, model="deleting", queue="session-approvals")
+    start_tidy(kube, session="desk")
     await agentrun.start(ops, kube.body(RUN))
 
     waiting = await poll_until(ops, kube, lambda s: s.get("phase") == "AwaitingApproval", "waited")
@@ -285,8 +282,7 @@ async def test_a_decision_temporal_cannot_take_is_tried_again_then_fails_saying_
 
     ops = make_real_operator(kube, clock=clock, temporal_address=f"127.0.0.1:{free_port()}")
     kube.put(agent_manifest())
-    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
-    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    start_tidy(kube)
     kube.objects[RUN]["status"] = {"phase": "AwaitingApproval", "workflowId": "agentrun-x", "taskQueue": "q"}
     approval = put_approval(kube, "approve", all=True, decision="Approve", decidedBy="ada")
 
@@ -321,23 +317,9 @@ async def test_calls_decided_with_a_temporal_client_or_by_the_timeout_are_record
     from durable_agents_runtime import decisions
 
     ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
-    manifest = agent_manifest(temporal={"taskQueue": f"outside-{uuid.uuid4().hex[:8]}"})
-    manifest["spec"]["agent"] = {
-        "name": "files",
-        "model": "python:approval_agents:deleting_two",
-        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
-    }
-    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}], "timeout": "6s"}
-    await durableagent.reconcile(ops, kube.put(manifest))
-    rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
-    await asyncio.to_thread(
-        start_worker,
-        RuntimeConfig.model_validate_json(rendered),
-        PYTHONPATH=str(RUNTIME_TESTS),
-        APPROVAL_AGENTS_LOG=str(tmp_path / "calls.jsonl"),
-    )
-    run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
-    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    log = tmp_path / "calls.jsonl"
+    await serve_files(ops, kube, start_worker, log, model="deleting_two", queue="outside", timeout="6s")
+    start_tidy(kube)
     await agentrun.start(ops, kube.body(RUN))
     waiting = await poll_until(
         ops, kube, lambda s: len(s.get("pendingApprovals") or []) == 2, "waited for two approvals"
