@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from durable_agents_api.config_location import CONFIG_FILE_KEY, CONFIG_MOUNT_DIR, ENV_CONFIG
+
 __all__ = [
     "APPROVALS_QUERY",
     "CONFIG_FILE_KEY",
@@ -118,8 +120,6 @@ def session_id_of(workflow_id: str) -> str:
 PYTHON_MODEL_PREFIX = "python:"
 """`model: python:pkg.mod:attr` names a pydantic-ai `Model` instance in code instead of a provider model."""
 
-ENV_CONFIG = "DURABLE_AGENTS_CONFIG"
-"""Path of the RuntimeConfig file (JSON or YAML) the worker reads."""
 ENV_BIND_HOST = "DURABLE_AGENTS_BIND_HOST"
 """Address the worker's HTTP endpoints bind to (pods set it to their pod IP; default 0.0.0.0)."""
 ENV_HEALTH_PORT = "DURABLE_AGENTS_HEALTH_PORT"
@@ -129,8 +129,6 @@ ENV_METRICS_PORT = "DURABLE_AGENTS_METRICS_PORT"
 ENV_TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
 """Temporal's standard name for an API key; the operator mounts the key from a Secret under this name."""
 
-CONFIG_MOUNT_DIR = "/etc/durable-agents"
-CONFIG_FILE_KEY = "runtime.json"
 
 LIVENESS_PATH = "/livez"
 READINESS_PATH = "/readyz"

@@ -76,8 +76,9 @@ def _exit(code: int) -> None:
     A process that ran a Temporal client can abort at exit (PyGILState_Release, temporalio/sdk-python#300),
     turning a success into a crash; everything that matters is flushed here first.
     """
-    if "logfire" in sys.modules:
-        sys.modules["logfire"].force_flush()
+    logfire = sys.modules.get("logfire")  # None where `import_gate` kept Logfire out
+    if logfire is not None:
+        logfire.force_flush()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

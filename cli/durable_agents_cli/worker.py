@@ -15,16 +15,21 @@ __all__ = ["add_parser"]
 def worker_verb(args: argparse.Namespace) -> int:
     import logging
 
-    from durable_agents_api.config import RuntimeConfig
-    from durable_agents_api.contract import CONFIG_FILE_KEY, CONFIG_MOUNT_DIR, ENV_CONFIG
-    from durable_agents_api.errors import ConfigError
+    from durable_agents_api.config_location import CONFIG_FILE_KEY, CONFIG_MOUNT_DIR, ENV_CONFIG
+    from durable_agents_runtime.import_gate import keep_logfire_out
 
     path = args.config or os.environ.get(ENV_CONFIG)
+    if path is None and (Path(CONFIG_MOUNT_DIR) / CONFIG_FILE_KEY).is_file():
+        path = str(Path(CONFIG_MOUNT_DIR) / CONFIG_FILE_KEY)
+    if path is not None:
+        # Before pydantic loads its plugins: a worker whose spans go nowhere never imports Logfire.
+        keep_logfire_out(path)
+
+    from durable_agents_api.config import RuntimeConfig
+    from durable_agents_api.errors import ConfigError
+
     if path is None:
-        mounted = Path(CONFIG_MOUNT_DIR) / CONFIG_FILE_KEY
-        if not mounted.is_file():
-            raise ConfigError(f"no runtime config: pass --config PATH or set {ENV_CONFIG}")
-        path = str(mounted)
+        raise ConfigError(f"no runtime config: pass --config PATH or set {ENV_CONFIG}")
     if not Path(path).is_file():
         raise ConfigError(f"runtime config {path!r} does not exist: check --config / {ENV_CONFIG}")
     config = RuntimeConfig.from_file(path)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from durable_agents_api.config import RuntimeConfig
+from durable_agents_runtime.import_gate import spans_may_leave
 
 if TYPE_CHECKING:
     from temporalio.client import Plugin
@@ -38,14 +39,10 @@ def prometheus_runtime(host: str, port: int | None) -> Runtime:
     )
 
 
-_OTLP_ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-
-
 def spans_have_a_destination(config: RuntimeConfig, environ: Mapping[str, str]) -> bool:
-    """Whether any span would leave the process: to Logfire (send + token) or to an OTLP endpoint."""
-    if config.observability.otlp_endpoint or any(environ.get(name) for name in _OTLP_ENDPOINT_ENV):
-        return True
-    return config.observability.logfire.send and bool(environ.get("LOGFIRE_TOKEN"))
+    """Whether any span would leave the process: to Logfire (send + token) or to an OTLP endpoint (the
+    rule `import_gate` applies before the config is validated)."""
+    return spans_may_leave(config.observability.model_dump(mode="json", by_alias=True), environ)
 
 
 def logfire_plugins(config: RuntimeConfig, environ: Mapping[str, str] = os.environ) -> Sequence[Plugin]:
@@ -55,7 +52,7 @@ def logfire_plugins(config: RuntimeConfig, environ: Mapping[str, str] = os.envir
     worker's CPU per run (bench/README.md, "logfire off").
     """
     spec = config.observability.logfire
-    if not spec.enabled or not spans_have_a_destination(config, environ):
+    if not spans_have_a_destination(config, environ):
         return []
     import logfire
     from pydantic_ai.durable_exec.temporal import LogfirePlugin
