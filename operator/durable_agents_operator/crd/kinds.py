@@ -154,6 +154,12 @@ DURABLE_AGENT = CrdKind(
             "AgentRuns waiting for a decision on a tool call.",
         ),
         PrinterColumn("Task Queue", "string", ".status.taskQueue", "The task queue in use.", priority=1),
+        PrinterColumn(
+            "Version",
+            "string",
+            ".status.currentVersion",
+            "Build id of the version new runs start on (spec.versioning.enabled).",
+        ),
         _AGE,
     ),
     patches={
