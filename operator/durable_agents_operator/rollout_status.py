@@ -7,7 +7,8 @@ version plan and what it executed.
 - `True`, reason `Complete`: the spec's version is current; older versions may still drain their pinned
   runs (listed in `status.versions`), which is normal and can take as long as those runs do.
 - `False`, reason `Progressing`: the spec's version does not take all new runs yet (its workers are
-  starting, its replay gate runs, a progressive step's pause, strategy `Manual`); the message says which.
+  starting, its replay gate runs, a progressive step's pause, strategy `Manual`, or Temporal is still
+  handing a routing change to the task queues); the message says which.
 - `False`, reason `Blocked`: the replay gate refused the spec's version; the current version keeps
   serving. The message names the workflow and its first mismatching command. A fix is a new spec.
 - `Unknown`, reason `TemporalUnreachable`: the routing could not be read; nothing moved.
@@ -93,9 +94,15 @@ def versions_status(
 
 
 def rollout_condition(
-    target: str, plan: VersionPlan | None, blocked_detail: str | None, error: str | None
+    target: str,
+    plan: VersionPlan | None,
+    blocked_detail: str | None,
+    error: str | None,
+    *,
+    propagating: bool = False,
 ) -> Condition:
-    """The `Rollout` condition for this reconcile (`plan` None: Temporal could not be read)."""
+    """The `Rollout` condition for this reconcile (`plan` None: Temporal could not be read;
+    `propagating`: Temporal still hands the last routing change to the task queues)."""
     if plan is None:
         return _condition(
             "Unknown",
@@ -109,6 +116,12 @@ def rollout_condition(
         )
     if plan.waiting is not None:
         return _condition("False", RolloutReason.PROGRESSING, plan.waiting)
+    if propagating or plan.routing is not None:
+        return _condition(
+            "False",
+            RolloutReason.PROGRESSING,
+            f"version {target} is current; Temporal is still handing the routing change to the task queues",
+        )
     draining = sorted(b for b, role in plan.roles.items() if role == "draining")
     message = f"version {target} is current"
     if draining:

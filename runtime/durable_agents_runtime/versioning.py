@@ -142,6 +142,9 @@ class DeploymentState:
     ramping: str | None
     ramp_percentage: float
     versions: tuple[VersionState, ...]
+    propagating: bool = False
+    """The last routing change has not reached every task queue yet: for a moment, a new run may
+    still start on the version that was current before."""
 
 
 def _status_word(status: int) -> str:
@@ -169,7 +172,8 @@ async def describe_deployment(client: Client, name: str) -> DeploymentState | No
         VersionState(summary.deployment_version.build_id, _status_word(summary.status))
         for summary in info.version_summaries
     )
-    return DeploymentState(current, ramping, routing.ramping_version_percentage, versions)
+    propagating = info.routing_config_update_state == 1  # ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
+    return DeploymentState(current, ramping, routing.ramping_version_percentage, versions, propagating)
 
 
 def _version_not_registered(exc: RPCError) -> bool:
@@ -319,6 +323,9 @@ class VersionInfo:
     """When it last stopped being current (None: never was, or it still is)."""
     current_since: datetime | None
     ramping_since: datetime | None
+    was_current: bool
+    """It took new runs before (current or ramping) and no longer does: the server tracks its drainage
+    (the dev server 1.32 sets no `last_current_time`, but does track drainage)."""
 
 
 def _proto_version(target: WorkerDeploymentVersion) -> ProtoVersion:
@@ -360,6 +367,7 @@ async def describe_version(client: Client, target: WorkerDeploymentVersion) -> V
         last_current_time=_time(info.last_current_time),
         current_since=_time(info.current_since_time),
         ramping_since=_time(info.ramping_since_time),
+        was_current=info.last_current_time.seconds > 0 or info.drainage_info.status != 0,
     )
 
 

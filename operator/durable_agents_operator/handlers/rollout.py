@@ -73,6 +73,7 @@ class _Seen:
     versions: dict[str, ObservedVersion]
     routing: RoutingState
     gate: versioning.GateVerdict | None
+    propagating: bool
 
 
 async def roll_out(
@@ -99,7 +100,7 @@ async def roll_out(
     deployment_name = versioning.deployment_name(objects.config)
     try:
         client = await ops.temporal.client(params)
-        seen = await _observe(client, deployment_name, objects, deployments, previous)
+        seen = await _observe(client, deployment_name, objects, deployments, previous, now)
     except Exception as exc:  # any Temporal failure: report it, move nothing
         condition = rollout_condition(target.build_id, None, None, str(exc) or type(exc).__name__)
         fields = {"versions": previous.get("versions"), "currentVersion": previous.get("currentVersion")}
@@ -122,7 +123,7 @@ async def roll_out(
         else seen.routing.current
     )
     detail = _gate_detail(seen.gate)
-    condition = rollout_condition(target.build_id, plan, detail, None)
+    condition = rollout_condition(target.build_id, plan, detail, None, propagating=seen.propagating)
     events = rollout_events(
         target.build_id,
         plan,
@@ -201,6 +202,7 @@ async def _observe(
     objects: AgentObjects,
     deployments: Mapping[str, dict[str, Any]],
     previous: Mapping[str, Any],
+    now: datetime,
 ) -> _Seen:
     target = objects.version
     assert target is not None
@@ -252,7 +254,7 @@ async def _observe(
             registered=build_id in registered,
             pinned_open_runs=counts[build_id],
             drained_since=_parse_time(drained_before.get(build_id)),
-            last_current_at=(info.last_current_time or info.current_since) if is_target and info else None,
+            last_current_at=_was_current(info, now) if is_target else None,
             replay_gate=gate,  # type: ignore[arg-type]
         )
     routing = RoutingState(
@@ -261,7 +263,8 @@ async def _observe(
         ramp_percentage=state.ramp_percentage if state is not None else 0.0,
         ramp_changed_at=ramp_since,
     )
-    return _Seen(versions, routing, info.gate if info is not None and gated else None)
+    gate_verdict = info.gate if info is not None and gated else None
+    return _Seen(versions, routing, gate_verdict, state is not None and state.propagating)
 
 
 async def _route(client: Client, deployment_name: str, plan: VersionPlan, timeout: float) -> bool:
@@ -311,6 +314,12 @@ async def _sunset(
                 uid=(configmap.get("metadata") or {}).get("uid"),
             )
     return plan.delete
+
+
+def _was_current(info: versioning.VersionInfo | None, now: datetime) -> datetime | None:
+    if info is None or not info.was_current:
+        return None
+    return info.last_current_time or now
 
 
 def _gate_detail(verdict: versioning.GateVerdict | None) -> str | None:
