@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,37 @@ async def test_a_change_old_runs_cannot_replay_is_blocked_and_the_old_version_st
     assert versioned_agents.received(cluster.model_log)[-1]["pid"] == old.pid
     await cluster.tick_until("still blocked", lambda: cluster.condition()[1] == "Blocked")
     assert len(cluster.events("ReplayGateRefused")) == 1
+
+
+async def test_a_progressive_rollout_ramps_a_share_of_new_runs_then_makes_the_version_current(
+    kube: FakeKube,
+    clock: Clock,
+    dev_server: DevServer,
+    start_worker: Any,
+    tmp_path: Path,
+    temporal_client: Client,
+) -> None:
+    clock.now = datetime.now(UTC)  # the ramp's start comes from Temporal's clock
+    queue = f"ramped-{uuid.uuid4().hex[:8]}"
+    cluster = Cluster(kube, clock, dev_server, start_worker, tmp_path)
+    steps = [{"rampPercentage": 25, "pause": "30s"}]
+    await cluster.apply(_agent(queue, "Be v1.", strategy="Progressive", steps=steps))
+    [v1] = cluster.versions()
+    await cluster.serve(v1)
+    await cluster.tick_until("v1 current", lambda: cluster.condition()[1] == "Complete")
+
+    await cluster.apply(_agent(queue, "Be v2.", strategy="Progressive", steps=steps))
+    [v2] = set(cluster.versions()) - {v1}
+    await cluster.serve(v2)
+    await cluster.tick_until("v2 ramping", lambda: cluster.versions()[v2]["role"] == "ramping")
+    assert any(f"25% of new runs go to version {v2}" in m for m in cluster.events("VersionRamping"))
+    state = await describe_deployment(temporal_client, queue)
+    assert state is not None and (state.current, state.ramping, state.ramp_percentage) == (v1, v2, 25)
+    await cluster.tick_until("step 1's pause", lambda: cluster.condition()[1] == "Progressing")
+    assert "step 1 of 1" in cluster.condition()[2]
+    assert cluster.status()["currentVersion"] == v1
+
+    clock.advance(30)
+    await cluster.tick_until("v2 current", lambda: cluster.status().get("currentVersion") == v2)
+    state = await describe_deployment(temporal_client, queue)
+    assert state is not None and (state.current, state.ramping) == (v2, None)
