@@ -94,7 +94,7 @@ def test_only_auto_upgrade_versions_run_the_replay_gate_in_their_workers() -> No
 
 
 def test_progressive_without_rising_steps_is_refused_naming_the_field() -> None:
-    with pytest.raises(ValidationError, match="versioning.steps"):
+    with pytest.raises(ValidationError, match=r"versioning\.steps"):
         agent(versioning={"enabled": True, "strategy": "Progressive"})
     with pytest.raises(ValidationError, match="rising"):
         agent(
