@@ -152,13 +152,19 @@ async def test_a_change_runs_next_to_the_old_version_which_drains_its_runs_and_i
 ) -> None:
     queue = f"rollout-{uuid.uuid4().hex[:8]}"
     cluster = Cluster(kube, clock, dev_server, start_worker, tmp_path)
+    unversioned = _agent(queue, "Be v1.")
+    del unversioned["spec"]["versioning"]
+    await cluster.apply(unversioned)
+    assert set(cluster.deployments()) == {"hello-worker"}
     await cluster.apply(_agent(queue, "Be v1."))
     [v1] = cluster.versions()
-    assert set(cluster.deployments()) == {f"hello-worker-{v1}"}
+    assert set(cluster.deployments()) == {"hello-worker", f"hello-worker-{v1}"}, "kept until v1 serves"
     assert cluster.versions()[v1]["role"] == "target"
     old = await cluster.serve(v1)
     await cluster.tick_until("v1 current", lambda: cluster.condition()[1] == "Complete")
     assert cluster.status()["currentVersion"] == v1
+    assert set(cluster.deployments()) == {f"hello-worker-{v1}"}
+    assert ObjectKey("v1", "ConfigMap", "ns", "hello-runtime") not in kube.objects
     assert len(cluster.events("VersionPromoted")) == 1
 
     in_flight = await _start(temporal_client, queue, "old run")

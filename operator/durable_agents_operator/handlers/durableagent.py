@@ -51,7 +51,7 @@ from durable_agents_operator.status import (
 from durable_agents_runtime.health import AgentHealth
 
 from .reporting import emit, report
-from .rollout import Rollout, roll_out
+from .rollout import Rollout, roll_out, shared_keys
 
 __all__ = ["check_health", "reconcile"]
 
@@ -194,7 +194,10 @@ def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> Agen
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects) -> Live:
     """Observe → plan → execute; raises `ObjectConflict` (applying nothing) when an object is foreign."""
-    observed = await observe(ops.kube, child_keys(_name(agent), _ns(agent)))
+    keys = child_keys(_name(agent), _ns(agent))
+    if objects.version is not None:
+        keys = shared_keys(keys)  # the unversioned Deployment goes once a version is current (rollout)
+    observed = await observe(ops.kube, keys)
     plan = plan_objects({key_of(m): m for m in objects.manifests}, observed, owner_uid=agent.metadata.uid)
     if (conflict := plan.conflict_error()) is not None:
         raise conflict

@@ -23,7 +23,7 @@ from temporalio.common import WorkerDeploymentVersion
 
 from durable_agents_api.resources import Condition, DurableAgent
 from durable_agents_operator.builders import desired_replicas, selector_string
-from durable_agents_operator.builders.agent_objects import AgentObjects, VersionObjects
+from durable_agents_operator.builders.agent_objects import AgentObjects, VersionObjects, child_keys
 from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.kube import execute
 from durable_agents_operator.naming import (
@@ -51,7 +51,15 @@ from durable_agents_operator.version_planner import (
 )
 from durable_agents_runtime import versioning
 
-__all__ = ["Rollout", "roll_out"]
+__all__ = ["Rollout", "roll_out", "shared_keys"]
+
+_UNVERSIONED_KINDS = ("ConfigMap", "Deployment")
+"""What an agent had before `spec.versioning.enabled`: one ConfigMap and one Deployment for all configs."""
+
+
+def shared_keys(keys: tuple[ObjectKey, ...]) -> tuple[ObjectKey, ...]:
+    """The agent's objects shared by all versions (Service, PDB), out of `child_keys`."""
+    return tuple(k for k in keys if k.kind not in _UNVERSIONED_KINDS)
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,8 @@ async def roll_out(
         if routed and plan.routing is not None and plan.routing.set_current
         else seen.routing.current
     )
+    if current is not None and (routed or not previous.get("currentVersion")):
+        await _retire_unversioned(ops, agent)
     detail = _gate_detail(seen.gate)
     condition = rollout_condition(target.build_id, plan, detail, None, propagating=seen.propagating)
     events = rollout_events(
@@ -314,6 +324,22 @@ async def _sunset(
                 uid=(configmap.get("metadata") or {}).get("uid"),
             )
     return plan.delete
+
+
+async def _retire_unversioned(ops: Operator, agent: DurableAgent) -> None:
+    """Delete the Deployment and ConfigMap the agent had before it was versioned, once a version is
+    current: from then on Temporal hands the unversioned runs still open to the current version."""
+    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
+    for key in child_keys(name, namespace):
+        if key.kind not in _UNVERSIONED_KINDS:
+            continue
+        live = await ops.kube.get(key)
+        meta = (live or {}).get("metadata") or {}
+        if any(
+            r.get("controller") and r.get("uid") == agent.metadata.uid
+            for r in meta.get("ownerReferences") or []
+        ):
+            await ops.kube.delete(key, uid=meta.get("uid"))
 
 
 def _was_current(info: versioning.VersionInfo | None, now: datetime) -> datetime | None:
