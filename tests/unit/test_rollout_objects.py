@@ -7,11 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import cel
 import pytest
 from pydantic import ValidationError
 
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_api.resources import DurableAgent
+from durable_agents_operator import crd
 from durable_agents_operator.builders import resolve_temporal
 from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects
 from durable_agents_operator.connection_params import ConnectionParams
@@ -168,3 +170,29 @@ def test_temporal_unreachable_is_unknown_and_moves_nothing() -> None:
     assert (condition.status, condition.reason) == ("Unknown", "TemporalUnreachable")
     assert "connection refused" in condition.message
     assert rollout_events("v2", None, routed=False, deleted=(), previous_current=None) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        ({}, {"versioning": {"enabled": True}}, True),
+        ({"versioning": {"enabled": False}}, {}, True),
+        ({"versioning": {"enabled": True}}, {"versioning": {"enabled": True, "strategy": "Manual"}}, True),
+        ({"versioning": {"enabled": True}}, {"versioning": {"enabled": False}}, False),
+        ({"versioning": {"enabled": True}}, {"versioning": {}}, False),
+        ({"versioning": {"enabled": True}}, {}, False),
+    ],
+)
+def test_versioning_cannot_be_turned_off_in_the_api_server(
+    old: dict[str, Any], new: dict[str, Any], ok: bool
+) -> None:
+    rendered = crd.render_crd(next(k for k in crd.KINDS if k.kind == "DurableAgent"))
+    spec = rendered["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    refused = [
+        r["message"]
+        for r in spec["x-kubernetes-validations"]
+        if cel.evaluate(r["rule"], {"self": new, "oldSelf": old}) is not True and "versioning" in r["message"]
+    ]
+    assert (refused == []) is ok, refused
+    if not ok:
+        assert "spec.versioning.enabled cannot be turned off" in refused[0]

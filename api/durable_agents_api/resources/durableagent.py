@@ -207,7 +207,8 @@ class DurableAgentVersioningSpec(Spec):
         default=False,
         description="Run one worker Deployment per version (rainbow rollouts): a change starts the new "
         "version next to the old one, which keeps its workers until its pinned runs (runs awaiting "
-        "approval included) finish. Off: a change rolls the worker Deployment in place.",
+        "approval included) finish. Off: a change rolls the worker Deployment in place. Once on, it "
+        "stays on.",
     )
     strategy: Literal["AllAtOnce", "Progressive", "Manual"] = Field(
         default="AllAtOnce",
