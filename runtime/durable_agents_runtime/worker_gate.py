@@ -28,7 +28,9 @@ log = logging.getLogger("durable_agents.worker")
 
 
 async def replay_before_polling(client: Client, config: RuntimeConfig) -> versioning.GateVerdict | None:
-    """The verdict to record for this worker's version; None when it has no gate or already has one."""
+    """The verdict to record for this worker's version; None when it has no gate or already has one.
+
+    Raises `ReplayGateError` when the recent runs cannot be read (the check did not run)."""
     spec = config.versioning
     served = versioning.worker_version(config)
     if spec is None or served is None or spec.replay_histories == 0:
@@ -44,8 +46,12 @@ async def replay_before_polling(client: Client, config: RuntimeConfig) -> versio
     try:
         report = await check(client, config, histories=spec.replay_histories)
     except ReplayGateError as exc:
-        # The check could not run, which is not a pass: the version must not take traffic.
-        return versioning.GateVerdict(passed=False, summary=f"the replay gate could not run: {exc}")
+        # The check could not run, which is neither a pass nor a refusal: the worker exits and its pod
+        # restarts (with back-off) to try again; the version never becomes ready meanwhile.
+        raise ReplayGateError(
+            f"the replay gate of version {served.build_id} could not run, so this worker does not start: "
+            f"{exc}"
+        ) from None
     log.info("%s", report.summary())
     if report.ok:
         return versioning.GateVerdict(passed=True, summary=report.summary())

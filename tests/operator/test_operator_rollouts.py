@@ -21,13 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_support import Clock, DevServer, FakeKube, agent_key, agent_manifest, make_real_operator
+from operator_support import (
+    Clock,
+    DevServer,
+    FakeKube,
+    agent_key,
+    agent_manifest,
+    make_operator,
+    make_real_operator,
+)
 from temporalio.client import Client
 
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_operator.handlers import durableagent
 from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.versioning import describe_deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -178,8 +187,9 @@ async def test_a_change_runs_next_to_the_old_version_which_drains_its_runs_and_i
     assert (versions[v1]["role"], versions[v2]["role"]) == ("current", "target")
     assert cluster.condition()[:2] == ("False", "Progressing")
     new = await cluster.serve(v2)
+    serving = time.monotonic()
     await cluster.tick_until("v2 current", lambda: cluster.status().get("currentVersion") == v2)
-    rollout_seconds = time.monotonic() - applied
+    rollout_seconds, promote_seconds = time.monotonic() - applied, time.monotonic() - serving
     # New runs start on v2 once Temporal has handed the routing change to the task queue.
     await cluster.tick_until("routing propagated", lambda: cluster.condition()[1] == "Complete")
     versions = cluster.versions()
@@ -226,8 +236,8 @@ async def test_a_change_runs_next_to_the_old_version_which_drains_its_runs_and_i
     assert ObjectKey("v1", "ConfigMap", "ns", f"hello-runtime-{v1}") not in kube.objects
     assert any(v1 in m for m in cluster.events("VersionSunset"))
     print(
-        f"\nrollout (apply -> new version current, incl. worker start): {rollout_seconds:.1f}s; "
-        f"drain (last run released -> old version drained): {drain_seconds:.1f}s"
+        f"\nrollout: apply -> new version current {rollout_seconds:.1f}s (its worker ready -> current "
+        f"{promote_seconds:.1f}s); drain: last run released -> old version drained {drain_seconds:.1f}s"
     )
 
 
@@ -306,3 +316,21 @@ async def test_a_progressive_rollout_ramps_a_share_of_new_runs_then_makes_the_ve
     await cluster.tick_until("v2 current", lambda: cluster.status().get("currentVersion") == v2)
     state = await describe_deployment(temporal_client, queue)
     assert state is not None and (state.current, state.ramping) == (v2, None)
+
+
+async def test_without_temporal_the_new_version_is_created_and_nothing_moves(
+    kube: FakeKube, clock: Clock
+) -> None:
+    async def unreachable(params: Any) -> Client:
+        raise ConnectionRefusedError("connection refused")
+
+    ops = make_operator(kube, clock=clock, temporal=TemporalPool(timeout=1, connect=unreachable))
+    kube.put(_agent("q", "Be v1."))
+    await durableagent.reconcile(ops, kube.body(agent_key()))
+    status = kube.objects[agent_key()]["status"]
+    [rollout] = [c for c in status["conditions"] if c["type"] == "Rollout"]
+    assert (rollout["status"], rollout["reason"]) == ("Unknown", "TemporalUnreachable")
+    assert "connection refused" in rollout["message"]
+    assert status.get("currentVersion") is None
+    [deployment] = [k.name for k in kube.objects if k.kind == "Deployment"]
+    assert deployment.startswith("hello-worker-"), "the spec's version is applied without Temporal"

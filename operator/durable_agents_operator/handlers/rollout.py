@@ -16,15 +16,17 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
+from temporalio.service import RPCError
 
 from durable_agents_api.resources import Condition, DurableAgent
 from durable_agents_operator.builders import desired_replicas, selector_string
 from durable_agents_operator.builders.agent_objects import AgentObjects, VersionObjects, child_keys
 from durable_agents_operator.connection_params import ConnectionParams
+from durable_agents_operator.errors import TemporalUnavailable
 from durable_agents_operator.kube import execute
 from durable_agents_operator.naming import (
     LABEL_AGENT,
@@ -45,6 +47,7 @@ from durable_agents_operator.version_planner import (
     ObservedVersion,
     RolloutPolicy,
     RolloutStep,
+    RoutingChange,
     RoutingState,
     VersionPlan,
     plan_versions,
@@ -52,6 +55,10 @@ from durable_agents_operator.version_planner import (
 from durable_agents_runtime import versioning
 
 __all__ = ["Rollout", "roll_out", "shared_keys"]
+
+_OBSERVE_CALLS = 4
+"""Temporal calls of one observation in sequence (the rest run concurrently): its time limit is this
+many `temporalTimeout`s."""
 
 _UNVERSIONED_KINDS = ("ConfigMap", "Deployment")
 """What an agent had before `spec.versioning.enabled`: one ConfigMap and one Deployment for all configs."""
@@ -106,11 +113,15 @@ async def roll_out(
     live_target = await _apply_target(ops, agent, target, deployments, configmaps)
     deployments[target.build_id] = live_target
     deployment_name = versioning.deployment_name(objects.config)
+    timeout = ops.settings.temporal_timeout
     try:
         client = await ops.temporal.client(params)
-        seen = await _observe(client, deployment_name, objects, deployments, previous, now)
-    except Exception as exc:  # any Temporal failure: report it, move nothing
-        condition = rollout_condition(target.build_id, None, None, str(exc) or type(exc).__name__)
+        seen = await asyncio.wait_for(
+            _observe(client, deployment_name, objects, deployments, previous, now), _OBSERVE_CALLS * timeout
+        )
+    except (TemporalUnavailable, versioning.VersioningError, RPCError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {_OBSERVE_CALLS * timeout:g}s"
+        condition = rollout_condition(target.build_id, None, None, reason)
         fields = {"versions": previous.get("versions"), "currentVersion": previous.get("currentVersion")}
         shown = deployments.get(previous.get("currentVersion") or "") or live_target
         return Rollout(_with_selector(fields, name, previous.get("currentVersion")), condition, [], shown)
@@ -123,7 +134,7 @@ async def roll_out(
                 await ops.kube.scale(_deployment_key(namespace, name, build_id), replicas)
                 or deployments[build_id]
             )
-    routed = await _route(client, deployment_name, plan, ops.settings.temporal_timeout)
+    routed = await _route(client, deployment_name, plan, timeout)
     deleted = await _sunset(ops, agent, plan, deployments, configmaps, target.build_id)
     current = (
         plan.routing.build_id
@@ -250,13 +261,7 @@ async def _observe(
     for build_id in build_ids:
         live = deployments.get(build_id)
         is_target = build_id == target.build_id
-        gate = "Off"
-        if is_target and gated:
-            gate = (
-                "Pending"
-                if info is None or info.gate is None
-                else ("Passed" if info.gate.passed else "Refused")
-            )
+        gate = _gate(info) if is_target and gated else "Off"
         versions[build_id] = ObservedVersion(
             build_id=build_id,
             replicas=((live or {}).get("spec") or {}).get("replicas") if live is not None else None,
@@ -265,7 +270,7 @@ async def _observe(
             pinned_open_runs=counts[build_id],
             drained_since=_parse_time(drained_before.get(build_id)),
             last_current_at=_was_current(info, now) if is_target else None,
-            replay_gate=gate,  # type: ignore[arg-type]
+            replay_gate=gate,
         )
     routing = RoutingState(
         current=state.current if state is not None else None,
@@ -283,22 +288,24 @@ async def _route(client: Client, deployment_name: str, plan: VersionPlan, timeou
     if change is None:
         return False
     try:
-        if change.build_id is None:
-            await versioning.stop_ramping(client, deployment_name)
-        elif change.set_current:
-            await versioning.promote(
-                client, WorkerDeploymentVersion(deployment_name, change.build_id), timeout=timeout
-            )
-        else:
-            await versioning.set_ramping(
-                client,
-                WorkerDeploymentVersion(deployment_name, change.build_id),
-                change.ramp_percentage,
-                timeout=timeout,
-            )
-    except versioning.VersioningError:
+        async with asyncio.timeout(2 * timeout):
+            await _change_routing(client, deployment_name, change, timeout)
+    except (versioning.VersioningError, RPCError, TimeoutError):
         return False
     return True
+
+
+async def _change_routing(
+    client: Client, deployment_name: str, change: RoutingChange, timeout: float
+) -> None:
+    if change.build_id is None:
+        await versioning.stop_ramping(client, deployment_name)
+        return
+    version = WorkerDeploymentVersion(deployment_name, change.build_id)
+    if change.set_current:
+        await versioning.promote(client, version, timeout=timeout)
+    else:
+        await versioning.set_ramping(client, version, change.ramp_percentage, timeout=timeout)
 
 
 async def _sunset(
@@ -340,6 +347,13 @@ async def _retire_unversioned(ops: Operator, agent: DurableAgent) -> None:
             for r in meta.get("ownerReferences") or []
         ):
             await ops.kube.delete(key, uid=meta.get("uid"))
+
+
+def _gate(info: versioning.VersionInfo | None) -> Literal["Passed", "Refused", "Pending"]:
+    """The target's gate: `Pending` until one of its workers recorded the verdict."""
+    if info is None or info.gate is None:
+        return "Pending"
+    return "Passed" if info.gate.passed else "Refused"
 
 
 def _was_current(info: versioning.VersionInfo | None, now: datetime) -> datetime | None:
