@@ -199,6 +199,14 @@ async def test_a_change_runs_next_to_the_old_version_which_drains_its_runs_and_i
     assert cluster.status()["selector"].endswith(f"durable-agents.dev/build-id={v2}")
     assert any(f"version {v2} is current (was {v1})" in m for m in cluster.events("VersionPromoted"))
 
+    # `kubectl scale` (spec.replicas) acts on the current version; the draining one keeps what it has.
+    scaled = _agent(queue, "Be v2.")
+    scaled["spec"]["replicas"] = 3
+    await cluster.apply(scaled)
+    replicas = {n: d["spec"]["replicas"] for n, d in cluster.deployments().items()}
+    assert replicas == {f"hello-worker-{v1}": 1, f"hello-worker-{v2}": 3}
+    await cluster.apply(_agent(queue, "Be v2."))
+
     fresh = await _start(temporal_client, queue, "new run")
     await _until(
         lambda: versioned_agents.gated_starts(cluster.model_log) == [old.pid, new.pid],
