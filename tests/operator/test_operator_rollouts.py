@@ -33,10 +33,11 @@ from operator_support import (
 from temporalio.client import Client
 
 from durable_agents_api.config import RuntimeConfig
-from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.contract import WORKFLOW_NAME, Decisions, RunInput, RunOutput
 from durable_agents_operator.handlers import durableagent
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.temporal_clients import TemporalPool
+from durable_agents_runtime.decisions import decide, pending_calls
 from durable_agents_runtime.versioning import describe_deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -292,7 +293,21 @@ async def test_a_change_old_runs_cannot_replay_is_blocked_and_the_old_version_st
     assert len(cluster.events("ReplayGateRefused")) == 1
 
 
-async def test_a_progressive_rollout_ramps_a_share_of_new_runs_then_makes_the_version_current(
+def _approving(queue: str, instructions: str, **versioning: Any) -> dict[str, Any]:
+    """An agent whose `delete_file` calls wait for a person (tests/runtime/approval_agents.py)."""
+    manifest = agent_manifest(temporal={"taskQueue": queue})
+    manifest["spec"]["agent"] = {
+        "name": "hello",
+        "model": "python:approval_agents:deleting",
+        "instructions": instructions,
+        "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
+    }
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
+    manifest["spec"]["versioning"] = {"enabled": True, "sunsetDelay": f"{SUNSET:g}s", **versioning}
+    return manifest
+
+
+async def test_a_progressive_rollout_ramps_then_promotes_and_a_run_awaiting_approval_keeps_its_version(
     kube: FakeKube,
     clock: Clock,
     dev_server: DevServer,
@@ -304,26 +319,40 @@ async def test_a_progressive_rollout_ramps_a_share_of_new_runs_then_makes_the_ve
     queue = f"ramped-{uuid.uuid4().hex[:8]}"
     cluster = Cluster(kube, clock, dev_server, start_worker, tmp_path)
     steps = [{"rampPercentage": 25, "pause": "30s"}]
-    await cluster.apply(_agent(queue, "Be v1.", strategy="Progressive", steps=steps))
+    await cluster.apply(_approving(queue, "Be v1.", strategy="Progressive", steps=steps))
     [v1] = cluster.versions()
     await cluster.serve(v1)
     await cluster.tick_until("v1 current", lambda: cluster.condition()[1] == "Complete")
+    waiting = await _start(temporal_client, queue, "tidy up")
+    for _ in range(300):
+        if await pending_calls(waiting):
+            break
+        await asyncio.sleep(0.1)
+    assert await pending_calls(waiting), "the run did not reach its approval"
 
-    await cluster.apply(_agent(queue, "Be v2.", strategy="Progressive", steps=steps))
+    await cluster.apply(_approving(queue, "Be v2.", strategy="Progressive", steps=steps))
     [v2] = set(cluster.versions()) - {v1}
     await cluster.serve(v2)
     await cluster.tick_until("v2 ramping", lambda: cluster.versions()[v2]["role"] == "ramping")
     assert any(f"25% of new runs go to version {v2}" in m for m in cluster.events("VersionRamping"))
     state = await describe_deployment(temporal_client, queue)
     assert state is not None and (state.current, state.ramping, state.ramp_percentage) == (v1, v2, 25)
-    await cluster.tick_until("step 1's pause", lambda: cluster.condition()[1] == "Progressing")
-    assert "step 1 of 1" in cluster.condition()[2]
+    await cluster.tick_until("step 1's pause", lambda: "step 1 of 1" in cluster.condition()[2])
     assert cluster.status()["currentVersion"] == v1
 
     clock.advance(30)
     await cluster.tick_until("v2 current", lambda: cluster.status().get("currentVersion") == v2)
     state = await describe_deployment(temporal_client, queue)
     assert state is not None and (state.current, state.ramping) == (v2, None)
+
+    # The run awaiting approval is pinned to v1: v1 keeps its worker past the sunset delay.
+    clock.advance(SUNSET)
+    await cluster.tick_until("v1 draining", lambda: cluster.versions()[v1]["role"] == "draining")
+    assert cluster.versions()[v1]["pinnedOpenRuns"] == 1
+    assert cluster.deployments()[f"hello-worker-{v1}"]["spec"]["replicas"] == 1
+    await decide(waiting, Decisions(all="approve", decided_by="test"))
+    assert (await waiting.result()).output == "model was told: deleted a.txt"
+    await cluster.tick_until("v1 drained", lambda: cluster.versions()[v1]["role"] == "drained")
 
 
 async def test_without_temporal_the_new_version_is_created_and_nothing_moves(
