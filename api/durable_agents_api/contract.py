@@ -16,6 +16,8 @@ __all__ = [
     "APPROVALS_QUERY",
     "CONFIG_FILE_KEY",
     "CONFIG_MOUNT_DIR",
+    "DECIDED_KEPT",
+    "DECIDED_QUERY",
     "DECIDE_UPDATE",
     "ENV_BIND_HOST",
     "ENV_CONFIG",
@@ -37,6 +39,7 @@ __all__ = [
     "SESSION_WORKFLOW_NAME",
     "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
+    "DecidedCall",
     "Decision",
     "DecisionOutcome",
     "Decisions",
@@ -67,6 +70,10 @@ LIVE_EVENTS_QUERY = "durable-agents.live-events"
 """Query answering a `LiveEvents`: what a subscriber of the run will see."""
 APPROVALS_QUERY = "durable-agents.pending-calls"
 """Query answering the run's pending calls (a list of `PendingCall`): approvals and external input."""
+DECIDED_QUERY = "durable-agents.decided-calls"
+"""Query answering the calls decided so far (a list of `DecidedCall`, the last `DECIDED_KEPT`), whoever
+decided them: a ToolApproval, the CLI, another client, or the decision timeout."""
+DECIDED_KEPT = 100
 DECIDE_UPDATE = "durable-agents.decide"
 """Update deciding pending calls (`Decisions` in, `DecisionOutcome` out). Its validator refuses an unknown
 or already-decided call id before anything is recorded, so a refused decision changes nothing."""
@@ -166,6 +173,19 @@ class RunUsageSummary(BaseModel):
     tool_calls: int = 0
 
 
+class DecidedCall(BaseModel):
+    """A call that was decided: what, by whom, when, and through which Update."""
+
+    tool_call_id: str
+    tool_name: str
+    decision: Literal["Approve", "Deny", "Answer"]
+    decided_by: str
+    decided_at: datetime
+    reason: str | None = None
+    update_id: str | None = None
+    """The decide Update's id (a ToolApproval's is `toolapproval-<uid>`); None for the decision timeout."""
+
+
 class RunOutput(BaseModel):
     """Workflow result."""
 
@@ -175,6 +195,8 @@ class RunOutput(BaseModel):
     """`output` rendered as text (JSON for structured output)."""
     usage: RunUsageSummary
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    decided_calls: list[DecidedCall] = Field(default_factory=list)
+    """The calls that waited for a decision in this run, and who decided them (the last `DECIDED_KEPT`)."""
 
 
 PendingKind = Literal["approval", "external", "question"]
@@ -192,6 +214,8 @@ class PendingCall(BaseModel):
     requested_at: datetime
     expires_at: datetime | None = None
     """When the decision timeout ends (`approvals.timeout`); None for no timeout."""
+    turn_id: str | None = None
+    """In a session: the id of the message (Update) whose turn waits on this call; None in a run."""
 
 
 class Decision(BaseModel):

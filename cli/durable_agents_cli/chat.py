@@ -149,6 +149,10 @@ async def _chat(client: Client, target: Any, args: argparse.Namespace, out: Rend
         _show(reply, args, out, streamed=stream)
 
 
+def _say_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _read_line(prompt: str) -> str | None:
     """The next line (without its newline), or None at the end of input."""
     if not prompt:
@@ -193,28 +197,43 @@ async def _turn(
     """Send one message; with `stream`, print the reply's text as it is written (and the reply itself if
     nothing was streamed)."""
     from durable_agents_api.contract import SessionMessage
+    from durable_agents_cli.decisions import decider, watch_pending
     from durable_agents_runtime.session_client import SessionNotFoundError, read_info, send_message
 
     message = SessionMessage(prompt=prompt, deps=deps, model=args.model, stream=stream)
     common = {"agent": target.name, "task_queue": target.task_queue, "session_id": session_id}
-    if not stream:
-        return await send_message(client, message=message, **common)
-    try:
-        offset = (await read_info(client, **common)).stream_offset
-    except SessionNotFoundError:
-        offset = 0
+    offset = 0
+    if stream:
+        with contextlib.suppress(SessionNotFoundError):
+            offset = (await read_info(client, **common)).stream_offset
     watcher: asyncio.Task[bool] | None = None
+    waiting: asyncio.Task[None] | None = None
 
     async def watch(handle: WorkflowHandle[Any, Any]) -> None:
-        nonlocal watcher
-        watcher = asyncio.create_task(_print_events(client, handle, offset, out))
+        nonlocal watcher, waiting
+        if stream:
+            watcher = asyncio.create_task(_print_events(client, handle, offset, out))
+        # A turn that waits for a decision says so; on a terminal it asks for it inline.
+        waiting = asyncio.create_task(
+            watch_pending(
+                handle,
+                _say_to_stderr if args.json else (lambda line: out.line(line, style="yellow")),
+                ask=sys.stdin.isatty(),
+                decided_by=decider(),
+                flags=f" --address {args.address}" if args.address else "",
+            )
+        )
 
-    reply = await send_message(client, message=message, on_started=watch, **common)
+    try:
+        reply = await send_message(client, message=message, on_started=watch, **common)
+    finally:
+        if waiting is not None:
+            waiting.cancel()
     printed = False
     if watcher is not None:
         with contextlib.suppress(TimeoutError):
             printed = await asyncio.wait_for(watcher, _STREAM_TAIL_SECONDS)
-    if not printed and not args.json:
+    if not printed and not args.json and stream:
         out.line(reply.output_text)
     out.end_text()
     return reply

@@ -6,6 +6,9 @@
   gets `closed_fields`: nothing pending, the condition False.
 - **ToolApproval**: `decisions_of` is the decide Update's input; `applied_status`, `refused_status` and
   `undelivered_status` its status; `record_decisions` appends who decided which call to the AgentRun.
+- **Decided elsewhere** (the CLI, another Temporal client, the decision timeout): `outside_decisions`
+  picks, from the workflow's decided calls (`DECIDED_QUERY`), those no ToolApproval carried and the
+  AgentRun has not recorded; `record_outside` appends them and `outside_message` announces each.
 
 `AwaitingApproval` condition (kstatus "abnormal-true": True means a person is needed):
 True/`ToolCallsPending` while any call waits; False/`NoPendingCalls` while the run goes on without
@@ -19,22 +22,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from durable_agents_api.contract import Decision, DecisionOutcome, Decisions, PendingCall
+from durable_agents_api.contract import DecidedCall, Decision, DecisionOutcome, Decisions, PendingCall
 from durable_agents_api.resources import Condition, ToolApproval
 from durable_agents_operator.conditions import merge_conditions
 from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
     "AWAITING_APPROVAL",
+    "DECISION_REASONS",
     "MAX_DECISIONS_KEPT",
     "MAX_PENDING_SHOWN",
+    "PAST_TENSE",
+    "TOOL_APPROVAL_UPDATE_PREFIX",
     "WaitingUpdate",
     "Waits",
     "applied_status",
     "closed_fields",
     "decision_word",
     "decisions_of",
+    "failed_status",
+    "outside_decisions",
+    "outside_message",
     "record_decisions",
+    "record_outside",
     "refused_status",
     "request_message",
     "undelivered_status",
@@ -166,6 +176,49 @@ def decisions_of(approval: ToolApproval, decided_by: str) -> Decisions:
     return Decisions(decisions=[decision], decided_by=decided_by)
 
 
+DECISION_REASONS = {"Approve": "ToolCallApproved", "Deny": "ToolCallDenied", "Answer": "ToolCallAnswered"}
+"""Event reason of a decision, by what it decided."""
+TOOL_APPROVAL_UPDATE_PREFIX = "toolapproval-"
+"""Update ids of decisions ToolApprovals carry (`toolapproval-<uid>`): they record themselves."""
+PAST_TENSE = {"Approve": "approved", "Deny": "denied", "Answer": "answered"}
+
+
+def outside_decisions(
+    previous: Sequence[Mapping[str, Any]], decided: Sequence[DecidedCall]
+) -> list[DecidedCall]:
+    """The calls in `decided` no ToolApproval carried and `previous` (`status.decisions`) lacks."""
+    known = {r.get("toolCallId") for r in previous}
+    return [
+        call
+        for call in decided
+        if call.tool_call_id not in known
+        and not (call.update_id or "").startswith(TOOL_APPROVAL_UPDATE_PREFIX)
+    ]
+
+
+def record_outside(previous: Sequence[Mapping[str, Any]], new: Sequence[DecidedCall]) -> list[dict[str, Any]]:
+    """`status.decisions` with `new` appended (no ToolApproval named), the last `MAX_DECISIONS_KEPT` kept."""
+    added = [
+        {
+            "toolCallId": call.tool_call_id,
+            "decision": call.decision,
+            "decidedBy": call.decided_by,
+            "decidedAt": timestamp(call.decided_at),
+        }
+        for call in new
+    ]
+    return [*(dict(r) for r in previous), *added][-MAX_DECISIONS_KEPT:]
+
+
+def outside_message(call: DecidedCall) -> str:
+    """The Event text of a call decided outside Kubernetes."""
+    reason = f": {call.reason}" if call.reason else ""
+    what, done = f"{call.tool_name} ({call.tool_call_id})", PAST_TENSE[call.decision]
+    if call.update_id is None:
+        return f"nobody decided {what} in time, so it was {done}{reason}"
+    return f"{call.decided_by} {done} {what} with a Temporal client{reason}"
+
+
 def decision_word(approval: ToolApproval) -> str:
     """Approve, Deny or Answer: what `approval` decides."""
     return approval.spec.decision or "Answer"
@@ -195,6 +248,11 @@ def refused_status(message: str, *, decided_by: str | None = None) -> dict[str, 
 def undelivered_status(message: str) -> dict[str, Any]:
     """Status of a ToolApproval not delivered yet (Temporal unavailable): it is tried again."""
     return {"phase": "Pending", "message": message}
+
+
+def failed_status(message: str) -> dict[str, Any]:
+    """Status of a ToolApproval that could not be delivered in all its attempts: nothing was decided."""
+    return {"phase": "Failed", "message": message}
 
 
 def record_decisions(

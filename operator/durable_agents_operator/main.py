@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from durable_agents_operator.handlers import register
 from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
 from durable_agents_operator.kube import KubeClient
+from durable_agents_operator.metrics import metrics_server
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.preflight import check_permissions
 from durable_agents_operator.settings import OperatorSettings
@@ -158,35 +159,52 @@ async def serve(
     )
     stopped: asyncio.Future[Any] = stop_flag or asyncio.get_running_loop().create_future()
     try:
-        while not stopped.done():
-            scopes = (await check_permissions(kube, settings)).watchable(settings.watch_namespaces or (None,))
-            if not scopes:
-                logger.error("nothing may be watched yet; checking the permissions again in %gs", recheck)
-                async with _waiting(settings if liveness else None, stopped):
-                    await asyncio.wait([stopped], timeout=recheck)
-                continue
-            restart: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            checker = asyncio.create_task(_watch_permissions(kube, settings, scopes, restart, recheck))
-            try:
-                await kopf.operator(
-                    registry=registry,
-                    settings=kopf_settings(settings),
-                    standalone=True,
-                    clusterwide=settings.clusterwide,
-                    namespaces=[s for s in scopes if s is not None],
-                    liveness_endpoint=_liveness_url(settings) if liveness else None,
-                    memo=kopf.Memo(operator=operator),
-                    stop_flag=_either(stopped, restart),
-                    ready_flag=ready_flag,
-                )
-            finally:
-                checker.cancel()
-            if not restart.done():
-                return  # stopped by a signal or the caller
-            logger.info("the operator's permissions changed: restarting the watches")
+        async with metrics_server(lambda: operator.waits, settings.bind_host, settings.metrics_port):
+            await _watch_until_stopped(
+                settings, kube, registry, operator, stopped, ready_flag, liveness, recheck
+            )
     finally:
         await pool.close()
         await kube.aclose()
+
+
+async def _watch_until_stopped(
+    settings: OperatorSettings,
+    kube: KubeClient,
+    registry: kopf.OperatorRegistry,
+    operator: Operator,
+    stopped: asyncio.Future[Any],
+    ready_flag: asyncio.Future[Any] | asyncio.Event | None,
+    liveness: bool,
+    recheck: float,
+) -> None:
+    """Run kopf on the namespaces the operator may watch, restarting it when that set changes."""
+    while not stopped.done():
+        scopes = (await check_permissions(kube, settings)).watchable(settings.watch_namespaces or (None,))
+        if not scopes:
+            logger.error("nothing may be watched yet; checking the permissions again in %gs", recheck)
+            async with _waiting(settings if liveness else None, stopped):
+                await asyncio.wait([stopped], timeout=recheck)
+            continue
+        restart: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        checker = asyncio.create_task(_watch_permissions(kube, settings, scopes, restart, recheck))
+        try:
+            await kopf.operator(
+                registry=registry,
+                settings=kopf_settings(settings),
+                standalone=True,
+                clusterwide=settings.clusterwide,
+                namespaces=[s for s in scopes if s is not None],
+                liveness_endpoint=_liveness_url(settings) if liveness else None,
+                memo=kopf.Memo(operator=operator),
+                stop_flag=_either(stopped, restart),
+                ready_flag=ready_flag,
+            )
+        finally:
+            checker.cancel()
+        if not restart.done():
+            return  # stopped by a signal or the caller
+        logger.info("the operator's permissions changed: restarting the watches")
 
 
 async def _watch_permissions(

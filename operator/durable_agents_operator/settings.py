@@ -48,7 +48,12 @@ class OperatorSettings(BaseSettings):
     )
     run_poll_interval: float = Field(5.0, gt=0, description="Seconds between checks of a running AgentRun.")
     liveness_port: int = Field(8080, ge=1, le=65535, description="Port of the operator's /healthz endpoint.")
-    bind_host: str = Field("0.0.0.0", description="Address the operator's /healthz endpoint binds to.")
+    metrics_port: int = Field(
+        9090, ge=0, le=65535, description="Port of the operator's Prometheus /metrics endpoint (0: none)."
+    )
+    bind_host: str = Field(
+        "0.0.0.0", description="Address the operator's /healthz and /metrics endpoints bind to."
+    )
     field_manager: str = Field("durable-agents", min_length=1, description="Server-side apply field manager.")
 
     @field_validator("watch_namespaces", mode="before")

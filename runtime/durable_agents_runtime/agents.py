@@ -4,12 +4,14 @@ A declarative agent (model, instructions, output, toolsets, MCP servers) is cons
 `TemporalDurability` capability. A code agent is imported from `agent.entrypoint`: a plain `Agent` is made
 durable here with the manifest's activity settings (`activity_settings`); an agent that is already durable
 (built with `TemporalDurability`, or wrapped in the deprecated `TemporalAgent`) runs as it is, and a
-manifest that sets activity settings for it is refused. Models come from `models`, toolsets from
+manifest that sets activity settings for it is refused; its tool calls wait for decisions only if it carries
+`approvals.WaitForDecisions` (the worker warns when it does not). Models come from `models`, toolsets from
 `toolsets`; the pydantic-ai internals this relies on are in `pydantic_ai_internals`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from pydantic_ai import Agent, StructuredDict
@@ -33,6 +35,8 @@ from durable_agents_runtime.models import (
     without_sdk_retries,
 )
 from durable_agents_runtime.toolsets import mcp_toolset, python_toolset, tool_metadata_capabilities
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["build_agent", "event_topic", "model_streams"]
 
@@ -163,6 +167,16 @@ def _code_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
         )
     if isinstance(agent, TemporalAgent) or TemporalDurability.from_agent(agent) is not None:  # pyright: ignore[reportDeprecated]
         _refuse_manifest_activities(config)
+        if not isinstance(agent, TemporalAgent) and not pydantic_ai_internals.has_capability(  # pyright: ignore[reportDeprecated]
+            agent, WaitForDecisions
+        ):
+            logger.warning(
+                "agent %r is durable in code without WaitForDecisions: its tool calls that need approval "
+                "or outside input will not wait for a decision (the run fails, or ends with "
+                "DeferredToolRequests output). Add durable_agents_runtime.approvals.WaitForDecisions() to "
+                "its capabilities, next to TemporalDurability()",
+                spec.name,
+            )
         return agent
     if not isinstance(agent, Agent):
         raise AgentLoadError(

@@ -41,13 +41,24 @@ with workflow.unsafe.imports_passed_through():
     from pydantic_ai.toolsets import AbstractToolset
 
     from durable_agents_api.config import ApprovalRuleSpec, ApprovalsSpec, format_duration
-    from durable_agents_api.contract import Decision, DecisionOutcome, Decisions, PendingCall
+    from durable_agents_api.contract import (
+        APPROVALS_QUERY,
+        DECIDE_UPDATE,
+        DECIDED_KEPT,
+        DECIDED_QUERY,
+        DecidedCall,
+        Decision,
+        DecisionOutcome,
+        Decisions,
+        PendingCall,
+    )
 
 __all__ = [
     "APPROVAL_TIMED_OUT",
     "ARGS_PREVIEW_CHARS",
     "TIMEOUT_DECIDER",
     "ApprovalGate",
+    "DecisionHandlers",
     "WaitForDecisions",
     "requiring_approval",
 ]
@@ -106,6 +117,8 @@ class ApprovalGate:
     """Decided call ids → (decision, who decided), for the calls of the current wait."""
     decided_before: dict[str, str] = field(default_factory=dict)
     """Every call id decided in this run → who decided (to refuse a second decision clearly)."""
+    log: list[DecidedCall] = field(default_factory=list)
+    """The last `DECIDED_KEPT` decisions, for `DECIDED_QUERY`."""
 
     # --- the decide Update ---------------------------------------------------------------------------
 
@@ -152,12 +165,29 @@ class ApprovalGate:
                 for call_id, call in self.pending.items()
                 if call.kind == "approval" and call_id not in named
             ]
+        update = workflow.current_update_info()
         for decision in chosen:
-            self.pending.pop(decision.tool_call_id, None)
-            self.decided[decision.tool_call_id] = (decision, decisions.decided_by)
-            self.decided_before[decision.tool_call_id] = decisions.decided_by
+            call = self.pending.pop(decision.tool_call_id)
+            self._record(call, decision, decisions.decided_by, update.id if update is not None else None)
         self._show_details()
         return DecisionOutcome(decided=[d.tool_call_id for d in chosen], pending=list(self.pending))
+
+    def _record(self, call: PendingCall, decision: Decision, who: str, update_id: str | None) -> None:
+        self.decided[call.tool_call_id] = (decision, who)
+        self.decided_before[call.tool_call_id] = who
+        word = "Answer" if decision.approve is None else "Approve" if decision.approve else "Deny"
+        self.log.append(
+            DecidedCall(
+                tool_call_id=call.tool_call_id,
+                tool_name=call.tool_name,
+                decision=word,
+                decided_by=who,
+                decided_at=workflow.now(),
+                reason=decision.reason,
+                update_id=update_id,
+            )
+        )
+        del self.log[:-DECIDED_KEPT]
 
     def _pending_hint(self) -> str:
         if not self.pending:
@@ -174,6 +204,7 @@ class ApprovalGate:
     async def wait(self, requests: DeferredToolRequests) -> DeferredToolResults:
         """Record `requests` as pending, wait for their decisions (or the timeout), return them."""
         now = workflow.now()
+        update = workflow.current_update_info()
         timeout: timedelta = self.policy.timeout
         expires = now + timeout
         waiting = [(call, "approval") for call in requests.approvals] + [
@@ -187,6 +218,7 @@ class ApprovalGate:
                 args_preview=_preview(call.args_as_dict() if call.args else {}),
                 requested_at=now,
                 expires_at=expires,
+                turn_id=update.id if update is not None else None,
             )
         self._show_details()
         ids = [call.tool_call_id for call, _ in waiting]
@@ -228,5 +260,31 @@ class ApprovalGate:
                 else Decision(tool_call_id=call.tool_call_id, result=message)
             )
             self.pending.pop(call.tool_call_id, None)
-            self.decided[call.tool_call_id] = (decision, TIMEOUT_DECIDER)
-            self.decided_before[call.tool_call_id] = TIMEOUT_DECIDER
+            self._record(call, decision, TIMEOUT_DECIDER, None)
+
+
+class DecisionHandlers:
+    """The query and Update through which people see and decide a workflow's pending calls; a workflow
+    class that sets `approval_gate` in its init inherits them (the run and the session workflow)."""
+
+    approval_gate: ApprovalGate
+
+    @workflow.query(name=APPROVALS_QUERY)
+    def pending_calls(self) -> list[PendingCall]:
+        """The tool calls this workflow waits on: for approval, or for their result from outside."""
+        return list(self.approval_gate.pending.values())
+
+    @workflow.query(name=DECIDED_QUERY)
+    def decided_calls(self) -> list[DecidedCall]:
+        """The calls decided so far (the last `DECIDED_KEPT`), whoever decided them."""
+        return list(self.approval_gate.log)
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, decisions: Decisions) -> DecisionOutcome:
+        """Approve or deny pending calls, or answer external ones; the waiting turn goes on once all are
+        decided. Who decided is in the Update's input, so the workflow history records it."""
+        return self.approval_gate.decide(decisions)
+
+    @decide.validator
+    def _validate_decisions(self, decisions: Decisions) -> None:
+        self.approval_gate.validate(decisions)

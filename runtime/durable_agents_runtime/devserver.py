@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +44,23 @@ DB_FILENAME = "temporal.db"
 LOG_FILENAME = "temporal.log"
 LOCK_FILENAME = "dev.lock"
 _SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+BIND_ATTEMPTS = 3
+"""Starts tried with freshly chosen ports when one the server was given is taken before it binds it."""
+_PORT_SETTINGS = ("port", "http_port", "metrics_port", "ui_port")
+_ADDRESS_IN_USE = re.compile(rb"listen tcp [^ ]*:(\d+): bind: address already in use")
+
+
+class _PortTaken(Exception):
+    """The server exited at start because a port it was to listen on was taken meanwhile."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.port = port
+
+
+def _taken_port(log: bytes) -> int | None:
+    match = _ADDRESS_IN_USE.search(log)
+    return int(match.group(1)) if match else None
 
 
 def find_temporal_binary() -> str:
@@ -63,11 +82,49 @@ def default_state_dir() -> Path:
     return Path(os.environ.get(ENV_STATE_DIR) or ".state")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on `host`."""
+_handed_out: set[int] = set()
+_BELOW_EPHEMERAL = 20000
+"""Where `free_port` looks first: above the well-known services, below the kernel's ephemeral range."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on `host`, not handed out before by this process.
+
+    Chosen below the kernel's ephemeral range where there is room: a port from that range (what `bind(0)`
+    gives) can be taken by any outgoing connection on the machine before the server that was meant to
+    listen on it binds it.
+    """
+    high = _ephemeral_low()
+    if high - _BELOW_EPHEMERAL >= 1000:
+        for _ in range(200):
+            port = random.randrange(_BELOW_EPHEMERAL, high)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise DevServerError(f"no free TCP port found on {host}")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -175,24 +232,41 @@ class DevServer:
         return cmd
 
     def start(self) -> Self:
-        """Start the server and wait until its frontend serves requests."""
+        """Start the server and wait until its frontend serves requests.
+
+        Ports this object chose itself are chosen again, up to `BIND_ATTEMPTS` times, when the server finds
+        one taken by the time it binds it; a port the caller gave is never changed.
+        """
         if self._process is not None:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
-        self.port = self.port or free_port(self.host)
-        if _port_open(self.host, self.port):
+        if self.port is not None and _port_open(self.host, self.port):
             self._release()
             raise DevServerError(
                 f"port {self.port} on {self.host} is already in use (another Temporal server?): stop it or "
                 "pick another port with --port"
             )
-        self.http_port = self.http_port or free_port(self.host)
-        self.metrics_port = self.metrics_port or free_port(self.host)
-        if self.ui:
-            self.ui_port = self.ui_port or free_port(self.host)
+        given = {name: getattr(self, name) for name in _PORT_SETTINGS}
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            for name, value in given.items():
+                if value is None and (name != "ui_port" or self.ui):
+                    setattr(self, name, free_port(self.host))
+            try:
+                return self._start_once()
+            except _PortTaken as taken:
+                if attempt == BIND_ATTEMPTS or taken.port in given.values():
+                    self._release()
+                    raise DevServerError(
+                        f"port {taken.port} on {self.host} was taken by another process as the Temporal dev "
+                        f"server started: stop that process or pick other ports\n{self._log_tail()}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Self:
         cmd = self.command()
-        self._log = self.log_file.open("ab")
+        self._log = self._log or self.log_file.open("ab")
+        log_start = self._log.tell()
         # A session of its own: Ctrl-C in a terminal reaches us, and we stop the server in order.
         self._process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -202,6 +276,9 @@ class DevServer:
         while not _frontend_healthy(self.host, self.http_port):
             if self._process.poll() is not None:
                 self._process = None
+                taken = _taken_port(self._log_since(log_start))
+                if taken is not None:
+                    raise _PortTaken(taken)
                 self._release()
                 raise DevServerError(f"the Temporal dev server exited at start:\n{self._log_tail()}")
             if time.monotonic() > deadline:
@@ -256,6 +333,14 @@ class DevServer:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def _log_since(self, offset: int) -> bytes:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                return log.read()
+        except OSError:
+            return b""
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

@@ -19,10 +19,27 @@ from pydantic_ai.run import AgentRunResult
 __all__ = [
     "copy_with_capabilities",
     "event_stream_topic",
+    "has_capability",
     "output_tool_name",
     "public_error_class",
     "supports_adding_capabilities",
 ]
+
+
+def has_capability(agent: Any, kind: type[AbstractCapability[Any]]) -> bool:
+    """Whether a capability of `kind` is bound to `agent` (unwrapping wrapper capabilities).
+
+    Public API: `TemporalDurability.from_agent` does the same walk for its own class only; the walk
+    itself (`leaf_capabilities`) lives in `pydantic_ai.capabilities.abstract`, not re-exported."""
+    from pydantic_ai.capabilities import WrapperCapability
+    from pydantic_ai.capabilities.abstract import leaf_capabilities
+
+    for capability in leaf_capabilities(agent.root_capability):
+        while isinstance(capability, WrapperCapability):
+            capability = capability.wrapped
+        if isinstance(capability, kind):
+            return True
+    return False
 
 
 def supports_adding_capabilities(agent: Agent[Any, Any]) -> bool:

@@ -12,6 +12,10 @@ events; before each turn, a message history over `sessions.history.maxBytes` is 
 has its older turns summarised (`session_history`). With no message for `sessions.idleTimeout` it ends;
 later messages are refused (the CLI says the session ended and why).
 
+A turn can wait for people as a run does: its calls that need approval or outside input are pending calls
+of the session workflow (marked with the turn's message id), decided through the same Update; the session
+does not idle out or continue as new while a turn waits.
+
 Deterministic code only; the agent's model requests and tool calls are its activities, as in a run.
 """
 
@@ -50,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable_agents_runtime import session_history
     from durable_agents_runtime.agent_turn import check_deps, check_size, run_turn, turn_output
+    from durable_agents_runtime.approvals import ApprovalGate, DecisionHandlers
     from durable_agents_runtime.temporal_internals import stream_offset
 
 __all__ = ["AgentSessionWorkflow"]
@@ -59,12 +64,17 @@ _STATE_ADAPTER = TypeAdapter(WorkflowStreamState)
 
 
 @workflow.defn(name=SESSION_WORKFLOW_NAME)
-class AgentSessionWorkflow:
+class AgentSessionWorkflow(DecisionHandlers):
     """A conversation: messages in (Updates), replies out, the history carried across continue-as-new."""
 
     @workflow.init
     def __init__(self, start: SessionStart) -> None:
-        self._served = served_agents.lookup(workflow.info().task_queue)
+        info = workflow.info()
+        # The version of the worker that first ran this task: in `dev`, two versions share one process.
+        running_version = info.get_current_deployment_version()
+        self._served = served_agents.lookup(
+            info.task_queue, running_version.build_id if running_version is not None else None
+        )
         self._settings = self._served.sessions
         self._session_id = start.session_id
         self._messages: list[ModelMessage] = ModelMessagesTypeAdapter.validate_python(start.messages)
@@ -82,6 +92,9 @@ class AgentSessionWorkflow:
         self._turns_this_run = 0
         self._live = False
         self._ended: SessionEnd | None = None
+        self.approval_gate = ApprovalGate(self._served.approvals)
+        """Read by the agent's `WaitForDecisions` capability when a turn's tool call needs a decision; a
+        waiting turn is decided like a run (`DecisionHandlers`), the calls marked with the turn's id."""
 
     @property
     def live_events(self) -> bool:

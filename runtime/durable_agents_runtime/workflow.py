@@ -32,23 +32,18 @@ with workflow.unsafe.imports_passed_through():
     # workflow sees the registry the worker filled in rather than a fresh copy.
     import durable_agents_runtime.served_agents as served_agents
     from durable_agents_api.contract import (
-        APPROVALS_QUERY,
-        DECIDE_UPDATE,
         EVENT_TOPIC_QUERY,
         LIVE_EVENTS_QUERY,
         PYTHON_MODEL_PREFIX,
         SUBSCRIBE_SIGNAL,
         WORKFLOW_NAME,
-        DecisionOutcome,
-        Decisions,
         LiveEvents,
-        PendingCall,
         RunInput,
         RunOutput,
     )
     from durable_agents_runtime import pydantic_ai_internals
     from durable_agents_runtime.agent_turn import check_deps, check_size, explain_model_error, turn_output
-    from durable_agents_runtime.approvals import ApprovalGate
+    from durable_agents_runtime.approvals import ApprovalGate, DecisionHandlers
 
 __all__ = [
     "EVENT_TOPIC_QUERY",
@@ -62,7 +57,7 @@ _DRAIN_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class AgentRunWorkflow:
+class AgentRunWorkflow(DecisionHandlers):
     """One agent run: the prompt in, the output, usage and tool calls out."""
 
     @workflow.init
@@ -108,21 +103,6 @@ class AgentRunWorkflow:
         """What a subscriber of this run sees: the topic, and why there is no live text if there is none."""
         return LiveEvents(topic=self._served.event_topic, no_live_text=self._no_live_text)
 
-    @workflow.query(name=APPROVALS_QUERY)
-    def pending_calls(self) -> list[PendingCall]:
-        """The tool calls this run waits on: for approval, or for their result from outside."""
-        return list(self.approval_gate.pending.values())
-
-    @workflow.update(name=DECIDE_UPDATE)
-    def decide(self, decisions: Decisions) -> DecisionOutcome:
-        """Approve or deny pending calls, or answer external ones; the run goes on once all are decided.
-        Who decided is in the Update's input, so the workflow history records it."""
-        return self.approval_gate.decide(decisions)
-
-    @decide.validator
-    def _validate_decisions(self, decisions: Decisions) -> None:
-        self.approval_gate.validate(decisions)
-
     @workflow.run
     async def run(self, run: RunInput) -> RunOutput:
         """Run the agent on the prompt and return its output, usage and tool calls."""
@@ -159,7 +139,7 @@ class AgentRunWorkflow:
             ) from error
         finally:
             await self._close_events()
-        output = turn_output(result)
+        output = turn_output(result).model_copy(update={"decided_calls": list(self.approval_gate.log)})
         check_size(output, "the run's output")
         return output
 

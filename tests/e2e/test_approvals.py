@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,12 @@ def test_an_approver_approves_with_kubectl_others_are_refused_and_the_decider_is
     )
     header = kubectl("get", "da", "files", "-n", namespace).splitlines()[0].split()
     assert "AWAITING" in header, header
+    # The same count as a Prometheus gauge on the operator's /metrics (its pod IP, the chart's port).
+    pod_ip = operator_release.operator_pod()["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{pod_ip}:9090/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    gauge = f'durable_agents_runs_awaiting_decision{{namespace="{namespace}",agent="files"}} 1'
+    assert gauge in metrics.splitlines(), metrics
 
     # Who may decide is RBAC: a stranger and a viewer get 403 from the apiserver; the viewer may read.
     approve = approval("approve-delete", toolCallId=call_id, decision="Approve")

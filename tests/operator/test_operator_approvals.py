@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 from operator_support import (
     API,
@@ -80,28 +81,40 @@ def events(kube: FakeKube, reason: str) -> list[str]:
     return [e["message"] for e in kube.events if e["reason"] == reason]
 
 
-async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_change_nothing(
-    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
-) -> None:
-    log = tmp_path / "calls.jsonl"
-    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
-    manifest = agent_manifest(temporal={"taskQueue": f"approvals-{uuid.uuid4().hex[:8]}"})
+async def serve_files(
+    ops: Operator, kube: FakeKube, start_worker: Any, log: Path, *, model: str, queue: str, **approvals: Any
+) -> Any:
+    """The `files` agent (approval_agents, `delete_*` needs approval) reconciled and served by a real
+    worker; a first AgentRun `tidy` on it is started. The worker process."""
+    manifest = agent_manifest(temporal={"taskQueue": f"{queue}-{uuid.uuid4().hex[:8]}"})
     manifest["spec"]["agent"] = {
         "name": "files",
-        "model": "python:approval_agents:deleting_two",
+        "model": f"python:approval_agents:{model}",
         "toolsets": [{"id": "files", "entrypoint": "approval_agents:files"}],
     }
-    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}]}
+    manifest["spec"]["approvals"] = {"tools": [{"toolset": "files", "tool": "delete_*"}], **approvals}
     await durableagent.reconcile(ops, kube.put(manifest))
     rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", "hello-runtime")]["data"]["runtime.json"]
-    worker = await asyncio.to_thread(
+    return await asyncio.to_thread(
         start_worker,
         RuntimeConfig.model_validate_json(rendered),
         PYTHONPATH=str(RUNTIME_TESTS),
         APPROVAL_AGENTS_LOG=str(log),
     )
+
+
+def start_tidy(kube: FakeKube, **spec: Any) -> None:
     run = {"apiVersion": API, "kind": "AgentRun", "metadata": {"name": "tidy", "uid": str(uuid.uuid4())}}
-    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up"}})
+    kube.put({**run, "spec": {"agentRef": {"name": "hello"}, "prompt": "tidy up", **spec}})
+
+
+async def test_a_waiting_run_is_shown_decided_by_tool_approvals_and_refusals_change_nothing(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    worker = await serve_files(ops, kube, start_worker, log, model="deleting_two", queue="approvals")
+    start_tidy(kube)
     await agentrun.start(ops, kube.body(RUN))
 
     # The run waits: phase, the pending calls, the condition, an Event per call, the agent's count.
@@ -233,3 +246,107 @@ async def test_a_call_waiting_for_input_is_answered_with_a_tool_approvals_result
     [record] = finished["decisions"]
     assert (record["decision"], record["decidedBy"]) == ("Answer", "ada")
     assert any("ada answered" in m for m in events(kube, "ToolCallAnswered"))
+
+
+async def test_a_session_turn_that_waits_is_shown_and_decided_like_a_run(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    await serve_files(ops, kube, start_worker, log, model="deleting", queue="session-approvals")
+    start_tidy(kube, session="desk")
+    await agentrun.start(ops, kube.body(RUN))
+
+    waiting = await poll_until(ops, kube, lambda s: s.get("phase") == "AwaitingApproval", "waited")
+    [call] = waiting["pendingApprovals"]
+    assert call["toolName"] == "delete_file"
+    assert any("delete_file" in m for m in events(kube, "ApprovalRequested"))
+
+    approve = put_approval(kube, "approve", all=True, decision="Approve", decidedBy="ada")
+    await toolapproval.decide(ops, kube.body(approve))
+    assert status(kube, approve)["phase"] == "Applied", status(kube, approve)
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+    assert finished["output"] == "model was told: deleted a.txt"
+    assert [(r["decidedBy"], r["decision"]) for r in finished["decisions"]] == [("ada", "Approve")]
+    assert counted_tools(log) == ["a.txt"]
+
+
+def counted_tools(log: Path) -> list[str | None]:
+    return [json.loads(line).get("path") for line in log.read_text().splitlines() if '"tool"' in line]
+
+
+async def test_a_decision_temporal_cannot_take_is_tried_again_then_fails_saying_nothing_changed(
+    kube: FakeKube, clock: Clock
+) -> None:
+    from durable_agents_runtime.devserver import free_port
+
+    ops = make_real_operator(kube, clock=clock, temporal_address=f"127.0.0.1:{free_port()}")
+    kube.put(agent_manifest())
+    start_tidy(kube)
+    kube.objects[RUN]["status"] = {"phase": "AwaitingApproval", "workflowId": "agentrun-x", "taskQueue": "q"}
+    approval = put_approval(kube, "approve", all=True, decision="Approve", decidedBy="ada")
+
+    with pytest.raises(kopf.TemporaryError, match=r"trying again in 10s \(attempt 1 of 16\)") as first:
+        await toolapproval.decide(ops, kube.body(approval), retry=0)
+    assert first.value.delay == 10
+    assert status(kube, approval)["phase"] == "Pending"
+    assert len(events(kube, "NotDelivered")) == 1
+    with pytest.raises(kopf.TemporaryError) as later:
+        await toolapproval.decide(ops, kube.body(approval), retry=6)
+    assert later.value.delay == 300
+    assert len(events(kube, "NotDelivered")) == 1
+
+    with pytest.raises(kopf.PermanentError, match="not delivered after 16 attempts, so nothing was decided"):
+        await toolapproval.decide(ops, kube.body(approval), retry=toolapproval.DELIVERY_ATTEMPTS - 1)
+    assert status(kube, approval)["phase"] == "Failed"
+    [failed] = events(kube, "DeliveryFailed")
+    assert "create the ToolApproval again" in failed
+    # Failed is final: handled again (an operator restart), it is left alone.
+    await toolapproval.decide(ops, kube.body(approval), retry=0)
+    assert status(kube, approval)["phase"] == "Failed"
+    assert "decisions" not in status(kube, RUN)
+
+
+async def test_calls_decided_with_a_temporal_client_or_by_the_timeout_are_recorded_and_announced(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+    from temporalio.client import Client
+
+    from durable_agents_api.contract import Decision, Decisions
+    from durable_agents_runtime import decisions
+
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    log = tmp_path / "calls.jsonl"
+    await serve_files(ops, kube, start_worker, log, model="deleting_two", queue="outside", timeout="6s")
+    start_tidy(kube)
+    await agentrun.start(ops, kube.body(RUN))
+    waiting = await poll_until(
+        ops, kube, lambda s: len(s.get("pendingApprovals") or []) == 2, "waited for two approvals"
+    )
+    first, second = waiting["pendingApprovals"]
+
+    # Decided the way `durable-agents approve` does it: straight to Temporal, no ToolApproval.
+    client = await Client.connect(
+        dev_server.address, namespace=dev_server.namespace, plugins=[PydanticAIPlugin()]
+    )
+    handle = client.get_workflow_handle(waiting["workflowId"])
+    chosen = Decisions(
+        decisions=[Decision(tool_call_id=first["toolCallId"], approve=True)], decided_by="carol"
+    )
+    await decisions.decide(handle, chosen)
+    # Nobody decides the second call: the 6 s timeout denies it and the run finishes.
+    finished = await poll_until(ops, kube, lambda s: s.get("phase") == "Succeeded", "finished")
+
+    records = [
+        (r["toolCallId"], r["decision"], r["decidedBy"], r.get("toolApproval")) for r in finished["decisions"]
+    ]
+    assert records == [
+        (first["toolCallId"], "Approve", "carol", None),
+        (second["toolCallId"], "Deny", "approvals.timeout", None),
+    ]
+    assert events(kube, "ToolCallApproved") == [
+        f"carol approved delete_file ({first['toolCallId']}) with a Temporal client"
+    ]
+    [denied] = events(kube, "ToolCallDenied")
+    assert denied.startswith(f"nobody decided delete_file ({second['toolCallId']}) in time, so it was denied")

@@ -13,9 +13,12 @@ import os
 from pathlib import Path
 
 from pydantic_ai import Agent, FunctionToolset
+from pydantic_ai.durable_exec.temporal import TemporalDurability
 from pydantic_ai.exceptions import CallDeferred
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from durable_agents_runtime.approvals import WaitForDecisions
 
 ENV_LOG = "APPROVAL_AGENTS_LOG"
 
@@ -94,6 +97,23 @@ def wire_money(amount: int) -> str:
     """Wire money (requires approval, declared in code)."""
     _record("tool", name="wire_money", amount=amount)
     return f"wired {amount}"
+
+
+durable_approval = Agent(
+    FunctionModel(_calls_then_answers(("wire_money", {"amount": 20}))),
+    name="durable_approval",
+    capabilities=[TemporalDurability(), WaitForDecisions()],
+)
+"""Made durable in code, with WaitForDecisions next to TemporalDurability: its calls wait the same way."""
+durable_approval.tool_plain(requires_approval=True)(wire_money)
+
+durable_without_waiting = Agent(
+    FunctionModel(_calls_then_answers(("wire_money", {"amount": 30}))),
+    name="durable_without_waiting",
+    capabilities=[TemporalDurability()],
+)
+"""Made durable in code without WaitForDecisions: the worker warns that its calls cannot wait."""
+durable_without_waiting.tool_plain(requires_approval=True)(wire_money)
 
 
 asking = Agent(FunctionModel(_calls_then_answers(("ask_user", {"question": "which city?"}))), name="asking")

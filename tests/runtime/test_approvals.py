@@ -250,6 +250,23 @@ async def test_a_code_agent_with_requires_approval_waits_the_same_way(
     assert counted(log, "tool", "wire_money") == 1
 
 
+async def test_an_agent_durable_in_code_waits_with_wait_for_decisions_and_is_warned_about_without(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
+):
+    log = tmp_path / "calls.jsonl"
+    cfg = code(temporal_dev_server, "durable_approval")
+    start_worker(cfg, **env(log))
+    handle = await start(temporal_client, cfg)
+    [call] = await pending(handle)
+    assert call.tool_name == "wire_money"
+    await decide(handle, decisions=[Decision(tool_call_id=call.tool_call_id, approve=True)])
+    assert (await handle.result()).output == "model was told: wired 20"
+    assert counted(log, "tool", "wire_money") == 1
+
+    without = start_worker(code(temporal_dev_server, "durable_without_waiting"), **env(log))
+    assert "durable in code without WaitForDecisions" in without.tail()
+
+
 async def test_external_input_answers_a_deferred_call_with_its_result(
     temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
 ):
@@ -331,3 +348,39 @@ async def test_a_waiting_run_survives_temporal_and_every_worker_being_killed(
     assert again.tool_call_id == call.tool_call_id
     assert result.output == "model was told: deleted a.txt"
     assert (counted(log, "tool", "delete_file"), counted(log, "model")) == (1, 2)
+
+
+async def test_a_session_turn_waits_for_approval_and_goes_on_once_decided(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
+):
+    from durable_agents_api.contract import SessionMessage
+    from durable_agents_runtime import decisions
+    from durable_agents_runtime.errors import DecisionError
+    from durable_agents_runtime.session_client import start_message
+
+    log = tmp_path / "calls.jsonl"
+    cfg = declarative(temporal_dev_server)
+    start_worker(cfg, **env(log))
+    update = await start_message(
+        temporal_client,
+        agent="files",
+        task_queue=cfg.temporal.task_queue,
+        session_id=f"s-{uuid.uuid4().hex[:8]}",
+        message=SessionMessage(prompt="tidy up"),
+    )
+    session = temporal_client.get_workflow_handle(update.workflow_id)
+
+    [call] = await pending(session)
+    assert (call.tool_name, call.turn_id) == ("delete_file", update.id)
+    assert counted(log, "tool", "delete_file") == 0
+    with pytest.raises(DecisionError, match=r"has no pending call 'nope'.*nothing changed"):
+        await decisions.decide(
+            session, Decisions(decided_by="ada", decisions=[Decision(tool_call_id="nope", approve=True)])
+        )
+
+    await decide(session, decisions=[Decision(tool_call_id=call.tool_call_id, approve=True)])
+    reply = await asyncio.wait_for(update.result(), WAIT)
+
+    assert (reply.output, reply.turn) == ("model was told: deleted a.txt", 1)
+    assert counted(log, "tool", "delete_file") == 1
+    assert await session.query(APPROVALS_QUERY, result_type=list[PendingCall]) == []

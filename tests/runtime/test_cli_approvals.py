@@ -190,3 +190,40 @@ def test_dev_one_shot_run_shows_the_command_that_decides_and_finishes_after_it(t
     assert "waiting: get_weather(" in "".join(lines)
     assert dev.returncode == 0, rest
     assert "get_weather" in rest and "Paris" in rest
+
+
+def test_chat_shows_a_turn_waiting_for_approval_and_replies_once_it_is_decided(
+    temporal_dev_server: Any, start_worker: Any, tmp_path: Path
+):
+    log = tmp_path / "calls.jsonl"
+    cfg = declarative(temporal_dev_server)
+    queue = cfg.temporal.task_queue
+    start_worker(cfg, **env(log))
+    command = ["chat", "files", "--session", "tidy-1", "tidy up", "--task-queue", queue]
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "durable_agents_cli", *command, *address(temporal_dev_server)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert chat.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + WAIT
+        decide = None
+        while decide is None and time.monotonic() < deadline:
+            lines.append(chat.stdout.readline())
+            found = re.search(r"decide: (durable-agents approve \S+ \S+ --address \S+)", lines[-1])
+            decide = found.group(1) if found else None
+        assert decide is not None, "".join(lines)
+        approved = cli(*decide.split()[1:], "--as", "ada")
+        rest, _ = chat.communicate(timeout=WAIT)
+    finally:
+        chat.kill()
+
+    assert "waiting: delete_file(" in "".join(lines)
+    assert approved.returncode == 0, approved.stderr
+    assert chat.returncode == 0, rest
+    assert "model was told: deleted a.txt" in rest
+    assert counted(log, "tool", "delete_file") == 1

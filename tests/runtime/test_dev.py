@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,8 @@ from temporalio.client import Client
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_api.manifest import load_manifests, runtime_config
-from durable_agents_runtime.devserver import ENV_STATE_DIR, DevServer
+from durable_agents_runtime.devserver import ENV_STATE_DIR, DevServer, find_temporal_binary
+from durable_agents_runtime.errors import DevServerError
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello.yaml"
@@ -87,6 +89,40 @@ async def test_a_restarted_dev_server_keeps_its_workflows(tmp_path: Path) -> Non
         description = await client.get_workflow_handle(handle.id).describe()
 
     assert description.run_id == handle.result_run_id
+
+
+@pytest.mark.runtime
+@pytest.mark.anyio
+async def test_a_port_taken_as_the_server_starts_is_chosen_again(tmp_path: Path) -> None:
+    # The first start reports a port taken (as when another process binds it between our check and the
+    # server's bind); the next start, on freshly chosen ports, is the real server.
+    real = find_temporal_binary()
+    marker = tmp_path / "first-start-done"
+    binary = tmp_path / "temporal"
+    binary.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
+        "echo 'listen tcp 127.0.0.1:1: bind: address already in use'; exit 1; fi\n"
+        f'exec "{real}" "$@"\n'
+    )
+    binary.chmod(0o755)
+    server = DevServer(tmp_path / "state", binary=str(binary))
+    with server:
+        client = await Client.connect(server.address)
+        assert (await client.service_client.check_health()) is True
+    assert marker.exists()
+
+
+@pytest.mark.runtime
+def test_a_taken_port_the_caller_gave_fails_at_once_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(DevServerError, match=f"port {port} on 127.0.0.1 was taken"):
+            DevServer(tmp_path, http_port=port).start()
+    assert time.monotonic() - started < 20
 
 
 # --- run and status against a worker on the session's dev server ---------------------------------------

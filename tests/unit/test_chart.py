@@ -403,8 +403,11 @@ def test_helm_test_pod_gets_healthz_through_the_operator_service() -> None:
     deployment = one("default", "Deployment", "operator")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [
-        {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"}
+        {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in ports
     url = pod["spec"]["containers"][0]["command"][-1]
     assert url == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:8080/healthz"
 

@@ -87,3 +87,14 @@ def test_a_categorized_model_error_is_named_by_its_public_class() -> None:
 
     assert isinstance(error, ModelRateLimitError)
     assert pydantic_ai_internals.public_error_class(error) == "ModelRateLimitError"
+
+
+def test_a_capability_bound_at_construction_is_found_on_the_agent() -> None:
+    from durable_agents_runtime.approvals import WaitForDecisions
+
+    with_it = Agent(TestModel(), name="with_it", capabilities=[TemporalDurability(), WaitForDecisions()])
+    without = Agent(TestModel(), name="without", capabilities=[TemporalDurability()])
+
+    assert pydantic_ai_internals.has_capability(with_it, WaitForDecisions)
+    assert not pydantic_ai_internals.has_capability(without, WaitForDecisions)
+    assert pydantic_ai_internals.has_capability(without, TemporalDurability)

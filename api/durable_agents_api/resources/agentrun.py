@@ -109,13 +109,20 @@ class PendingApproval(Spec):
 
 
 class ApprovalRecord(Spec):
-    """A decision a ToolApproval delivered to the run: who decided which call."""
+    """A decision the run took: who decided which call, and the ToolApproval that carried it if any."""
 
     tool_call_id: str = Field(description="The call decided.")
     decision: Literal["Approve", "Deny", "Answer"] = Field(description="Approve, Deny, or Answer (a result).")
-    decided_by: str = Field(description="The Kubernetes user who created the ToolApproval.")
+    decided_by: str = Field(
+        description="The Kubernetes user who created the ToolApproval; for a decision made with a Temporal "
+        "client (the CLI), the name it gave; `approvals.timeout` when nobody decided in time."
+    )
     decided_at: datetime | None = Field(default=None, description="When the run took the decision.")
-    tool_approval: str = Field(description="The ToolApproval that carried the decision.")
+    tool_approval: str | None = Field(
+        default=None,
+        description="The ToolApproval that carried the decision; none for a decision made with a Temporal "
+        "client or by the decision timeout.",
+    )
 
 
 class AgentRunStatus(Spec):
@@ -149,8 +156,8 @@ class AgentRunStatus(Spec):
     )
     decisions: list[ApprovalRecord] = Field(
         default_factory=list,
-        description="Decisions delivered by ToolApprovals, latest last (the last 50 are kept); who decided "
-        "is also in the workflow history.",
+        description="Decisions the run took (by ToolApproval, Temporal client or timeout), latest last (the "
+        "last 50 are kept); who decided is also in the workflow history.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

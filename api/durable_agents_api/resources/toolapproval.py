@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 ApprovalDecision = Literal["Approve", "Deny"]
-ToolApprovalPhase = Literal["Pending", "Applied", "Refused"]
+ToolApprovalPhase = Literal["Pending", "Applied", "Refused", "Failed"]
 MAX_REASON_CHARS = 1024
 """A reason is shown to the model and kept in etcd: short."""
 
@@ -87,8 +87,9 @@ class ToolApprovalStatus(Spec):
 
     phase: ToolApprovalPhase | None = Field(
         default=None,
-        description="Pending (not yet delivered, see message), Applied (the run took it) or Refused (the "
-        "run or the operator refused it, see message; nothing changed).",
+        description="Pending (not yet delivered, see message), Applied (the run took it), Refused (the "
+        "run or the operator refused it, see message; nothing changed) or Failed (not delivered in all its "
+        "attempts, Temporal or the agent's workers unreachable for about an hour; nothing changed).",
     )
     message: str | None = Field(default=None, description="What happened, or why the decision was refused.")
     decided_calls: list[str] = Field(default_factory=list, description="Call ids this decision decided.")

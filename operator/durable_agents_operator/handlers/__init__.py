@@ -73,8 +73,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     @kopf.on.resume(*APPROVALS, id="decide", registry=registry)
     @kopf.on.create(*APPROVALS, id="decide", registry=registry)
-    async def toolapproval_decide(body: kopf.Body, memo: Any, **_: Any) -> None:
-        await toolapproval.decide(operator_of(memo), plain(body))
+    async def toolapproval_decide(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+        await toolapproval.decide(operator_of(memo), plain(body), retry=retry)
 
     @kopf.timer(*CONNECTIONS, interval=settings.health_interval, id="check", registry=registry)
     async def temporalconnection_check(body: kopf.Body, memo: Any, **_: Any) -> None:

@@ -3,6 +3,8 @@
 While the workflow runs, each poll also reads the calls it waits on (`APPROVALS_QUERY`, only when its
 history grew since the last read): phase `AwaitingApproval` with `pendingApprovals` and the
 `AwaitingApproval` condition, an Event per call that starts waiting, and back to `Running` once decided.
+Calls decided outside Kubernetes (`DECIDED_QUERY`: the CLI, another client, the decision timeout) are
+recorded in `status.decisions` and announced by an Event too.
 
 The workflow id derives from the AgentRun's uid and the start uses "use existing / reject duplicate"
 policies, so a second start (an operator restart mid-start, a retried handler) attaches to the first
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import kopf
@@ -31,7 +33,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable_agents_api.contract import APPROVALS_QUERY, WORKFLOW_NAME, PendingCall, RunOutput
+from durable_agents_api.contract import (
+    APPROVALS_QUERY,
+    DECIDED_QUERY,
+    WORKFLOW_NAME,
+    DecidedCall,
+    PendingCall,
+    RunOutput,
+)
 from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import API_VERSION, AgentRun, DurableAgent, workflow_id_for_run
 from durable_agents_operator.agentrun_workflow import (
@@ -42,7 +51,15 @@ from durable_agents_operator.agentrun_workflow import (
     running_status,
     succeeded_status,
 )
-from durable_agents_operator.approval_status import closed_fields, request_message, waiting_status
+from durable_agents_operator.approval_status import (
+    DECISION_REASONS,
+    closed_fields,
+    outside_decisions,
+    outside_message,
+    record_outside,
+    request_message,
+    waiting_status,
+)
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable, to_kopf
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
@@ -80,21 +97,8 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
         raise kopf.PermanentError(message) from None
     if _phase(body) in ACTIVE:
         return  # started before; the poll timer follows it
-    workflow_id = workflow_id_for_run(run.metadata.uid or "")
     try:
-        if run.spec.session is not None:
-            agent = await _agent(ops, run)
-            client = await _client(ops, run, agent)
-            turn = agentrun_session.start_turn(client, run, agent, workflow_id, started=now)
-            started = await _timed(ops, turn)
-        else:
-            agent = await _start(ops, run, workflow_id)
-            started = running_status(
-                workflow_id=workflow_id,
-                task_queue=agent.task_queue,
-                started=now,
-                generation=run.metadata.generation,
-            )
+        started = await _started(ops, run, now)
     except (OperatorError, SessionUnreachableError) as exc:
         await _set_status(ops, body, pending_status(str(exc)))
         raise to_kopf(exc if isinstance(exc, OperatorError) else TemporalUnavailable(str(exc))) from None
@@ -107,6 +111,19 @@ async def start(ops: Operator, body: Mapping[str, Any]) -> None:
     await emit(ops, body, reason="Started", message=f"started workflow {workflow_id}", warning=False, now=now)
 
 
+async def _started(ops: Operator, run: AgentRun, now: datetime) -> dict[str, Any]:
+    """Start the run's workflow, or send its session turn; the Running status it then has."""
+    workflow_id = workflow_id_for_run(run.metadata.uid or "")
+    if run.spec.session is not None:
+        agent = await _agent(ops, run)
+        client = await _client(ops, run, agent)
+        return await _timed(ops, agentrun_session.start_turn(client, run, agent, workflow_id, started=now))
+    agent = await _start(ops, run, workflow_id)
+    return running_status(
+        workflow_id=workflow_id, task_queue=agent.task_queue, started=now, generation=run.metadata.generation
+    )
+
+
 async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     """Check a started run's workflow: while it runs, what it waits on; when it has finished, write output,
     usage and times (or the error)."""
@@ -117,10 +134,7 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     uid, agent = run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name)
     try:
         if run.spec.session is not None:
-            status = await _timed(
-                ops, agentrun_session.turn_status(await _client(ops, run), run, ops.clock())
-            )
-            pending = None
+            status, pending = await _turn_outcome(ops, run, workflow_id)
         else:
             status, pending = await _outcome(ops, run, workflow_id)
     except (OperatorError, SessionUnreachableError) as exc:
@@ -131,16 +145,22 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
         if pending is not None:
             ops.waits.mark(agent, uid, waiting=bool(pending))
             await _report_waiting(ops, body, pending)
+            await _report_decided(ops, body)
         return
+    await _finish(ops, body, workflow_id, status)
     ops.forget_run(uid, agent)
+
+
+async def _finish(ops: Operator, body: Mapping[str, Any], workflow_id: str, status: dict[str, Any]) -> None:
+    """Write a finished run's status, record its last decisions, and announce how it ended."""
     previous = body.get("status") or {}
     await _set_status(ops, body, {**status, **closed_fields(previous, now=ops.clock())})
-    message = finished_message(workflow_id, status)
+    await _report_decided(ops, body)
     await emit(
         ops,
         body,
         reason=status["phase"],
-        message=message,
+        message=finished_message(workflow_id, status),
         warning=status["phase"] == "Failed",
         now=ops.clock(),
     )
@@ -181,7 +201,9 @@ async def _outcome(
             return None, await _pending_calls(ops, run.metadata.uid or "", handle, description)
         finished = description.close_time or ops.clock()
         if description.status == WorkflowExecutionStatus.COMPLETED:
-            return succeeded_status(await _timed(ops, handle.result()), completed=finished), None
+            output = await _timed(ops, handle.result())
+            ops.decided_seen[run.metadata.uid or ""] = output.decided_calls
+            return succeeded_status(output, completed=finished), None
         return failed_status(await _failure(ops, handle, description.status), completed=finished), None
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
@@ -192,29 +214,76 @@ async def _outcome(
         ), None
 
 
+async def _turn_outcome(
+    ops: Operator, run: AgentRun, workflow_id: str
+) -> tuple[dict[str, Any] | None, list[PendingCall] | None]:
+    """As `_outcome`, for a session turn: the turn's status once answered, else the calls it waits on (the
+    session's pending calls marked with this turn's message id)."""
+    client = await _client(ops, run)
+    status = await _timed(ops, agentrun_session.turn_status(client, run, ops.clock()))
+    if status is not None:
+        return status, None
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await _timed(ops, handle.describe())
+    except RPCError as exc:
+        raise TemporalUnavailable(f"could not check session workflow {workflow_id}: {exc}") from None
+    calls = await _pending_calls(ops, run.metadata.uid or "", handle, description)
+    turn_id = workflow_id_for_run(run.metadata.uid or "")
+    return None, None if calls is None else [c for c in calls if c.turn_id == turn_id]
+
+
 async def _pending_calls(
     ops: Operator, uid: str, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
 ) -> list[PendingCall] | None:
     """The calls the running workflow waits on, asked only when its history grew since the last answer
-    (a query of an evicted workflow costs its worker a replay). None when the query failed this time
-    (no worker polling, or a worker too old to answer it): the status keeps what it said."""
+    (a query of an evicted workflow costs its worker a replay); then also the calls decided meanwhile
+    outside Kubernetes, which `_report_decided` records. None when the query failed this time (no worker
+    polling, or a worker too old to answer it): the status keeps what it said."""
     length = description.history_length
     seen = ops.pending_seen.get(uid)
     if seen is not None and seen[0] == length:
         return seen[1]
+    rpc_timeout = timedelta(seconds=ops.settings.temporal_timeout)
     try:
         calls = await _timed(
-            ops,
-            handle.query(
-                APPROVALS_QUERY,
-                result_type=list[PendingCall],
-                rpc_timeout=timedelta(seconds=ops.settings.temporal_timeout),
-            ),
+            ops, handle.query(APPROVALS_QUERY, result_type=list[PendingCall], rpc_timeout=rpc_timeout)
+        )
+        decided = await _timed(
+            ops, handle.query(DECIDED_QUERY, result_type=list[DecidedCall], rpc_timeout=rpc_timeout)
         )
     except (RPCError, WorkflowQueryFailedError, TemporalUnavailable):
         return None
     ops.pending_seen[uid] = (length, calls)
+    ops.decided_seen[uid] = decided
     return calls
+
+
+async def _report_decided(ops: Operator, body: Mapping[str, Any]) -> None:
+    """Record in `status.decisions`, and announce, the calls decided outside Kubernetes since the last
+    poll (the CLI, another Temporal client, the decision timeout); ToolApprovals record their own."""
+    uid = body["metadata"].get("uid") or ""
+    decided = ops.decided_seen.pop(uid, None)
+    if not decided:
+        return
+    async with ops.run_lock(uid):
+        current = await ops.kube.get(key_of(body))
+        if current is None:
+            return
+        previous = (current.get("status") or {}).get("decisions") or []
+        new = outside_decisions(previous, decided)
+        if not new:
+            return
+        await ops.kube.patch_status(key_of(body), {"decisions": record_outside(previous, new)})
+    for call in new:
+        await emit(
+            ops,
+            body,
+            reason=DECISION_REASONS[call.decision],
+            message=outside_message(call),
+            warning=False,
+            now=ops.clock(),
+        )
 
 
 async def cancel(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:

@@ -25,9 +25,13 @@ from durable_agents_api.contract import DECIDE_UPDATE, DecisionOutcome
 from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import API_VERSION, AgentRun, ToolApproval
 from durable_agents_operator.approval_status import (
+    DECISION_REASONS,
+    PAST_TENSE,
+    TOOL_APPROVAL_UPDATE_PREFIX,
     applied_status,
     decision_word,
     decisions_of,
+    failed_status,
     record_decisions,
     refused_status,
     undelivered_status,
@@ -40,26 +44,32 @@ from durable_agents_runtime.failures import failure_message
 from .agentrun import ACTIVE, TERMINAL, run_client
 from .reporting import emit
 
-__all__ = ["RETRY_DELAY", "decide"]
+__all__ = ["DELIVERY_ATTEMPTS", "decide", "retry_delay"]
 
-RETRY_DELAY = 10
-"""Seconds before a decision that could not be delivered (Temporal unavailable) is tried again."""
-_DONE = ("Applied", "Refused")
-_PAST = {"Approve": "approved", "Deny": "denied", "Answer": "answered"}
+DELIVERY_ATTEMPTS = 16
+"""Tries to deliver a decision while Temporal (or the run's worker) is unavailable, `retry_delay` apart:
+about an hour in all. Then the ToolApproval fails, saying so, and nothing was decided."""
+_FIRST_DELAY, _LONGEST_DELAY = 10, 300
+_DONE = ("Applied", "Refused", "Failed")
 
 
 class _Refused(Exception):
     """The decision cannot apply; the message says why and what to do."""
 
 
-async def decide(ops: Operator, body: Mapping[str, Any]) -> None:
+def retry_delay(retry: int) -> int:
+    """Seconds before delivery attempt `retry + 1` (10 s, doubling, at most 5 min)."""
+    return min(_FIRST_DELAY * 2**retry, _LONGEST_DELAY)
+
+
+async def decide(ops: Operator, body: Mapping[str, Any], *, retry: int = 0) -> None:
     """Send the ToolApproval's decision to its run and record the outcome in both objects' status."""
     if body["metadata"].get("deletionTimestamp") or (body.get("status") or {}).get("phase") in _DONE:
         return
     decided_by = ((body.get("spec") or {}).get("decidedBy") or "").strip() or None
     try:
         approval, run = await _parse(ops, body, decided_by)
-        outcome = await _deliver(ops, body, approval, run, decided_by or "")
+        outcome = await _deliver(ops, body, approval, run, decided_by or "", retry=retry)
     except _Refused as refused:
         await _set_status(ops, body, refused_status(str(refused), decided_by=decided_by))
         await emit(ops, body, reason="Refused", message=str(refused), warning=True, now=ops.clock())
@@ -73,7 +83,12 @@ async def decide(ops: Operator, body: Mapping[str, Any]) -> None:
     word = decision_word(approval)
     calls = ", ".join(outcome.decided)
     await emit(
-        ops, body, reason="Applied", message=f"{decided_by} {_PAST[word]} {calls}", warning=False, now=now
+        ops,
+        body,
+        reason="Applied",
+        message=f"{decided_by} {PAST_TENSE[word]} {calls}",
+        warning=False,
+        now=now,
     )
 
 
@@ -108,7 +123,13 @@ async def _parse(
 
 
 async def _deliver(
-    ops: Operator, body: Mapping[str, Any], approval: ToolApproval, run: AgentRun, decided_by: str
+    ops: Operator,
+    body: Mapping[str, Any],
+    approval: ToolApproval,
+    run: AgentRun,
+    decided_by: str,
+    *,
+    retry: int,
 ) -> DecisionOutcome:
     """The decide Update's answer; `_Refused` when the run refused it, `kopf.TemporaryError` (after
     saying so in status) when it could not be delivered now."""
@@ -122,7 +143,7 @@ async def _deliver(
             handle.execute_update(
                 DECIDE_UPDATE,
                 decisions_of(approval, decided_by),
-                id=f"toolapproval-{approval.metadata.uid}",
+                id=f"{TOOL_APPROVAL_UPDATE_PREFIX}{approval.metadata.uid}",
                 result_type=DecisionOutcome,
                 rpc_timeout=timedelta(seconds=timeout),
             ),
@@ -141,9 +162,29 @@ async def _deliver(
         )
     except OperatorError as exc:
         problem = str(exc)
-    message = f"{problem}; trying again in {RETRY_DELAY}s"
+    await _not_delivered(ops, body, problem, retry)
+    raise AssertionError("unreachable")
+
+
+async def _not_delivered(ops: Operator, body: Mapping[str, Any], problem: str, retry: int) -> None:
+    """Say the decision was not delivered: tried again later (`kopf.TemporaryError`) up to
+    `DELIVERY_ATTEMPTS` times, then failed for good (`kopf.PermanentError`). A warning Event on the first
+    miss and on the last."""
+    now = ops.clock()
+    if retry + 1 >= DELIVERY_ATTEMPTS:
+        message = (
+            f"{problem}; not delivered after {DELIVERY_ATTEMPTS} attempts, so nothing was decided: create "
+            "the ToolApproval again once Temporal and the agent's workers are reachable"
+        )
+        await _set_status(ops, body, failed_status(message))
+        await emit(ops, body, reason="DeliveryFailed", message=message, warning=True, now=now)
+        raise kopf.PermanentError(message)
+    delay = retry_delay(retry)
+    message = f"{problem}; trying again in {delay}s (attempt {retry + 1} of {DELIVERY_ATTEMPTS})"
     await _set_status(ops, body, undelivered_status(message))
-    raise kopf.TemporaryError(message, delay=RETRY_DELAY)
+    if retry == 0:
+        await emit(ops, body, reason="NotDelivered", message=message, warning=True, now=now)
+    raise kopf.TemporaryError(message, delay=delay)
 
 
 async def _record_on_run(
@@ -160,10 +201,10 @@ async def _record_on_run(
         records = record_decisions(previous, approval, outcome, decided_by=decided_by, now=now)
         await ops.kube.patch_status(key, {"decisions": records})
     word = decision_word(approval)
-    reason = {"Approve": "ToolCallApproved", "Deny": "ToolCallDenied", "Answer": "ToolCallAnswered"}[word]
+    reason = DECISION_REASONS[word]
     reason_text = f": {approval.spec.reason}" if approval.spec.reason else ""
     message = (
-        f"{decided_by} {_PAST[word]} {', '.join(outcome.decided)} "
+        f"{decided_by} {PAST_TENSE[word]} {', '.join(outcome.decided)} "
         f"(ToolApproval {approval.metadata.name}){reason_text}"
     )
     await emit(ops, current, reason=reason, message=message, warning=False, now=now)
