@@ -680,6 +680,14 @@ class VersioningSpec(Spec):
         description="Build id of this version (default: derived from the runtime config and the image, so "
         "any change to them is a new version).",
     )
+    replay_histories: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Before it polls, the worker replays this many recent runs of its task queue against "
+        "its config and records the verdict on its version in Temporal, where the operator reads it "
+        "before the version takes traffic (0: no gate). Set by the operator.",
+    )
 
 
 # --- the contract ---------------------------------------------------------------------------------------

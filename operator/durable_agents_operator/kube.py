@@ -109,6 +109,10 @@ class Kube(Protocol):
         """Merge-patch the `/status` subresource; None if the object is gone."""
         ...
 
+    async def scale(self, key: ObjectKey, replicas: int) -> dict[str, Any] | None:
+        """Set `spec.replicas` of a Deployment and nothing else; None if it is gone."""
+        ...
+
     async def create_event(self, event: dict[str, Any]) -> None:
         """Record a core/v1 Event."""
         ...
@@ -247,6 +251,20 @@ class KubeClient:
             content=json.dumps({"status": dict(status)}),
             headers={"Content-Type": "application/merge-patch+json"},
             what=f"update the status of {key}",
+        )
+        return None if response is None else response.json()
+
+    async def scale(self, key: ObjectKey, replicas: int) -> dict[str, Any] | None:
+        """Merge-patch `spec.replicas` only: the rest of an older version's Deployment stays as applied
+        (re-applying it would need the spec it was built from)."""
+        resource = resource_for(key.api_version, key.kind)
+        response = await self._request(
+            "PATCH",
+            resource.path(key.namespace, key.name),
+            params={"fieldManager": self._field_manager},
+            content=json.dumps({"spec": {"replicas": replicas}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+            what=f"scale {key} to {replicas}",
         )
         return None if response is None else response.json()
 

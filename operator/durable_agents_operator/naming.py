@@ -15,6 +15,7 @@ __all__ = [
     "ANNOTATION_SPEC_HASH",
     "COMPONENT",
     "LABEL_AGENT",
+    "LABEL_BUILD_ID",
     "LABEL_COMPONENT",
     "LABEL_INSTANCE",
     "LABEL_MANAGED_BY",
@@ -28,6 +29,8 @@ __all__ = [
     "deployment_name",
     "pdb_name",
     "service_name",
+    "version_configmap_name",
+    "version_deployment_name",
 ]
 
 LABEL_NAME = "app.kubernetes.io/name"
@@ -35,6 +38,9 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_AGENT = f"{API_GROUP}/agent"
+LABEL_BUILD_ID = f"{API_GROUP}/build-id"
+"""On a versioned worker Deployment, its pods and its ConfigMap: the version's build id (part of the
+Deployment's selector, so the Deployments of two versions never claim each other's pods)."""
 
 WORKER_APP_NAME = "durable-agents-worker"
 COMPONENT = "worker"
@@ -85,3 +91,14 @@ def service_name(agent: str) -> str:
 def pdb_name(agent: str) -> str:
     """The PodDisruptionBudget of the workers."""
     return child_name(agent, "worker")
+
+
+def version_deployment_name(agent: str, build_id: str) -> str:
+    """The Deployment running the workers of one version of an agent (`spec.versioning.enabled`)."""
+    return child_name(agent, f"worker-{build_id}")
+
+
+def version_configmap_name(agent: str, build_id: str) -> str:
+    """The runtime config of one version: kept as long as its Deployment, so a restarted pod of a
+    draining version still reads the config its pinned runs started with."""
+    return child_name(agent, f"runtime-{build_id}")

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 _OWN = ("get", "list", "watch", "patch")
 _CHILD = ("get", "create", "patch", "delete")
+_LISTED_CHILD = (*_CHILD, "list")
+"""Versioned agents list their per-version ConfigMaps and Deployments by label."""
 REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "durableagents", _OWN),
     # AgentRuns arrive from kopf's watch; a ToolApproval's handler reads its run by name.
@@ -34,9 +36,9 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "agentruns/status", ("patch",)),
     (API_GROUP, "temporalconnections/status", ("patch",)),
     (API_GROUP, "toolapprovals/status", ("patch",)),
-    ("", "configmaps", _CHILD),
+    ("", "configmaps", _LISTED_CHILD),
     ("", "services", _CHILD),
-    ("apps", "deployments", _CHILD),
+    ("apps", "deployments", _LISTED_CHILD),
     ("policy", "poddisruptionbudgets", _CHILD),
     ("", "secrets", ("get",)),
     ("", "events", ("create",)),

@@ -20,16 +20,21 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion as ProtoVersion
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
+    DescribeWorkerDeploymentVersionRequest,
     SetWorkerDeploymentCurrentVersionRequest,
     SetWorkerDeploymentRampingVersionRequest,
+    UpdateWorkerDeploymentVersionMetadataRequest,
 )
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.converter import PayloadConverter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -37,17 +42,23 @@ from durable_agents_api.config import RuntimeConfig
 from durable_agents_runtime.errors import VersioningError
 
 __all__ = [
+    "GATE_METADATA_KEY",
     "IDENTITY",
     "DeploymentState",
+    "GateVerdict",
+    "VersionInfo",
     "VersionState",
     "VersioningError",
     "build_id",
     "deployment_config",
     "deployment_name",
     "describe_deployment",
+    "describe_version",
     "pinned_open_runs",
     "promote",
+    "record_gate",
     "set_ramping",
+    "stop_ramping",
     "worker_version",
 ]
 
@@ -131,6 +142,9 @@ class DeploymentState:
     ramping: str | None
     ramp_percentage: float
     versions: tuple[VersionState, ...]
+    propagating: bool = False
+    """The last routing change has not reached every task queue yet: for a moment, a new run may
+    still start on the version that was current before."""
 
 
 def _status_word(status: int) -> str:
@@ -158,7 +172,8 @@ async def describe_deployment(client: Client, name: str) -> DeploymentState | No
         VersionState(summary.deployment_version.build_id, _status_word(summary.status))
         for summary in info.version_summaries
     )
-    return DeploymentState(current, ramping, routing.ramping_version_percentage, versions)
+    propagating = info.routing_config_update_state == 1  # ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
+    return DeploymentState(current, ramping, routing.ramping_version_percentage, versions, propagating)
 
 
 def _version_not_registered(exc: RPCError) -> bool:
@@ -233,6 +248,20 @@ async def set_ramping(
     await _until_registered("ramping", target, call, timeout=timeout)
 
 
+async def stop_ramping(client: Client, deployment: str, *, identity: str = IDENTITY) -> None:
+    """Send no new runs to a ramping version any more (the current version takes them all)."""
+    try:
+        await client.workflow_service.set_worker_deployment_ramping_version(
+            SetWorkerDeploymentRampingVersionRequest(
+                namespace=client.namespace, deployment_name=deployment, percentage=0, identity=identity
+            )
+        )
+    except RPCError as exc:
+        raise VersioningError(
+            f"cannot stop the ramp of Worker Deployment {deployment!r}: {exc.message}"
+        ) from None
+
+
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -246,3 +275,121 @@ async def pinned_open_runs(client: Client, target: WorkerDeploymentVersion) -> i
     version_value = f"{target.deployment_name}:{target.build_id}"
     query = f"TemporalWorkerDeploymentVersion='{_quote(version_value)}' AND ExecutionStatus='Running'"
     return (await client.count_workflows(query)).count
+
+
+GATE_METADATA_KEY = "durable-agents.replay-gate"
+"""The version metadata entry where a version's workers record their replay gate's verdict."""
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What a version's replay gate found, as its workers record it on the version in Temporal."""
+
+    passed: bool
+    summary: str
+    workflow_id: str | None = None
+    """The first run that did not replay (refused only)."""
+    command: str | None = None
+    """Its first mismatching command (refused only)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "summary": self.summary,
+            "workflowId": self.workflow_id,
+            "command": self.command,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> GateVerdict | None:
+        if not isinstance(data, dict) or not isinstance(data.get("passed"), bool):
+            return None
+        return cls(
+            passed=data["passed"],
+            summary=str(data.get("summary") or ""),
+            workflow_id=data.get("workflowId"),
+            command=data.get("command"),
+        )
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as the server describes it."""
+
+    build_id: str
+    gate: GateVerdict | None
+    """Its replay gate's verdict; None when none was recorded (no gate, or it has not finished)."""
+    last_current_time: datetime | None
+    """When it last stopped being current (None: never was, or it still is)."""
+    current_since: datetime | None
+    ramping_since: datetime | None
+    was_current: bool
+    """It took new runs before (current or ramping) and no longer does: the server tracks its drainage
+    (the dev server 1.32 sets no `last_current_time`, but does track drainage)."""
+
+
+def _proto_version(target: WorkerDeploymentVersion) -> ProtoVersion:
+    return ProtoVersion(deployment_name=target.deployment_name, build_id=target.build_id)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value.seconds and not value.nanos:
+        return None
+    return value.ToDatetime(tzinfo=UTC)
+
+
+async def describe_version(client: Client, target: WorkerDeploymentVersion) -> VersionInfo | None:
+    """What the server knows of `target`; None until a worker of it has polled."""
+    try:
+        response = await client.workflow_service.describe_worker_deployment_version(
+            DescribeWorkerDeploymentVersionRequest(
+                namespace=client.namespace, deployment_version=_proto_version(target)
+            )
+        )
+    except RPCError as exc:
+        if _version_not_registered(exc):
+            return None
+        raise VersioningError(
+            f"cannot read version {target.build_id} of Worker Deployment {target.deployment_name!r}: "
+            f"{exc.message}"
+        ) from None
+    info = response.worker_deployment_version_info
+    verdict = None
+    entry = info.metadata.entries.get(GATE_METADATA_KEY)
+    if entry is not None:
+        try:
+            verdict = GateVerdict.from_json(PayloadConverter.default.from_payloads([entry])[0])
+        except Exception:  # someone else's value under our key: treat it as no verdict
+            verdict = None
+    return VersionInfo(
+        build_id=target.build_id,
+        gate=verdict,
+        last_current_time=_time(info.last_current_time),
+        current_since=_time(info.current_since_time),
+        ramping_since=_time(info.ramping_since_time),
+        was_current=info.last_current_time.seconds > 0 or info.drainage_info.status != 0,
+    )
+
+
+async def record_gate(
+    client: Client,
+    target: WorkerDeploymentVersion,
+    verdict: GateVerdict,
+    *,
+    identity: str = IDENTITY,
+    timeout: float = 60.0,
+) -> None:
+    """Record `verdict` on `target`'s metadata, waiting up to `timeout` seconds for it to register."""
+    payload = PayloadConverter.default.to_payloads([verdict.to_json()])[0]
+
+    async def call() -> None:
+        await client.workflow_service.update_worker_deployment_version_metadata(
+            UpdateWorkerDeploymentVersionMetadataRequest(
+                namespace=client.namespace,
+                deployment_version=_proto_version(target),
+                upsert_entries={GATE_METADATA_KEY: payload},
+                identity=identity,
+            )
+        )
+
+    await _until_registered("record its replay gate", target, call, timeout=timeout)

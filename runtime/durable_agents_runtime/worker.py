@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
-from durable_agents_runtime import served_agents, versioning
+from durable_agents_runtime import served_agents, versioning, worker_gate
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.errors import TemporalConnectError
@@ -213,8 +213,9 @@ async def serve(
         client = await _connect_until_stopped(config, [*logfire_plugins(config), *plugins], runtime, stopping)
         if client is None:
             return
+        verdict = await worker_gate.replay_before_polling(client, config)
         worker = create_worker(client, config, agent)
-        await _run_until_stopped(worker, config, stopping, started)
+        await _run_until_stopped(worker, config, stopping, started, verdict)
         log.info("worker stopped")
     finally:
         for signum in _STOP_SIGNALS:
@@ -223,7 +224,11 @@ async def serve(
 
 
 async def _run_until_stopped(
-    worker: Worker, config: RuntimeConfig, stopping: asyncio.Event, started: float
+    worker: Worker,
+    config: RuntimeConfig,
+    stopping: asyncio.Event,
+    started: float,
+    verdict: versioning.GateVerdict | None = None,
 ) -> None:
     async def stop_when_asked() -> None:
         await stopping.wait()
@@ -241,6 +246,8 @@ async def _run_until_stopped(
             f" as version {served.deployment_name}:{served.build_id}" if served is not None else "",
             time.monotonic() - started,
         )
+        if verdict is not None:
+            await worker_gate.record(worker.client, config, verdict)
 
     stopper = asyncio.create_task(stop_when_asked())
     announcer = asyncio.create_task(announce())

@@ -35,6 +35,11 @@ UNSEEN_NEEDS: dict[Grant, str] = {
     # metrics Service when Prometheus is off); the e2e scenarios may not go through every one.
     **{(g, r, "delete"): "the planner deletes children the spec no longer wants" for g, r in CHILDREN},
     ("", "secrets", "get"): "the operator reads a TemporalConnection's CA, client certificate and API key",
+    # Only versioned agents do it, and no e2e scenario has one yet (tests/operator/test_operator_rollouts.py).
+    **{
+        (g, r, "list"): "versioned agents (spec.versioning.enabled) list their per-version children"
+        for g, r in (("", "configmaps"), ("apps", "deployments"))
+    },
     # Owner references with blockOwnerDeletion need it where OwnerReferencesPermissionEnforcement is on
     # (not in the test control plane).
     (GROUP, "durableagents/finalizers", "update"): "blockOwnerDeletion on the agent's children",

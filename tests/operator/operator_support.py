@@ -142,6 +142,15 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = self._next_rv()
         return copy.deepcopy(obj)
 
+    async def scale(self, key: ObjectKey, replicas: int) -> dict[str, Any] | None:
+        self._record("scale", key)
+        obj = self.objects.get(key)
+        if obj is None:
+            return None
+        obj["spec"]["replicas"] = replicas
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        return copy.deepcopy(obj)
+
     async def create_event(self, event: dict[str, Any]) -> None:
         self._record("create_event", ObjectKey("v1", "Event", event["metadata"]["namespace"], "*"))
         if event["metadata"]["namespace"] in self.terminating:

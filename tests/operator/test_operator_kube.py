@@ -79,6 +79,21 @@ async def test_status_is_merge_patched_on_the_status_subresource() -> None:
     assert json.loads(request.content) == {"status": {"phase": "Running"}}
 
 
+async def test_scale_merge_patches_only_the_replicas_of_an_older_versions_deployment() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok({"spec": {"replicas": 0}}), seen)
+    live = await kube.scale(ObjectKey("apps/v1", "Deployment", "ns", "a-worker-b1"), 0)
+    (request,) = seen
+    assert request.method == "PATCH"
+    assert request.url.path == "/apis/apps/v1/namespaces/ns/deployments/a-worker-b1"
+    assert request.headers["content-type"] == "application/merge-patch+json"
+    assert json.loads(request.content) == {"spec": {"replicas": 0}}
+    assert live == {"spec": {"replicas": 0}}
+    assert (
+        await client(status(404, "gone"), []).scale(ObjectKey("apps/v1", "Deployment", "ns", "x"), 1) is None
+    )
+
+
 async def test_delete_runs_in_the_background_and_only_for_the_observed_uid() -> None:
     seen: list[httpx.Request] = []
     kube = client(ok(), seen)

@@ -257,6 +257,7 @@ def test_printer_columns() -> None:
         "Running": ".status.runs.running",
         "Failed": ".status.runs.failed",
         "Awaiting": ".status.awaitingApproval",
+        "Version": ".status.currentVersion",
         "Age": ".metadata.creationTimestamp",
     }
     assert columns("AgentRun") == {

@@ -32,7 +32,9 @@ from .durableagent import (
     LastFailure,
     ModelProviderSpec,
     PodTemplateSpec,
+    RolloutStepSpec,
     RunCounts,
+    VersionStatus,
     default_task_queue,
 )
 from .temporalconnection import (
@@ -74,6 +76,7 @@ __all__ = [
     "ObjectMeta",
     "PendingApproval",
     "PodTemplateSpec",
+    "RolloutStepSpec",
     "RunCounts",
     "RunPhase",
     "RunUsage",
@@ -86,6 +89,7 @@ __all__ = [
     "ToolApprovalPhase",
     "ToolApprovalSpec",
     "ToolApprovalStatus",
+    "VersionStatus",
     "default_task_queue",
     "workflow_id_for_run",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, JsonValue, model_validator
@@ -39,7 +39,9 @@ __all__ = [
     "LastFailure",
     "ModelProviderSpec",
     "PodTemplateSpec",
+    "RolloutStepSpec",
     "RunCounts",
+    "VersionStatus",
     "default_task_queue",
 ]
 
@@ -177,6 +179,13 @@ class AutoscalingSpec(Spec):
         return self
 
 
+class RolloutStepSpec(Spec):
+    """One step of a progressive rollout."""
+
+    ramp_percentage: float = Field(gt=0, lt=100, description="Share of new runs on the new version.")
+    pause: Duration = Field(description="How long the step lasts before the next one.")
+
+
 class DurableAgentVersioningSpec(Spec):
     """How a change reaches runs: each config is a version of the agent's Temporal Worker Deployment."""
 
@@ -193,6 +202,40 @@ class DurableAgentVersioningSpec(Spec):
         description="Recent runs (running and completed) the replay gate replays against a changed "
         "config before it takes traffic; 0 turns the gate off.",
     )
+    # --- the operator's rollouts (see durable_agents_operator.version_planner) ---
+    enabled: bool = Field(
+        default=False,
+        description="Run one worker Deployment per version (rainbow rollouts): a change starts the new "
+        "version next to the old one, which keeps its workers until its pinned runs (runs awaiting "
+        "approval included) finish. Off: a change rolls the worker Deployment in place. Once on, it "
+        "stays on.",
+    )
+    strategy: Literal["AllAtOnce", "Progressive", "Manual"] = Field(
+        default="AllAtOnce",
+        description="How a new version takes new runs once its workers are ready and its replay gate "
+        "passed: `AllAtOnce`, `Progressive` (the `steps`, then all), or `Manual` (`temporal worker "
+        "deployment set-current-version`). Reverting the spec to a version still around is immediate.",
+    )
+    steps: list[RolloutStepSpec] = Field(
+        default_factory=list, description="Progressive: the share of new runs per step and its pause."
+    )
+    sunset_delay: Duration = Field(
+        default=timedelta(minutes=5),
+        description="How long a drained version (no open runs) keeps its Deployment at zero replicas "
+        "before it is deleted; a rollback to it within this time needs only its workers to start.",
+    )
+
+    @model_validator(mode="after")
+    def _progressive_has_rising_steps(self) -> Self:
+        shares = [step.ramp_percentage for step in self.steps]
+        if self.strategy == "Progressive" and not shares:
+            raise ValueError(
+                "versioning.strategy Progressive needs versioning.steps, e.g. [{rampPercentage: 10, "
+                "pause: 5m}]; or use strategy AllAtOnce"
+            )
+        if shares != sorted(set(shares)):
+            raise ValueError("versioning.steps must have rising rampPercentage values, e.g. 10, 50")
+        return self
 
 
 class DurableAgentSpec(Spec):
@@ -229,9 +272,8 @@ class DurableAgentSpec(Spec):
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Backlog-driven autoscaling.")
     versioning: DurableAgentVersioningSpec = Field(
         default_factory=DurableAgentVersioningSpec,
-        description="Worker versioning and the replay gate, as `durable-agents dev` and `durable-agents "
-        "replay` apply them. The operator does not version workers yet: in a cluster a change still rolls "
-        "the worker Deployment in place.",
+        description="Worker versioning, the replay gate and, with `enabled`, the operator's rainbow "
+        "rollouts (as `durable-agents dev` and `durable-agents replay` apply them).",
     )
     sessions: SessionsSpec | None = Field(
         default=None,
@@ -301,6 +343,25 @@ class AutoscalingStatus(Spec):
     message: str = Field(default="", description="The backlog and runs the decision was based on.")
 
 
+class VersionStatus(Spec):
+    """One version of the agent's worker Deployment."""
+
+    build_id: str = Field(description="The version's build id (its Deployment is `<name>-worker-<buildId>`).")
+    role: Literal["current", "ramping", "target", "draining", "drained"] = Field(
+        description="current: new runs start on it; ramping: a share of them does; target: the spec's "
+        "version, not yet taking runs; draining: pinned open runs remain; drained: none remain."
+    )
+    replicas: int = Field(default=0, description="Worker pods of its Deployment.")
+    ready_replicas: int = Field(default=0, description="Ready worker pods.")
+    pinned_open_runs: int | None = Field(
+        default=None, description="Open runs pinned to it (awaiting approval included); unset when unread."
+    )
+    replay_gate: Literal["Passed", "Refused", "Pending", "Off"] = Field(
+        default="Off", description="What its replay gate found."
+    )
+    drained_since: datetime | None = Field(default=None, description="When it was first seen drained.")
+
+
 class DurableAgentStatus(Spec):
     """Observed state, including real workflow health read from Temporal."""
 
@@ -326,6 +387,12 @@ class DurableAgentStatus(Spec):
     last_health_check: datetime | None = Field(default=None, description="When Temporal was last read.")
     autoscaling: AutoscalingStatus | None = Field(
         default=None, description="The autoscaler's last decision (while spec.autoscaling.enabled)."
+    )
+    current_version: str | None = Field(
+        default=None, description="Build id of the version new runs start on (spec.versioning.enabled)."
+    )
+    versions: list[VersionStatus] | None = Field(
+        default=None, description="Every version with a worker Deployment (spec.versioning.enabled)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.config import RuntimeConfig, VersioningSpec
 from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.errors import InvalidSpec
@@ -19,6 +19,7 @@ from durable_agents_operator.naming import (
     service_name,
 )
 from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_runtime.versioning import build_id
 
 from .configmap import build_configmap, config_hash
 from .deployment import build_deployment, desired_replicas
@@ -27,16 +28,52 @@ from .pdb import build_pdb
 from .service import build_service
 from .temporal import WorkerTemporal
 
-__all__ = ["AgentObjects", "build_agent_objects", "child_keys", "runtime_config"]
+__all__ = [
+    "AgentObjects",
+    "VersionObjects",
+    "build_agent_objects",
+    "child_keys",
+    "runtime_config",
+    "versioned_config",
+]
 
 
 @dataclass(frozen=True)
 class AgentObjects:
-    """The rendered runtime config and every manifest the agent should own right now."""
+    """The rendered runtime config and every manifest the agent should own right now.
+
+    With `spec.versioning.enabled`, `manifests` are the objects all versions share (Service, PDB) and
+    `version` holds the spec's version: its build id, ConfigMap and Deployment, which the rollout
+    (`version_planner`) applies next to the Deployments of older versions."""
 
     config: RuntimeConfig
     config_hash: str
     manifests: tuple[dict[str, Any], ...]
+    version: VersionObjects | None = None
+
+
+@dataclass(frozen=True)
+class VersionObjects:
+    """The spec's version of a versioned agent."""
+
+    build_id: str
+    configmap: dict[str, Any]
+    deployment: dict[str, Any]
+
+
+def versioned_config(agent: DurableAgent, config: RuntimeConfig, image: str) -> tuple[RuntimeConfig, str]:
+    """`config` as a version of the agent's Worker Deployment, and its build id.
+
+    The build id is fixed in the config (the worker does not derive its own: the operator's and the
+    image's releases may differ). The replay gate runs in the workers only for `AutoUpgrade`, whose open
+    runs move to the new code; `Pinned` runs finish on their own version, so nothing they replay can
+    break (as `durable-agents dev` decides)."""
+    spec = agent.spec.versioning
+    identity = config.model_copy(update={"versioning": VersioningSpec(behavior=spec.behavior)})
+    build = build_id(identity, image)
+    gate = spec.replay_histories if spec.behavior == "AutoUpgrade" else 0
+    versioning = VersioningSpec(behavior=spec.behavior, build_id=build, replay_histories=gate)
+    return config.model_copy(update={"versioning": versioning}), build
 
 
 def runtime_config(agent: DurableAgent, temporal: WorkerTemporal) -> RuntimeConfig:
@@ -59,8 +96,10 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
     if not (name and namespace and uid):
         raise ValueError("build_agent_objects needs a DurableAgent with name, namespace and uid")
     config = runtime_config(agent, temporal)
-    digest = config_hash(config)
     owner = owner_reference(api_version=agent.api_version, kind=agent.kind, name=name, uid=uid)
+    if agent.spec.versioning.enabled:
+        return _versioned_objects(agent, config, temporal=temporal, owner=owner, default_image=default_image)
+    digest = config_hash(config)
     candidates = (
         build_configmap(agent=name, namespace=namespace, config=config, owner=owner),
         build_deployment(
@@ -76,6 +115,40 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
     )
     return AgentObjects(
         config=config, config_hash=digest, manifests=tuple(m for m in candidates if m is not None)
+    )
+
+
+def _versioned_objects(
+    agent: DurableAgent,
+    config: RuntimeConfig,
+    *,
+    temporal: WorkerTemporal,
+    owner: dict[str, Any],
+    default_image: str,
+) -> AgentObjects:
+    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
+    image = agent.spec.agent.image or agent.spec.template.image or default_image
+    config, build = versioned_config(agent, config, image)
+    digest = config_hash(config)
+    deployment = build_deployment(
+        agent=agent,
+        config=config,
+        config_hash=digest,
+        temporal=temporal,
+        owner=owner,
+        default_image=default_image,
+        build_id=build,
+    )
+    configmap = build_configmap(agent=name, namespace=namespace, config=config, owner=owner, build_id=build)
+    shared = (
+        build_service(agent=name, namespace=namespace, config=config, owner=owner),
+        build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
+    )
+    return AgentObjects(
+        config=config,
+        config_hash=digest,
+        manifests=tuple(m for m in shared if m is not None),
+        version=VersionObjects(build, configmap, deployment),
     )
 
 

@@ -17,7 +17,14 @@ from durable_agents_api.contract import (
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import autoscaled_replicas
 from durable_agents_operator.errors import InvalidSpec
-from durable_agents_operator.naming import ANNOTATION_CONFIG_HASH, configmap_name, deployment_name
+from durable_agents_operator.naming import (
+    ANNOTATION_CONFIG_HASH,
+    LABEL_BUILD_ID,
+    configmap_name,
+    deployment_name,
+    version_configmap_name,
+    version_deployment_name,
+)
 
 from .metadata import labels, object_meta, selector_labels
 from .temporal import WorkerTemporal
@@ -83,9 +90,15 @@ def build_deployment(
     temporal: WorkerTemporal,
     owner: dict[str, Any],
     default_image: str,
+    build_id: str | None = None,
 ) -> dict[str, Any]:
-    """The worker Deployment: restricted security context, config mounted, credentials from Secrets only."""
+    """The worker Deployment: restricted security context, config mounted, credentials from Secrets only.
+
+    With `build_id` (`spec.versioning.enabled`), the Deployment of that version: its own name, config and
+    build-id label in the selector, so several versions run side by side."""
     name = _name(agent)
+    version = {LABEL_BUILD_ID: build_id} if build_id is not None else {}
+    config_map = version_configmap_name(name, build_id) if build_id is not None else configmap_name(name)
     namespace = agent.metadata.namespace or "default"
     template = agent.spec.template
     health_port = config.worker.health_port
@@ -137,7 +150,7 @@ def build_deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumes": [
-            {"name": "config", "configMap": {"name": configmap_name(name), "items": [_config_item()]}},
+            {"name": "config", "configMap": {"name": config_map, "items": [_config_item()]}},
             {"name": "tmp", "emptyDir": {}},
             *temporal.volumes,
         ],
@@ -152,15 +165,18 @@ def build_deployment(
     pod_spec.update({key: value for key, value in optional.items() if value is not None})
 
     # The operator's labels go last so user labels cannot break the selector.
-    pod_labels = {**(template.labels or {}), **labels(name)}
+    pod_labels = {**(template.labels or {}), **labels(name), **version}
     pod_annotations = {**(template.annotations or {}), ANNOTATION_CONFIG_HASH: config_hash}
+    object_name = version_deployment_name(name, build_id) if build_id is not None else deployment_name(name)
+    metadata = object_meta(name=object_name, namespace=namespace, agent=name, owner=owner)
+    metadata["labels"].update(version)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(name=deployment_name(name), namespace=namespace, agent=name, owner=owner),
+        "metadata": metadata,
         "spec": {
             "replicas": desired_replicas(agent),
-            "selector": {"matchLabels": selector_labels(name)},
+            "selector": {"matchLabels": {**selector_labels(name), **version}},
             # Add a worker before removing one: a rollout never lowers polling capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "revisionHistoryLimit": 3,

@@ -154,6 +154,12 @@ DURABLE_AGENT = CrdKind(
             "AgentRuns waiting for a decision on a tool call.",
         ),
         PrinterColumn("Task Queue", "string", ".status.taskQueue", "The task queue in use.", priority=1),
+        PrinterColumn(
+            "Version",
+            "string",
+            ".status.currentVersion",
+            "Build id of the version new runs start on (spec.versioning.enabled).",
+        ),
         _AGE,
     ),
     patches={
@@ -167,7 +173,15 @@ DURABLE_AGENT = CrdKind(
                 "spec.temporal.taskQueue cannot change once set: workers and running workflows are bound "
                 "to it. Put back the old value, or create a new DurableAgent for a new task queue.",
                 field_path=".temporal.taskQueue",
-            )
+            ),
+            Rule(
+                "!has(oldSelf.versioning) || !has(oldSelf.versioning.enabled) || !oldSelf.versioning.enabled "
+                "|| (has(self.versioning) && has(self.versioning.enabled) && self.versioning.enabled)",
+                "spec.versioning.enabled cannot be turned off: runs pinned to a version need that version's "
+                "workers, and Temporal keeps routing new runs to the current version. Keep it on (once old "
+                "versions drain, one Deployment serves everything), or create a new DurableAgent.",
+                field_path=".versioning.enabled",
+            ),
         ),
         ("spec", "agent"): _rules(
             Rule(

@@ -39,6 +39,7 @@ from durable_agents_operator.naming import deployment_name
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.planner import plan_objects
+from durable_agents_operator.rollout_status import RolloutEvent, refused_event, with_rollout
 from durable_agents_operator.status import (
     Problem,
     StatusUpdate,
@@ -50,6 +51,7 @@ from durable_agents_operator.status import (
 from durable_agents_runtime.health import AgentHealth
 
 from .reporting import emit, report
+from .rollout import Rollout, roll_out, shared_keys
 
 __all__ = ["check_health", "reconcile"]
 
@@ -71,6 +73,7 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
             connection = await ops.fetch_connection(_ns(agent), ref.name)
         temporal = resolve_temporal(agent, connection=connection, default=ops.default_params)
         live = await _apply(ops, agent, _build(ops, agent, temporal))
+        rolled = await _roll(ops, agent, temporal, body, now)
     except NamespaceTerminating:
         ops.terminating.note(body["metadata"].get("namespace") or "", now)
         return
@@ -78,9 +81,12 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
         await _report_failure(ops, body, exc, now)
         raise to_kopf(exc) from None
     health = await _health_for_status(ops, agent)
-    update = _status(ops, agent, body, live.get(_deployment_key(agent)), health, now=now, reconciled=True)
+    deployment = rolled.deployment if rolled is not None else live.get(_deployment_key(agent))
+    update = _status(ops, agent, body, deployment, health, now=now, reconciled=True)
+    update, events = _with_rollout(update, rolled, agent, body, now)
     if update.due:
         await report(ops, body, update.status, update.transitions, now)
+    await _announce(ops, body, events, now)
 
 
 async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -102,6 +108,11 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         seen = await _observe(ops, agent)
         now = ops.clock()
         scaling, deployment = await _autoscale(ops, agent, seen, now)
+        rolled = None
+        if seen.temporal is not None:
+            scaled = with_decision(agent, scaling.status) if scaling is not None else agent
+            rolled = await _roll(ops, scaled, seen.temporal, body, now)
+        deployment = rolled.deployment if rolled is not None else deployment
         update = _status(
             ops,
             agent,
@@ -113,9 +124,10 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
             problem=seen.problem,
             awaiting_approval=ops.waits.count((_ns(agent), _name(agent))),
         )
-        if not update.due:
-            return
-        await report(ops, body, update.status, update.transitions, now)
+        update, events = _with_rollout(update, rolled, agent, body, now)
+        if update.due:
+            await report(ops, body, update.status, update.transitions, now)
+        await _announce(ops, body, events, now)
     except NamespaceTerminating:
         ops.terminating.note(_ns(agent), ops.clock())
         return
@@ -182,11 +194,48 @@ def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> Agen
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects) -> Live:
     """Observe → plan → execute; raises `ObjectConflict` (applying nothing) when an object is foreign."""
-    observed = await observe(ops.kube, child_keys(_name(agent), _ns(agent)))
+    keys = child_keys(_name(agent), _ns(agent))
+    if objects.version is not None:
+        keys = shared_keys(keys)  # the unversioned Deployment goes once a version is current (rollout)
+    observed = await observe(ops.kube, keys)
     plan = plan_objects({key_of(m): m for m in objects.manifests}, observed, owner_uid=agent.metadata.uid)
     if (conflict := plan.conflict_error()) is not None:
         raise conflict
     return await execute(ops.kube, plan)
+
+
+async def _roll(
+    ops: Operator, agent: DurableAgent, temporal: WorkerTemporal, body: Mapping[str, Any], now: datetime
+) -> Rollout | None:
+    """One step of a versioned agent's rollout (`handlers.rollout`); None for an unversioned agent."""
+    if not agent.spec.versioning.enabled:
+        return None
+    _, params = await ops.resolve(agent)
+    objects = _build(ops, agent, temporal)
+    return await roll_out(ops, agent, objects, params, previous=body.get("status") or {}, now=now)
+
+
+def _with_rollout(
+    update: StatusUpdate, rolled: Rollout | None, agent: DurableAgent, body: Mapping[str, Any], now: datetime
+) -> tuple[StatusUpdate, list[RolloutEvent]]:
+    if rolled is None:
+        return update, []
+    merged, newly_blocked = with_rollout(
+        update,
+        previous=body.get("status") or {},
+        fields=rolled.fields,
+        condition=rolled.condition,
+        now=now,
+        generation=agent.metadata.generation,
+    )
+    return merged, [*rolled.events, *([refused_event(rolled.condition)] if newly_blocked else [])]
+
+
+async def _announce(
+    ops: Operator, body: Mapping[str, Any], events: list[RolloutEvent], now: datetime
+) -> None:
+    for event in events:
+        await emit(ops, body, reason=event.reason, message=event.message, warning=event.warning, now=now)
 
 
 def _status(
