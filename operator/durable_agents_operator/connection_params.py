@@ -15,7 +15,7 @@ from temporalio.service import TLSConfig
 
 from durable_agents_api.resources import TemporalConnection
 from durable_agents_operator.errors import DependencyNotReady
-from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
+from durable_agents_operator.naming import TLS_SECRET_CERTIFICATE, TLS_SECRET_PRIVATE_KEY
 
 __all__ = ["ConnectionParams", "SecretKey", "params_from_connection", "secret_keys_of"]
 
@@ -69,7 +69,7 @@ def secret_keys_of(connection: TemporalConnection) -> list[SecretKey]:
         keys.append((spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key))
     if spec.tls is not None and spec.tls.client_cert_secret_ref is not None:
         ref = spec.tls.client_cert_secret_ref
-        keys += [(ref.name, ref.key), (ref.name, TLS_SECRET_PRIVATE_KEY)]
+        keys += [(ref.name, TLS_SECRET_CERTIFICATE), (ref.name, TLS_SECRET_PRIVATE_KEY)]
     if spec.api_key_secret_ref is not None:
         keys.append((spec.api_key_secret_ref.name, spec.api_key_secret_ref.key))
     return keys
@@ -97,7 +97,8 @@ def params_from_connection(
             ca = value(spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key)
         if spec.tls.client_cert_secret_ref is not None:
             ref = spec.tls.client_cert_secret_ref
-            cert, private_key = value(ref.name, ref.key), value(ref.name, TLS_SECRET_PRIVATE_KEY)
+            cert = value(ref.name, TLS_SECRET_CERTIFICATE)
+            private_key = value(ref.name, TLS_SECRET_PRIVATE_KEY)
     api_key = None
     if spec.api_key_secret_ref is not None:
         api_key = value(spec.api_key_secret_ref.name, spec.api_key_secret_ref.key).decode().strip()

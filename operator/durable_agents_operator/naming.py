@@ -21,6 +21,7 @@ __all__ = [
     "LABEL_NAME",
     "MANAGED_BY",
     "MAX_AGENT_NAME",
+    "TLS_SECRET_CERTIFICATE",
     "TLS_SECRET_PRIVATE_KEY",
     "WORKER_APP_NAME",
     "child_name",
@@ -48,8 +49,10 @@ ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 MAX_AGENT_NAME = 63
 """Agent names become label values, which Kubernetes limits to 63 characters."""
 
+TLS_SECRET_CERTIFICATE = "tls.crt"
+"""The certificate's key inside a `kubernetes.io/tls` Secret (`tls.clientCertSecretRef` names one)."""
 TLS_SECRET_PRIVATE_KEY = "tls.key"
-"""The private key's name inside a `kubernetes.io/tls` Secret (a client certificate Secret's other key)."""
+"""The private key's key inside a `kubernetes.io/tls` Secret."""
 
 _MAX_CHILD_NAME = 63
 

@@ -111,7 +111,7 @@ def test_mtls_secrets_are_mounted_where_the_runtime_config_points() -> None:
                 "address": "t:7233",
                 "tls": {
                     "caSecretRef": {"name": "ca", "key": "bundle.pem"},
-                    "clientCertSecretRef": {"name": "client", "key": "tls.crt"},
+                    "clientCertSecretRef": {"name": "client"},
                 },
             },
         }

@@ -14,7 +14,7 @@ from durable_agents_api.contract import ENV_TEMPORAL_API_KEY
 from durable_agents_api.resources import DurableAgent, TemporalConnection
 from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import InvalidSpec
-from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
+from durable_agents_operator.naming import TLS_SECRET_CERTIFICATE, TLS_SECRET_PRIVATE_KEY
 
 __all__ = [
     "TLS_CA_FILE",
@@ -93,7 +93,7 @@ def _from_connection(agent: DurableAgent, connection: TemporalConnection) -> Wor
         if conn.tls.client_cert_secret_ref is not None:
             ref = conn.tls.client_cert_secret_ref
             cert_file, key_file = TLS_CLIENT_CERT_FILE, TLS_CLIENT_KEY_FILE
-            items = {ref.key: "tls.crt", TLS_SECRET_PRIVATE_KEY: "tls.key"}
+            items = {TLS_SECRET_CERTIFICATE: "tls.crt", TLS_SECRET_PRIVATE_KEY: "tls.key"}
             volumes.append(_secret_volume("temporal-client-cert", ref.name, items))
             mounts.append(
                 {"name": "temporal-client-cert", "mountPath": f"{TLS_DIR}/client", "readOnly": True}
