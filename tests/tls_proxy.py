@@ -164,9 +164,7 @@ def _issue(
 
 def find_nginx() -> str | None:
     """Debian's nginx, if installed (`scripts/install-tls-proxy.sh`)."""
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
-    )
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
 def _grpc_error(status: int, message: str) -> str:
@@ -229,7 +227,8 @@ class TlsProxy:
             )
             key_check = "if ($api_key_problem) { return 401; }"
         temp = "\n    ".join(
-            f"{kind}_temp_path {d / ('tmp-' + kind)};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            f"{kind}_temp_path {d / ('tmp-' + kind)};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         return f"""
 {user}
@@ -242,6 +241,7 @@ events {{ worker_connections 512; }}
 http {{
     access_log {d / "access.log"};
     {temp}
+    map_hash_bucket_size 256;
     {key_map}
     client_max_body_size 0;
     keepalive_requests 1000000;

@@ -87,7 +87,7 @@ _REFUSED = (
     "accessdenied",
 )
 _GRPC_MESSAGE = re.compile(r'Status \{ code: (\w+), message: "((?:[^"\\]|\\.)*)"')
-_PRESENTED = re.compile(r'presented: \[([^\]]*)\]')
+_PRESENTED = re.compile(r"presented: \[([^\]]*)\]")
 _NAME = re.compile(r'(?:DnsName|IpAddress)\(\\?"?([^")\\]+)')
 
 
@@ -139,7 +139,7 @@ def explain_connect_error(
     `tls`, `ca`, `client_cert` and `api_key` say what the client used (a CA bundle of its own rather than
     the system's, a client certificate, an API key).
     """
-    where = f"cannot connect to Temporal at {target} (namespace {namespace!r})"
+    where = f"could not connect to Temporal at {target} (namespace {namespace!r})"
     problem = diagnose(error, tls=tls)
     if problem is ConnectProblem.SERVER_CA:
         trusted = "the CA bundle set in" if ca else "the system's CAs (no CA bundle is set in"
@@ -183,6 +183,4 @@ def explain_connect_error(
             f"{where}: the server requires credentials ({said}): set {settings.client_cert} (mTLS) or "
             f"{settings.api_key} (API key)"
         )
-    return (
-        f"{where}: {error}. Check {settings.address}, that the server is running, and its TLS settings"
-    )
+    return f"{where}: {error}. Check {settings.address}, that the server is running, and its TLS settings"
