@@ -15,6 +15,7 @@ directory of its own; workers run as `nobody` when started by root. Modes:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -23,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from durable_agents_runtime.devserver import free_port
 
-__all__ = ["Certificates", "KeyPair", "Mode", "TlsProxy", "find_nginx"]
+__all__ = ["MODES", "Certificates", "KeyPair", "Mode", "TlsProxy", "find_nginx", "proxies_for"]
 
 Mode = Literal["tls", "mtls", "api-key"]
 
@@ -319,3 +321,28 @@ http {{
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+MODES: tuple[Mode, ...] = ("tls", "mtls", "api-key")
+
+
+@contextlib.contextmanager
+def proxies_for(
+    directory: Path, *, upstream: str, certs: Certificates, api_key: str
+) -> Iterator[dict[Mode, TlsProxy]]:
+    """One running proxy per mode in front of `upstream` (a module's fixture); all stopped at the end."""
+    started: dict[Mode, TlsProxy] = {}
+    try:
+        for mode in MODES:
+            proxy = TlsProxy(
+                directory / mode,
+                upstream=upstream,
+                certs=certs,
+                mode=mode,
+                api_key=api_key if mode == "api-key" else None,
+            )
+            started[mode] = proxy.start()
+        yield started
+    finally:
+        for proxy in started.values():
+            proxy.stop()

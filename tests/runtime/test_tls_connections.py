@@ -21,12 +21,11 @@ import pytest
 
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_runtime.devserver import DevServer
-from tls_proxy import Certificates, Mode, TlsProxy
+from tls_proxy import MODES, Certificates, Mode, TlsProxy, proxies_for
 
 pytestmark = pytest.mark.runtime
 
 API_KEY = f"sk-tls-test-{uuid.uuid4().hex}"
-MODES: tuple[Mode, ...] = ("tls", "mtls", "api-key")
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +37,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def proxies(
     temporal_dev_server: DevServer, pki: Certificates, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[Mode, TlsProxy]]:
-    started: dict[Mode, TlsProxy] = {}
-    try:
-        for mode in MODES:
-            proxy = TlsProxy(
-                tmp_path_factory.mktemp(f"nginx-{mode}"),
-                upstream=temporal_dev_server.address,
-                certs=pki,
-                mode=mode,
-                api_key=API_KEY if mode == "api-key" else None,
-            )
-            started[mode] = proxy.start()
+    with proxies_for(
+        tmp_path_factory.mktemp("nginx"), upstream=temporal_dev_server.address, certs=pki, api_key=API_KEY
+    ) as started:
         yield started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
 
 
 def worker_config(proxy: TlsProxy, pki: Certificates, **tls: Any) -> RuntimeConfig:
