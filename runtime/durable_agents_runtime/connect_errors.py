@@ -87,6 +87,8 @@ _REFUSED = (
     "accessdenied",
 )
 _GRPC_MESSAGE = re.compile(r'Status \{ code: (\w+), message: "((?:[^"\\]|\\.)*)"')
+# rustls: `AlertReceived(CertificateRequired)`.
+_ALERT = re.compile(r"AlertReceived\((\w+)\)")
 _PRESENTED = re.compile(r"presented: \[([^\]]*)\]")
 _NAME = re.compile(r'(?:DnsName|IpAddress)\(\\?"?([^")\\]+)')
 
@@ -113,7 +115,7 @@ def _server_said(error: str) -> str:
     found = _GRPC_MESSAGE.search(error)
     if found:
         return f"{found.group(1)}: {found.group(2)}"
-    alert = re.search(r"(?i)alert[^A-Za-z]*([A-Za-z]+)", error)
+    alert = _ALERT.search(error)
     return f"TLS alert {alert.group(1)}" if alert else "refused"
 
 
