@@ -29,6 +29,7 @@ __all__ = [
     "deployment_name",
     "pdb_name",
     "service_name",
+    "temporal_secret_name",
 ]
 
 LABEL_NAME = "app.kubernetes.io/name"
@@ -88,3 +89,8 @@ def service_name(agent: str) -> str:
 def pdb_name(agent: str) -> str:
     """The PodDisruptionBudget of the workers."""
     return child_name(agent, "worker")
+
+
+def temporal_secret_name(agent: str) -> str:
+    """The Secret carrying the operator's default-connection credentials to an agent's workers."""
+    return child_name(agent, "temporal")

@@ -23,6 +23,7 @@ from operator_support import (
     agent_manifest,
     connection_manifest,
     deployment_key,
+    make_operator,
     make_real_operator,
     roll_out,
 )
@@ -33,7 +34,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput, RunUsageSummary
 from durable_agents_operator.handlers import agentrun, durableagent, temporalconnection
+from durable_agents_operator.health_batching import runtime_reader
 from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.operator_state import Operator
+from durable_agents_operator.temporal_clients import TemporalPool, default_params
 from tls_proxy import Certificates, KeyPair, Mode, TlsProxy, proxies_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -239,4 +243,106 @@ async def test_an_agent_on_a_refused_connection_says_which_field_to_fix_and_its_
         assert status["phase"] == "Pending" and FIELD_TO_FIX[name] in status["message"], status
     written = without_secrets(kube)
     assert API_KEY not in written and WRONG_KEY not in written
+    await ops.temporal.close()
+
+
+def default_operator(kube: FakeKube, clock: Clock, **settings: Any) -> Operator:
+    """An operator whose default connection comes from its settings, as `main` builds it."""
+    ops = make_operator(
+        kube,
+        clock=clock,
+        temporal=TemporalPool(timeout=5),
+        reader=runtime_reader(live_within=75, rpc_timeout=5),
+        **settings,
+    )
+    ops.default_params = default_params(ops.settings)
+    return ops
+
+
+async def test_agents_without_a_connection_ref_run_on_a_default_connection_that_needs_credentials(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, pki: Certificates, proxies: dict[Mode, TlsProxy]
+) -> None:
+    defaults = {
+        "api-key": {"temporal_api_key": API_KEY},
+        "mtls": {
+            "temporal_tls_cert_file": str(pki.client.cert),
+            "temporal_tls_key_file": str(pki.client.key),
+        },
+    }
+    direct = await Client.connect(
+        dev_server.address, namespace=dev_server.namespace, plugins=[PydanticAIPlugin()]
+    )
+    for mode, credentials in defaults.items():
+        ops = default_operator(
+            kube,
+            clock,
+            temporal_address=proxies[mode].address,
+            temporal_tls_ca_file=str(pki.ca.cert),
+            **credentials,
+        )
+        agent, queue = f"default-{mode}", f"default-{mode}-{uuid.uuid4().hex[:8]}"
+        kube.put(agent_manifest(agent, temporal={"taskQueue": queue}))
+        await durableagent.reconcile(ops, kube.body(agent_key(agent)))
+        roll_out(kube, agent)
+        await durableagent.check_health(ops, kube.body(agent_key(agent)))
+        reachable = condition(kube, agent_key(agent), "TemporalReachable")
+        assert (reachable["status"], reachable["reason"]) == ("True", "Connected"), (mode, reachable)
+        assert condition(kube, agent_key(agent), "Ready")["reason"] != "InvalidSpec"
+
+        # The workers read the default connection's material from a Secret next to them, owned by the agent.
+        secret = kube.objects[ObjectKey("v1", "Secret", "ns", f"{agent}-temporal")]
+        assert (
+            secret["metadata"]["ownerReferences"][0]["uid"]
+            == kube.objects[agent_key(agent)]["metadata"]["uid"]
+        )
+        data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+        assert data["ca.crt"] == pki.ca.cert_pem
+        if mode == "api-key":
+            assert data["api-key"] == API_KEY.encode()
+        else:
+            assert (data["tls.crt"], data["tls.key"]) == (pki.client.cert_pem, pki.client.key_pem)
+        config = json.loads(
+            kube.objects[ObjectKey("v1", "ConfigMap", "ns", f"{agent}-runtime")]["data"]["runtime.json"]
+        )
+        assert config["temporal"]["address"] == proxies[mode].address
+
+        run = kube.put(
+            {
+                "apiVersion": API,
+                "kind": "AgentRun",
+                "metadata": {"name": f"run-{agent}", "namespace": "ns", "uid": str(uuid.uuid4())},
+                "spec": {"agentRef": {"name": agent}, "prompt": f"hello over the default {mode}"},
+            }
+        )
+        run_key = ObjectKey(API, "AgentRun", "ns", run["metadata"]["name"])
+        async with Worker(
+            direct, task_queue=queue, workflows=[EchoRun], workflow_runner=UnsandboxedWorkflowRunner()
+        ):
+            await agentrun.start(ops, kube.body(run_key))
+            workflow_id = kube.objects[run_key]["status"]["workflowId"]
+            handle = direct.get_workflow_handle(workflow_id, result_type=RunOutput)
+            assert (await handle.result()).output == f"hello over the default {mode}"
+        await ops.temporal.close()
+    written = without_secrets(kube)
+    assert API_KEY not in written and pki.client.key_pem.decode().splitlines()[1] not in written
+
+
+async def test_a_refused_default_connection_names_the_operators_setting(
+    kube: FakeKube, clock: Clock, pki: Certificates, proxies: dict[Mode, TlsProxy]
+) -> None:
+    ops = default_operator(
+        kube,
+        clock,
+        temporal_address=proxies["api-key"].address,
+        temporal_tls_ca_file=str(pki.ca.cert),
+        temporal_api_key=WRONG_KEY,
+    )
+    kube.put(agent_manifest("on-default"))
+    await durableagent.reconcile(ops, kube.body(agent_key("on-default")))
+    roll_out(kube, "on-default")
+    await durableagent.check_health(ops, kube.body(agent_key("on-default")))
+    reachable = condition(kube, agent_key("on-default"), "TemporalReachable")
+    assert reachable["status"] == "False"
+    assert "DURABLE_AGENTS_TEMPORAL_API_KEY (chart: temporal.apiKeySecret)" in reachable["message"], reachable
+    assert WRONG_KEY not in without_secrets(kube)
     await ops.temporal.close()

@@ -25,7 +25,7 @@ from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, decide_for, with_decision
 from durable_agents_operator.builders import WorkerTemporal, desired_replicas, resolve_temporal
-from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects, child_keys
+from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects
 from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
@@ -182,7 +182,7 @@ def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> Agen
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects) -> Live:
     """Observe → plan → execute; raises `ObjectConflict` (applying nothing) when an object is foreign."""
-    observed = await observe(ops.kube, child_keys(_name(agent), _ns(agent)))
+    observed = await observe(ops.kube, objects.observed_keys)
     plan = plan_objects({key_of(m): m for m in objects.manifests}, observed, owner_uid=agent.metadata.uid)
     if (conflict := plan.conflict_error()) is not None:
         raise conflict
