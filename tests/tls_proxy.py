@@ -165,8 +165,11 @@ def _issue(
 
 
 def find_nginx() -> str | None:
-    """Debian's nginx, if installed (`scripts/install-tls-proxy.sh`)."""
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    """Debian's nginx, if installed (`scripts/install-tls-proxy.sh`); /usr/sbin is not on every PATH."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
 def _grpc_error(status: int, message: str) -> str:
