@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -213,8 +214,14 @@ async def test_an_agent_on_each_connection_reads_its_health_and_starts_runs_thro
 
 
 async def test_an_agent_on_a_refused_connection_says_which_field_to_fix_and_its_runs_wait_without_hot_retries(
-    kube: FakeKube, clock: Clock, dev_server: DevServer, pki: Certificates, proxies: dict[Mode, TlsProxy]
+    kube: FakeKube,
+    clock: Clock,
+    dev_server: DevServer,
+    pki: Certificates,
+    proxies: dict[Mode, TlsProxy],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     populate(kube, pki, proxies)
     ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
     for name in ("wrong-ca", "expired-cert", "wrong-key"):
@@ -241,7 +248,7 @@ async def test_an_agent_on_a_refused_connection_says_which_field_to_fix_and_its_
         assert raised.value.delay is not None and raised.value.delay >= 10, "retried no sooner than 10 s"
         status = kube.objects[run_key]["status"]
         assert status["phase"] == "Pending" and FIELD_TO_FIX[name] in status["message"], status
-    written = without_secrets(kube)
+    written = without_secrets(kube) + caplog.text
     assert API_KEY not in written and WRONG_KEY not in written
     await ops.temporal.close()
 
