@@ -31,11 +31,13 @@ typecheck: env
 crds: env
 	$(BIN)/durable-agents crds --write
 
-# Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy.
+# Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy; nginx
+# (the TLS terminator of the connection tests).
 tools: env
 	bash scripts/install-helm.sh >/dev/null
 	bash scripts/install-kube-score.sh >/dev/null
 	bash scripts/install-node-packages.sh
+	bash scripts/install-tls-proxy.sh
 	bash tests/cluster/build.sh >/dev/null
 	bash tests/cluster/build.sh kubelet >/dev/null
 	bash tests/cluster/build.sh kube-proxy >/dev/null

@@ -82,12 +82,13 @@ def resolve_target(agent: str, *, manifest: str | None, task_queue: str | None) 
 async def connect_client(args: argparse.Namespace, task_queue: str | None = None) -> Client:
     from durable_agents_api.config import TemporalSpec
     from durable_agents_runtime.connect import connect
+    from durable_agents_runtime.connect_errors import CLI_SETTINGS
 
     overrides = {"target_host": args.address} if args.address else {}
     if args.namespace:
         overrides["namespace"] = args.namespace
     spec = TemporalSpec.model_validate({"address": DEFAULT_ADDRESS, "taskQueue": task_queue or "unused"})
-    return await connect(spec, overrides=overrides)
+    return await connect(spec, overrides=overrides, settings=CLI_SETTINGS)
 
 
 DEFAULT_WORKER_TIMEOUT = 10.0

@@ -15,12 +15,45 @@ from temporalio.service import TLSConfig
 
 from durable_agents_api.resources import TemporalConnection
 from durable_agents_operator.errors import DependencyNotReady
-from durable_agents_operator.naming import TLS_SECRET_PRIVATE_KEY
+from durable_agents_operator.naming import TLS_SECRET_CERTIFICATE, TLS_SECRET_PRIVATE_KEY
+from durable_agents_runtime.connect_errors import SettingNames
 
-__all__ = ["ConnectionParams", "SecretKey", "params_from_connection", "secret_keys_of"]
+__all__ = [
+    "DEFAULT_CONNECTION_SETTINGS",
+    "ConnectionParams",
+    "SecretKey",
+    "connection_settings",
+    "params_from_connection",
+    "secret_keys_of",
+]
 
 SecretKey = tuple[str, str]
 """(Secret name, key) in the connection's namespace."""
+
+
+DEFAULT_CONNECTION_SETTINGS = SettingNames(
+    address="the operator's DURABLE_AGENTS_TEMPORAL_ADDRESS (chart: temporal.address)",
+    tls="the operator's DURABLE_AGENTS_TEMPORAL_TLS (chart: temporal.tls.enabled)",
+    ca="the operator's DURABLE_AGENTS_TEMPORAL_TLS_CA_FILE (chart: temporal.tls.caFile)",
+    server_name="the operator's DURABLE_AGENTS_TEMPORAL_TLS_SERVER_NAME (chart: temporal.tls.serverName)",
+    client_cert="the operator's DURABLE_AGENTS_TEMPORAL_TLS_CERT_FILE and _KEY_FILE (chart: "
+    "temporal.tls.clientCertFile and clientKeyFile)",
+    api_key="the operator's DURABLE_AGENTS_TEMPORAL_API_KEY (chart: temporal.apiKeySecret)",
+)
+"""How messages name the settings of the operator's default connection."""
+
+
+def connection_settings(name: str) -> SettingNames:
+    """How messages name the settings of TemporalConnection `name`."""
+    where = f"of TemporalConnection {name}"
+    return SettingNames(
+        address=f"spec.address {where}",
+        tls=f"spec.tls {where}",
+        ca=f"spec.tls.caSecretRef {where}",
+        server_name=f"spec.tls.serverName {where}",
+        client_cert=f"spec.tls.clientCertSecretRef {where} (a kubernetes.io/tls Secret: tls.crt, tls.key)",
+        api_key=f"spec.apiKeySecretRef {where}",
+    )
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,8 @@ class ConnectionParams:
     client_cert: bytes | None = field(default=None, repr=False)
     client_key: bytes | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)
+    settings: SettingNames = field(default=DEFAULT_CONNECTION_SETTINGS, repr=False, compare=False)
+    """How failure messages name these settings (where they were configured)."""
 
     @property
     def key(self) -> str:
@@ -69,7 +104,7 @@ def secret_keys_of(connection: TemporalConnection) -> list[SecretKey]:
         keys.append((spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key))
     if spec.tls is not None and spec.tls.client_cert_secret_ref is not None:
         ref = spec.tls.client_cert_secret_ref
-        keys += [(ref.name, ref.key), (ref.name, TLS_SECRET_PRIVATE_KEY)]
+        keys += [(ref.name, TLS_SECRET_CERTIFICATE), (ref.name, TLS_SECRET_PRIVATE_KEY)]
     if spec.api_key_secret_ref is not None:
         keys.append((spec.api_key_secret_ref.name, spec.api_key_secret_ref.key))
     return keys
@@ -97,7 +132,8 @@ def params_from_connection(
             ca = value(spec.tls.ca_secret_ref.name, spec.tls.ca_secret_ref.key)
         if spec.tls.client_cert_secret_ref is not None:
             ref = spec.tls.client_cert_secret_ref
-            cert, private_key = value(ref.name, ref.key), value(ref.name, TLS_SECRET_PRIVATE_KEY)
+            cert = value(ref.name, TLS_SECRET_CERTIFICATE)
+            private_key = value(ref.name, TLS_SECRET_PRIVATE_KEY)
     api_key = None
     if spec.api_key_secret_ref is not None:
         api_key = value(spec.api_key_secret_ref.name, spec.api_key_secret_ref.key).decode().strip()
@@ -110,4 +146,5 @@ def params_from_connection(
         client_cert=cert,
         client_key=private_key,
         api_key=api_key,
+        settings=connection_settings(connection.metadata.name or ""),
     )

@@ -22,6 +22,7 @@ __all__ = [
     "LABEL_NAME",
     "MANAGED_BY",
     "MAX_AGENT_NAME",
+    "TLS_SECRET_CERTIFICATE",
     "TLS_SECRET_PRIVATE_KEY",
     "WORKER_APP_NAME",
     "child_name",
@@ -29,6 +30,7 @@ __all__ = [
     "deployment_name",
     "pdb_name",
     "service_name",
+    "temporal_secret_name",
     "version_configmap_name",
     "version_deployment_name",
 ]
@@ -54,8 +56,10 @@ ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 MAX_AGENT_NAME = 63
 """Agent names become label values, which Kubernetes limits to 63 characters."""
 
+TLS_SECRET_CERTIFICATE = "tls.crt"
+"""The certificate's key inside a `kubernetes.io/tls` Secret (`tls.clientCertSecretRef` names one)."""
 TLS_SECRET_PRIVATE_KEY = "tls.key"
-"""The private key's name inside a `kubernetes.io/tls` Secret (a client certificate Secret's other key)."""
+"""The private key's key inside a `kubernetes.io/tls` Secret."""
 
 _MAX_CHILD_NAME = 63
 
@@ -102,3 +106,8 @@ def version_configmap_name(agent: str, build_id: str) -> str:
     """The runtime config of one version: kept as long as its Deployment, so a restarted pod of a
     draining version still reads the config its pinned runs started with."""
     return child_name(agent, f"runtime-{build_id}")
+
+
+def temporal_secret_name(agent: str) -> str:
+    """The Secret carrying the operator's default-connection credentials to an agent's workers."""
+    return child_name(agent, "temporal")

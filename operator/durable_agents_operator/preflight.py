@@ -17,7 +17,15 @@ from durable_agents_api.resources import API_GROUP
 from durable_agents_operator.errors import OperatorError
 from durable_agents_operator.settings import OperatorSettings
 
-__all__ = ["REQUIRED", "WATCH_NEEDED", "AccessReviewer", "Permissions", "check_permissions"]
+__all__ = [
+    "REQUIRED",
+    "SHARED_CREDENTIALS",
+    "WATCH_NEEDED",
+    "AccessReviewer",
+    "Permissions",
+    "check_permissions",
+    "required",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,16 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "events", ("create",)),
 )
 """(API group, resource, verbs) the operator needs in every namespace it watches."""
+SHARED_CREDENTIALS = ("", "secrets", ("create", "patch"))
+"""Needed too when the default connection has a CA, client certificate or API key: the operator copies it
+into a Secret `<agent>-temporal` next to each agent without a `connectionRef`."""
+
+
+def required(settings: OperatorSettings) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """What the operator needs with these settings."""
+    return (*REQUIRED, SHARED_CREDENTIALS) if settings.temporal_shares_credentials else REQUIRED
+
+
 WATCH_NEEDED = frozenset(
     f"{verb} {kind}.{API_GROUP}"
     for kind in ("durableagents", "agentruns", "temporalconnections", "toolapprovals")
@@ -77,7 +95,7 @@ async def check_permissions(kube: AccessReviewer, settings: OperatorSettings) ->
     checks = [
         (verb, group, resource, namespace)
         for namespace in scopes
-        for group, resource, verbs in REQUIRED
+        for group, resource, verbs in required(settings)
         for verb in verbs
     ]
     try:

@@ -69,6 +69,12 @@ class OperatorSettings(BaseSettings):
         return not self.watch_namespaces
 
     @property
+    def temporal_shares_credentials(self) -> bool:
+        """Whether the default connection has material (CA, client certificate, API key) the operator copies
+        into a Secret next to each agent that uses it (so it needs to create and patch Secrets)."""
+        return any((self.temporal_api_key, self.temporal_tls_ca_file, self.temporal_tls_cert_file))
+
+    @property
     def temporal_uses_tls(self) -> bool:
         """Whether the default connection uses TLS."""
         return self.temporal_tls or any(

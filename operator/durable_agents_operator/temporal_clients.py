@@ -15,6 +15,7 @@ from temporalio.client import Client
 from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import TemporalUnavailable
 from durable_agents_operator.settings import OperatorSettings
+from durable_agents_runtime.connect_errors import explain_connect_error
 
 __all__ = ["Connector", "TemporalPool", "default_params"]
 
@@ -82,8 +83,16 @@ class TemporalPool:
         except Exception as exc:
             self._clients.pop(params.key, None)
             raise TemporalUnavailable(
-                f"could not connect to Temporal at {params}: {exc}; check the address, TLS settings and "
-                "credentials"
+                explain_connect_error(
+                    str(exc),
+                    target=params.address,
+                    namespace=params.namespace,
+                    tls=params.tls or params.api_key is not None,
+                    ca=params.ca is not None,
+                    client_cert=params.client_cert is not None,
+                    api_key=params.api_key is not None,
+                    settings=params.settings,
+                )
             ) from None
 
     def forget(self, params: ConnectionParams) -> None:

@@ -19,6 +19,7 @@ from temporalio.service import TLSConfig
 
 from durable_agents_api.config import TemporalSpec
 from durable_agents_api.errors import ConfigError
+from durable_agents_runtime.connect_errors import RUNTIME_SETTINGS, SettingNames, explain_connect_error
 from durable_agents_runtime.errors import TemporalConnectError
 
 __all__ = ["connect", "connect_options"]
@@ -71,8 +72,12 @@ async def connect(
     runtime: Runtime | None = None,
     use_env: bool = True,
     overrides: Mapping[str, Any] | None = None,
+    settings: SettingNames = RUNTIME_SETTINGS,
 ) -> Client:
-    """Connect a client with pydantic-ai's plugin (payload converter, sandbox pass-through) and `plugins`."""
+    """Connect a client with pydantic-ai's plugin (payload converter, sandbox pass-through) and `plugins`.
+
+    A failure raises `TemporalConnectError` naming the setting to fix, in the words of `settings`.
+    """
     from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
 
     options = connect_options(spec, use_env=use_env, overrides=overrides)
@@ -80,8 +85,16 @@ async def connect(
         return await Client.connect(plugins=[PydanticAIPlugin(), *plugins], runtime=runtime, **options)
     except RuntimeError as exc:
         # Never echo options: they may hold an API key.
+        tls = options.get("tls")
         raise TemporalConnectError(
-            f"cannot connect to Temporal at {options['target_host']} (namespace {options['namespace']!r}): "
-            f"{exc}. Check the address (temporal.address or TEMPORAL_ADDRESS), that the server is running, "
-            "and its TLS settings"
+            explain_connect_error(
+                str(exc),
+                target=str(options["target_host"]),
+                namespace=str(options["namespace"]),
+                tls=bool(tls) or bool(options.get("api_key")),
+                ca=isinstance(tls, TLSConfig) and tls.server_root_ca_cert is not None,
+                client_cert=isinstance(tls, TLSConfig) and tls.client_cert is not None,
+                api_key=bool(options.get("api_key")),
+                settings=settings,
+            )
         ) from None

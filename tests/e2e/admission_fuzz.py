@@ -351,7 +351,7 @@ def _cel_edge(draw: st.DrawFn, kind: str, manifest: dict[str, Any]) -> Mutation:
     if kind == "TemporalConnection":
         ref = {"name": "creds", "key": "k"}
         spec["apiKeySecretRef"] = ref
-        spec.setdefault("tls", {})["clientCertSecretRef"] = dict(ref)
+        spec.setdefault("tls", {})["clientCertSecretRef"] = {"name": ref["name"]}
         return Mutation("cel-edge", ("spec", "apiKeySecretRef"))
     if kind == "AgentRun":
         spec["deps"] = draw(st.sampled_from([{"a": _deep(60, False)}, {"": None}, {"k" * 300: 1}]))

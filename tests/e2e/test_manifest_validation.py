@@ -67,8 +67,6 @@ class Case:
     """A valid object applied first, when the case is an update."""
 
 
-SECRET = {"name": "temporal-creds", "key": "tls.crt"}
-
 CASES = {
     "replicas-wrong-type": Case(agent(replicas="three"), ("spec.replicas", "integer")),
     "replicas-negative": Case(agent(replicas=-1), ("spec.replicas", "greater than or equal to 0")),
@@ -118,7 +116,10 @@ CASES = {
         before=agent("queue", temporal={"taskQueue": "first"}),
     ),
     "mtls-and-api-key": Case(
-        connection(tls={"clientCertSecretRef": SECRET}, apiKeySecretRef={"name": "key", "key": "api-key"}),
+        connection(
+            tls={"clientCertSecretRef": {"name": "temporal-creds"}},
+            apiKeySecretRef={"name": "key", "key": "api-key"},
+        ),
         ("spec.apiKeySecretRef", "exclude each other"),
     ),
     "connection-without-address": Case(

@@ -115,7 +115,7 @@ def manifests(
             "metadata": {"name": "with-mtls"},
             "spec": {
                 "address": temporal_address,
-                "tls": {"clientCertSecretRef": {"name": "mtls", "key": "tls.crt"}},
+                "tls": {"clientCertSecretRef": {"name": "mtls"}},
             },
         },
         _agent(

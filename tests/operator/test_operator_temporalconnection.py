@@ -103,7 +103,7 @@ def test_secrets_become_tls_material_and_an_api_key_never_shown() -> None:
                 "tls": {
                     "serverName": "t.example",
                     "caSecretRef": {"name": "ca", "key": "ca.pem"},
-                    "clientCertSecretRef": {"name": "client", "key": "tls.crt"},
+                    "clientCertSecretRef": {"name": "client"},
                 },
             },
         }

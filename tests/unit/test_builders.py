@@ -128,7 +128,7 @@ MTLS = connection(
         "tls": {
             "serverName": "temporal.internal",
             "caSecretRef": {"name": "temporal-ca", "key": "ca.crt"},
-            "clientCertSecretRef": {"name": "temporal-client", "key": "tls.crt"},
+            "clientCertSecretRef": {"name": "temporal-client"},
         },
     },
     name="mtls",

@@ -3,6 +3,7 @@ reference, grace periods that fit the drain, and spec errors that name the field
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -111,7 +112,7 @@ def test_mtls_secrets_are_mounted_where_the_runtime_config_points() -> None:
                 "address": "t:7233",
                 "tls": {
                     "caSecretRef": {"name": "ca", "key": "bundle.pem"},
-                    "clientCertSecretRef": {"name": "client", "key": "tls.crt"},
+                    "clientCertSecretRef": {"name": "client"},
                 },
             },
         }
@@ -234,12 +235,47 @@ def test_child_names_stay_dns_labels_and_stable_for_long_agent_names() -> None:
 def test_every_built_object_is_among_the_keys_the_operator_observes() -> None:
     objects = build(agent(replicas=3))
     assert {key_of(m) for m in objects.values()} <= set(child_keys("hello", "ns"))
+    default = ConnectionParams(address="x:7233", namespace="n", tls=True, api_key="k")
+    temporal = resolve_temporal(agent(), connection=None, default=default)
+    built = build_agent_objects(agent(), temporal=temporal, default_image="img")
+    assert {key_of(m) for m in built.manifests} <= set(built.observed_keys)
 
 
-def test_the_default_connection_with_credentials_is_refused_for_workers() -> None:
-    default = ConnectionParams(address="x:7233", namespace="n", tls=True, api_key="key")
-    with pytest.raises(InvalidSpec, match="create a TemporalConnection"):
-        build(agent(), default=default)
+def test_the_default_connections_api_key_reaches_workers_through_a_secret_the_agent_owns() -> None:
+    default = ConnectionParams(address="x:7233", namespace="n", tls=True, api_key="sk-default-123")
+    objects = build(agent(), default=default)
+    secret = objects["Secret"]
+    assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == ("hello-temporal", "ns")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert base64.b64decode(secret["data"]["api-key"]) == b"sk-default-123"
+    (env,) = [e for e in container(objects)["env"] if e["name"] == "TEMPORAL_API_KEY"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "hello-temporal", "key": "api-key"}
+    config = json.loads(objects["ConfigMap"]["data"]["runtime.json"])
+    assert config["temporal"]["apiKeyEnv"] == "TEMPORAL_API_KEY"
+    others = json.dumps([m for kind, m in objects.items() if kind != "Secret"])
+    assert "sk-default-123" not in others and base64.b64encode(b"sk-default-123").decode() not in others
+
+
+def test_the_default_connections_ca_and_client_certificate_are_mounted_from_the_agents_secret() -> None:
+    default = ConnectionParams(
+        address="x:7233", namespace="n", tls=True, ca=b"CA", client_cert=b"CERT", client_key=b"KEY"
+    )
+    objects = build(agent(), default=default)
+    assert set(objects["Secret"]["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    volumes = {v["name"]: v["secret"] for v in pod(objects)["spec"]["volumes"] if "secret" in v}
+    assert {v["secretName"] for v in volumes.values()} == {"hello-temporal"}
+    config = json.loads(objects["ConfigMap"]["data"]["runtime.json"])
+    assert config["temporal"]["tls"] == {
+        "caFile": "/var/run/durable-agents/temporal-tls/ca/ca.crt",
+        "clientCertFile": "/var/run/durable-agents/temporal-tls/client/tls.crt",
+        "clientKeyFile": "/var/run/durable-agents/temporal-tls/client/tls.key",
+    }
+
+
+def test_a_default_connection_without_material_needs_no_secret() -> None:
+    assert "Secret" not in build(agent())
+    default = ConnectionParams(address="x:7233", namespace="n", tls=True, server_name="t.example")
+    assert "Secret" not in build(agent(), default=default)
 
 
 def test_the_default_tls_connection_passes_its_server_name_to_workers() -> None:

@@ -323,6 +323,33 @@ def test_cluster_mode_grants_exactly_what_the_operator_checks_for_at_start_up_an
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("external-temporal", {"temporal_api_key": "k"}),
+        (
+            "mtls",
+            {"temporal_tls_ca_file": "/ca", "temporal_tls_cert_file": "/c", "temporal_tls_key_file": "/k"},
+        ),
+    ],
+)
+def test_a_default_connection_with_credentials_adds_exactly_the_secret_writes_the_operator_checks_for(
+    name: str, settings: dict[str, str]
+) -> None:
+    from durable_agents_operator.preflight import REQUIRED, required
+    from durable_agents_operator.settings import OperatorSettings
+
+    granted = grants(operator_cluster_role(name)["rules"])
+    needed = {
+        (group, resource, verb)
+        for group, resource, verbs in required(OperatorSettings.model_validate(settings))
+        for verb in verbs
+    }
+    assert granted == needed | KOPF_AND_OWNER_REFERENCES
+    assert {verb for group, resource, verb in granted if resource == "secrets"} == {"get", "create", "patch"}
+    assert required(OperatorSettings()) == REQUIRED  # no credentials: Secrets are only read
+
+
 def test_namespaced_mode_grants_roles_only_in_the_listed_namespaces() -> None:
     roles = objects("namespaced", "Role")
     bindings = objects("namespaced", "RoleBinding")

@@ -259,7 +259,8 @@ def test_client_certificate_and_key_must_be_set_together(given: str, missing: st
 
 def test_api_key_and_mtls_client_certificate_together_are_rejected_on_a_temporal_connection() -> None:
     secret = {"name": "temporal", "key": "k"}
-    spec = {"address": "temporal:7233", "apiKeySecretRef": secret, "tls": {"clientCertSecretRef": secret}}
+    client_cert = {"clientCertSecretRef": {"name": "temporal"}}
+    spec = {"address": "temporal:7233", "apiKeySecretRef": secret, "tls": client_cert}
     path, message = single_error(TemporalConnection, {"spec": spec})
     assert path == "spec"
     assert "apiKeySecretRef" in message and "tls.clientCertSecretRef" in message

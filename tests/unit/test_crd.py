@@ -565,12 +565,12 @@ def test_agent_run_spec_is_immutable() -> None:
             {"address": "t:7233", "apiKeySecretRef": {"name": "k", "key": "key"}, "tls": {"serverName": "t"}},
             True,
         ),
-        ({"address": "t:7233", "tls": {"clientCertSecretRef": {"name": "c", "key": "tls.crt"}}}, True),
+        ({"address": "t:7233", "tls": {"clientCertSecretRef": {"name": "c"}}}, True),
         (
             {
                 "address": "t:7233",
                 "apiKeySecretRef": {"name": "k", "key": "key"},
-                "tls": {"clientCertSecretRef": {"name": "c", "key": "tls.crt"}},
+                "tls": {"clientCertSecretRef": {"name": "c"}},
             },
             False,
         ),

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from durable_agents_api.config import Spec
 
-from .common import API_VERSION, Condition, ObjectMeta, SecretKeySelector
+from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta, SecretKeySelector
 
 __all__ = [
     "TemporalConnection",
@@ -26,10 +26,10 @@ class TemporalConnectionTLS(Spec):
     ca_secret_ref: SecretKeySelector | None = Field(
         default=None, description="Secret key holding the CA bundle (PEM)."
     )
-    client_cert_secret_ref: SecretKeySelector | None = Field(
+    client_cert_secret_ref: LocalObjectReference | None = Field(
         default=None,
-        description="Secret of type kubernetes.io/tls holding the mTLS client certificate (`tls.crt`, "
-        "`tls.key`); `key` names the certificate key.",
+        description="Name of a Secret of type kubernetes.io/tls holding the mTLS client certificate "
+        "(`tls.crt`) and its private key (`tls.key`), e.g. one cert-manager issues.",
     )
 
 

@@ -17,6 +17,7 @@ from durable_agents_operator.naming import (
     deployment_name,
     pdb_name,
     service_name,
+    temporal_secret_name,
 )
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_runtime.versioning import build_id
@@ -26,7 +27,7 @@ from .deployment import build_deployment, desired_replicas
 from .metadata import owner_reference
 from .pdb import build_pdb
 from .service import build_service
-from .temporal import WorkerTemporal
+from .temporal import WorkerTemporal, build_temporal_secret
 
 __all__ = [
     "AgentObjects",
@@ -50,6 +51,9 @@ class AgentObjects:
     config_hash: str
     manifests: tuple[dict[str, Any], ...]
     version: VersionObjects | None = None
+    observed_keys: tuple[ObjectKey, ...] = ()
+    """What the planner observes (and may delete): `child_keys`, plus the default-connection Secret when
+    one is desired (never deleted by the planner; it goes with the agent through its owner reference)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +116,19 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
         ),
         build_service(agent=name, namespace=namespace, config=config, owner=owner),
         build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
+        build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
     )
+    manifests = tuple(m for m in candidates if m is not None)
     return AgentObjects(
-        config=config, config_hash=digest, manifests=tuple(m for m in candidates if m is not None)
+        config=config,
+        config_hash=digest,
+        manifests=manifests,
+        observed_keys=_observed(name, namespace, manifests),
     )
+
+
+def _observed(name: str, namespace: str, manifests: tuple[dict[str, Any], ...]) -> tuple[ObjectKey, ...]:
+    return child_keys(name, namespace, temporal_secret=any(m["kind"] == "Secret" for m in manifests))
 
 
 def _versioned_objects(
@@ -143,20 +156,26 @@ def _versioned_objects(
     shared = (
         build_service(agent=name, namespace=namespace, config=config, owner=owner),
         build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
+        build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
     )
+    manifests = tuple(m for m in shared if m is not None)
     return AgentObjects(
         config=config,
         config_hash=digest,
-        manifests=tuple(m for m in shared if m is not None),
+        manifests=manifests,
         version=VersionObjects(build, configmap, deployment),
+        observed_keys=_observed(name, namespace, manifests),
     )
 
 
-def child_keys(name: str, namespace: str) -> tuple[ObjectKey, ...]:
-    """(apiVersion, kind, namespace, name) of every object an agent may own, desired now or not."""
+def child_keys(name: str, namespace: str, *, temporal_secret: bool = False) -> tuple[ObjectKey, ...]:
+    """(apiVersion, kind, namespace, name) of every object an agent may own, desired now or not; with
+    `temporal_secret`, also the Secret carrying the default connection's credentials."""
+    secret = (ObjectKey("v1", "Secret", namespace, temporal_secret_name(name)),) if temporal_secret else ()
     return (
         ObjectKey("v1", "ConfigMap", namespace, configmap_name(name)),
         ObjectKey("apps/v1", "Deployment", namespace, deployment_name(name)),
         ObjectKey("v1", "Service", namespace, service_name(name)),
         ObjectKey("policy/v1", "PodDisruptionBudget", namespace, pdb_name(name)),
+        *secret,
     )

@@ -25,7 +25,7 @@ from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, decide_for, with_decision
 from durable_agents_operator.builders import WorkerTemporal, desired_replicas, resolve_temporal
-from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects, child_keys
+from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects
 from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
@@ -194,7 +194,7 @@ def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> Agen
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects) -> Live:
     """Observe → plan → execute; raises `ObjectConflict` (applying nothing) when an object is foreign."""
-    keys = child_keys(_name(agent), _ns(agent))
+    keys = objects.observed_keys
     if objects.version is not None:
         keys = shared_keys(keys)  # the unversioned Deployment goes once a version is current (rollout)
     observed = await observe(ops.kube, keys)
