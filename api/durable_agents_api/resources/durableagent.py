@@ -23,6 +23,7 @@ from durable_agents_api.config import (
     WorkerSpec,
     check_toolset_ids,
 )
+from durable_agents_api.schedules import AgentScheduleStatus, Schedules
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta, SecretKeySelector
 
@@ -238,6 +239,11 @@ class DurableAgentSpec(Spec):
         description="Conversations with this agent (`durable-agents chat`, AgentRun spec.session): idle "
         "timeout, continue-as-new threshold, and how the message history stays bounded.",
     )
+    schedules: Schedules | None = Field(
+        default=None,
+        description="Prompts run on a schedule: each is a Temporal Schedule starting the agent's run "
+        "workflow (see durable_agents_api.schedules); deleted with the agent.",
+    )
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
@@ -326,6 +332,12 @@ class DurableAgentStatus(Spec):
     last_health_check: datetime | None = Field(default=None, description="When Temporal was last read.")
     autoscaling: AutoscalingStatus | None = Field(
         default=None, description="The autoscaler's last decision (while spec.autoscaling.enabled)."
+    )
+    schedules: list[AgentScheduleStatus] | None = Field(
+        default=None, description="Each schedule of spec.schedules as Temporal reports it."
+    )
+    next_scheduled_run: datetime | None = Field(
+        default=None, description="The earliest next run of any schedule (the Next Run column)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
 
