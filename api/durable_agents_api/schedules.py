@@ -235,8 +235,12 @@ class AgentSchedule(Spec):
     time_zone: TimeZone | None = Field(
         default=None, description="IANA time zone the cron expressions are read in (default UTC)."
     )
-    prompt: str = Field(min_length=1, description="The prompt each run gets.")
-    deps: JsonValue | None = Field(default=None, description="The runs' deps, as a JSON value.")
+    prompt: str = Field(min_length=1, max_length=100_000, description="The prompt each run gets.")
+    deps: JsonValue | None = Field(
+        default=None,
+        description="The runs' deps, as a JSON value (an object for a dataclass or model deps type).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     model: str | None = Field(default=None, description="Model override for the runs.")
     overlap: OverlapPolicy = Field(
         default="skip",

@@ -257,6 +257,7 @@ def test_printer_columns() -> None:
         "Running": ".status.runs.running",
         "Failed": ".status.runs.failed",
         "Awaiting": ".status.awaitingApproval",
+        "Next Run": ".status.nextScheduledRun",
         "Age": ".metadata.creationTimestamp",
     }
     assert columns("AgentRun") == {

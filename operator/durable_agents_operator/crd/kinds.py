@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from durable_agents_api.resources import API_GROUP, AgentRun, DurableAgent, TemporalConnection, ToolApproval
 from durable_agents_operator.naming import MAX_AGENT_NAME
 
+from .schedule_rules import SCHEDULE_PATCHES
+
 __all__ = [
     "AGENT_RUN",
     "DURABLE_AGENT",
@@ -154,6 +156,10 @@ DURABLE_AGENT = CrdKind(
             "AgentRuns waiting for a decision on a tool call.",
         ),
         PrinterColumn("Task Queue", "string", ".status.taskQueue", "The task queue in use.", priority=1),
+        # A string, not a date: kubectl shows a future date as `<invalid>`.
+        PrinterColumn(
+            "Next Run", "string", ".status.nextScheduledRun", "The earliest next run of any schedule."
+        ),
         _AGE,
     ),
     patches={
@@ -231,6 +237,7 @@ DURABLE_AGENT = CrdKind(
                 field_path=".minReplicas",
             )
         ),
+        **SCHEDULE_PATCHES,
         ("status", "conditions"): _CONDITIONS_BY_TYPE,
     },
 )
