@@ -64,11 +64,27 @@ Temporal Schedule already matches the manifest (the server rewrites cron strings
 schedule itself cannot be compared)."""
 
 SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# The shape of a cron expression, for the CRD (the ranges are checked by `check_cron`): 5 to 7 fields of
-# digits, names, `*`, `,`, `-` and `/`, or one of the predefined `@` spellings.
+
+
+def _cron_field(value: str) -> str:
+    """A regex for one cron field: a comma list of `*` or `V` or `V-V`, each with an optional `/step`."""
+    item = rf"(\*|({value})(-({value}))?)(/[0-9]+)?"
+    return rf"{item}(,{item})*"
+
+
+_SECOND = _MINUTE = _cron_field("[0-5]?[0-9]")
+_HOUR = _cron_field("[01]?[0-9]|2[0-3]")
+_DAY = _cron_field("0?[1-9]|[12][0-9]|3[01]")
+_MONTH = _cron_field("0?[1-9]|1[0-2]|[A-Za-z]{3,9}")
+_WEEKDAY = _cron_field("[0-7]|[A-Za-z]{2,9}")
+_YEAR = _cron_field("20[0-9][0-9]|2100")
+_FIVE = rf"{_MINUTE}[ \t]+{_HOUR}[ \t]+{_DAY}[ \t]+{_MONTH}[ \t]+{_WEEKDAY}"
+# For the CRD: a cron expression of 5 fields (minute hour day-of-month month day-of-week), 6 (+ year) or
+# 7 (second first, year last), each value within its range, or a predefined `@` spelling. Names are only
+# checked for their length here, and ranges for their order by `check_cron`.
 CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|[0-9A-Za-z*,/-]+([ \t]+[0-9A-Za-z*,/-]+){4,6})$"
+    rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    rf"|{_FIVE}|{_FIVE}[ \t]+{_YEAR}|{_SECOND}[ \t]+{_FIVE}[ \t]+{_YEAR})$"
 )
 # An IANA time zone name's shape (`UTC`, `Europe/Paris`, `America/Argentina/Buenos_Aires`, `Etc/GMT+2`).
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"

@@ -143,13 +143,18 @@ def schedule_schema() -> dict[str, Any]:
         ("cron", "every day at nine", False),
         ("cron", "0 9 * *", False),
         ("cron", "0 9 * * * * * *", False),
+        ("cron", "61 * * * *", False),
+        ("cron", "0 24 * * *", False),
+        ("cron", "0 9 * * 8", False),
+        ("cron", "0 0 1 jan,jul *", True),
+        ("cron", "15 0 12 * * * 2027", True),
         ("timeZone", "Europe/Paris", True),
         ("timeZone", "Etc/GMT+2", True),
         ("timeZone", "Europe Paris", False),
         ("timeZone", "+02:00", False),
     ],
 )
-def test_the_crd_pattern_refuses_a_cron_or_time_zone_of_the_wrong_shape(
+def test_the_crd_pattern_refuses_a_cron_out_of_range_or_a_time_zone_of_the_wrong_shape(
     field: str, value: str, accepted: bool
 ) -> None:
     node = schedule_schema()["items"]["properties"][field]
