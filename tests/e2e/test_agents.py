@@ -22,7 +22,9 @@ from .support import EXAMPLES, alive, condition, load_example, temporal_cli, wai
 
 pytestmark = pytest.mark.e2e
 
-PRINTER_COLUMNS = ["NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AWAITING", "AGE"]
+PRINTER_COLUMNS = [
+    "NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AWAITING", "NEXT", "RUN", "AGE"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
