@@ -29,6 +29,7 @@ import kopf
 from pydantic import ValidationError
 
 from durable_agents_api.resources import DurableAgent
+from durable_agents_operator.conditions import Reason
 from durable_agents_operator.errors import OperatorError, TemporalUnavailable
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.schedule_status import ScheduleProblem, schedules_status
@@ -59,7 +60,7 @@ def wanted(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> 
 async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     """Sync and report; raises `kopf.TemporaryError` while Temporal cannot be reached."""
     problem = await _sync(ops, body)
-    if problem is not None and problem.reason != "InvalidSpec":
+    if problem is not None and problem.reason != Reason.INVALID_SPEC:
         raise kopf.TemporaryError(problem.message, delay=TemporalUnavailable.retry_after)
 
 
