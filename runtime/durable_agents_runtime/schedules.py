@@ -10,17 +10,19 @@ Temporal runs the schedules (no timer loop of ours): each one's action starts th
 - execute, then describe again for the status.
 
 A create that races another (AlreadyExists) becomes an update; a delete of a schedule already gone is
-done. Temporal's refusal of a spec (INVALID_ARGUMENT) is a `ScheduleRejectedError` naming the schedule;
-any other failure a `ScheduleUnreachableError`. Every call carries `rpc_timeout`.
+done. A schedule whose spec Temporal refuses (INVALID_ARGUMENT) is reported in `SyncResult.rejected`, by
+name with Temporal's reason, and the others are synced all the same; any other failure raises
+`ScheduleUnreachableError`. Every call carries `rpc_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,6 +196,8 @@ class ScheduleObservation:
     """Runs the schedule has started."""
     skipped: int = 0
     """Runs skipped because of the overlap policy."""
+    message: str | None = None
+    """Why the schedule does not match its spec (Temporal refused the spec)."""
 
     def to_status(self) -> dict[str, Any]:
         """The `status.schedules[]` entry (camelCase, unset fields left out)."""
@@ -205,6 +209,7 @@ class ScheduleObservation:
             last_run_id=self.last_run_id,
             last_run_time=self.last_run_time,
             last_run_phase=self.last_run_phase,
+            message=self.message,
         ).to_api()
 
 
@@ -214,7 +219,10 @@ class SyncResult:
 
     plan: SchedulePlan
     schedules: tuple[ScheduleObservation, ...]
-    """The desired schedules as Temporal holds them after the sync, in spec order."""
+    """The desired schedules as Temporal holds them after the sync, in spec order (a rejected one as it
+    was before, if it existed)."""
+    rejected: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Schedule name → why Temporal refused to write it."""
 
 
 def _seconds(value: float) -> timedelta:
@@ -385,10 +393,12 @@ async def sync_schedules(
     observed = {sid: _memo_hash(client, d) for sid, d in descriptions.items() if d is not None}
     others = (await _ids_under(client, owner.prefix, rpc_timeout)) | {owner.id_of(n) for n in known}
     plan = plan_schedules(desired, observed, others - set(desired))
-    for sid in plan.create:
-        await _write(client, sid, by_id[sid], owner, create=True, rpc_timeout=rpc_timeout)
-    for sid in plan.update:
-        await _write(client, sid, by_id[sid], owner, create=False, rpc_timeout=rpc_timeout)
+    rejected: dict[str, str] = {}
+    for sid in (*plan.create, *plan.update):
+        try:
+            await _write(client, sid, by_id[sid], owner, create=sid in plan.create, rpc_timeout=rpc_timeout)
+        except ScheduleRejectedError as exc:
+            rejected[exc.name] = str(exc)
     for sid in plan.delete:
         await _delete(client, sid, rpc_timeout)
     changed = set(plan.create) | set(plan.update)
@@ -398,14 +408,15 @@ async def sync_schedules(
             for sid, d in descriptions.items()
         )
     )
-    observations = await asyncio.gather(
-        *(
-            _observation(client, sid, d, rpc_timeout)
-            for sid, d in zip(by_id, fresh, strict=True)
-            if d is not None
-        )
-    )
-    return SyncResult(plan=plan, schedules=tuple(observations))
+    observations: list[ScheduleObservation] = []
+    for (sid, schedule), description in zip(by_id.items(), fresh, strict=True):
+        why = rejected.get(schedule.name)
+        if description is not None:
+            seen = await _observation(client, sid, description, rpc_timeout)
+            observations.append(dataclasses.replace(seen, message=why) if why else seen)
+        elif why:
+            observations.append(ScheduleObservation(schedule.name, sid, None, schedule.paused, message=why))
+    return SyncResult(plan=plan, schedules=tuple(observations), rejected=rejected)
 
 
 async def _done(value: ScheduleDescription | None) -> ScheduleDescription | None:

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_api.contract import RunOutput
 from durable_agents_api.schedules import AgentSchedule
-from durable_agents_runtime.errors import ScheduleNotFoundError, ScheduleRejectedError
+from durable_agents_runtime.errors import ScheduleNotFoundError
 from durable_agents_runtime.schedules import (
     ScheduleOwner,
     delete_schedules,
@@ -154,14 +154,16 @@ async def test_paused_schedules_and_paused_agents_pause_the_temporal_schedule(
     await delete_schedules(temporal_client, agent)
 
 
-async def test_a_spec_temporal_refuses_is_an_error_naming_the_schedule(
+async def test_a_schedule_temporal_refuses_is_reported_by_name_and_the_others_still_sync(
     temporal_client: Client, echo_queue: str
 ) -> None:
     agent = owner(echo_queue)
     # Past the model's own checks, as from a client that skipped them: Temporal's refusal is named too.
     bad = AgentSchedule.model_construct(**{**schedule().__dict__, "name": "broken", "time_zone": "Mars/Base"})
 
-    with pytest.raises(ScheduleRejectedError, match=r"'broken'.*unknown time zone Mars/Base") as refused:
-        await sync_schedules(temporal_client, agent, [bad])
+    result = await sync_schedules(temporal_client, agent, [bad, schedule(name="fine")])
 
-    assert refused.value.name == "broken"
+    assert set(result.rejected) == {"broken"} and "unknown time zone Mars/Base" in result.rejected["broken"]
+    assert [(s.name, s.message is None) for s in result.schedules] == [("broken", False), ("fine", True)]
+    assert [s.name for s in await list_schedules(temporal_client, agent.namespace, agent.agent)] == ["fine"]
+    await delete_schedules(temporal_client, agent)

@@ -7,7 +7,8 @@ Separate kopf handlers on the DurableAgent (ids `schedules`), next to its reconc
   `status.schedules`, `status.nextScheduledRun` and the `SchedulesSynced` condition. Temporal down →
   the condition says so and kopf retries after a delay, at most `RECONCILE_RETRIES` times; the timer
   keeps converging after that. A schedule Temporal refuses → `SchedulesSynced=False/InvalidSpec` naming
-  it, no retry until the spec changes (the timer still reports it).
+  it (and its `status.schedules[].message`), the other schedules synced all the same, no retry until
+  the spec changes (the timer still reports it).
 - `refresh`, a timer every health interval: the same sync, which repairs a schedule deleted or changed
   behind the operator's back and moves next run and last run forward. It never raises.
 - `delete`: on deletion of an agent that has (or had) schedules, delete every schedule under its id
@@ -33,7 +34,7 @@ from durable_agents_operator.conditions import Reason
 from durable_agents_operator.errors import OperatorError, TemporalUnavailable
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.schedule_status import ScheduleProblem, schedules_status
-from durable_agents_runtime.errors import ScheduleRejectedError, ScheduleUnreachableError
+from durable_agents_runtime.errors import ScheduleUnreachableError
 from durable_agents_runtime.schedules import (
     ScheduleObservation,
     ScheduleOwner,
@@ -121,9 +122,14 @@ async def _sync(ops: Operator, body: Mapping[str, Any]) -> ScheduleProblem | Non
             client, owner, schedules, known=known, rpc_timeout=ops.settings.temporal_timeout
         )
         observed = result.schedules
-    except ScheduleRejectedError as exc:
-        index = next(i for i, s in enumerate(schedules) if s.name == exc.name)
-        problem = ScheduleProblem.rejected(f"spec.schedules[{index}] ({exc.name}): {exc}")
+        if result.rejected:
+            problem = ScheduleProblem.rejected(
+                "; ".join(
+                    f"spec.schedules[{i}] ({s.name}): {result.rejected[s.name]}"
+                    for i, s in enumerate(schedules)
+                    if s.name in result.rejected
+                )
+            )
     except (TemporalUnavailable, ScheduleUnreachableError) as exc:
         problem = ScheduleProblem.unreachable(str(exc))
     except OperatorError:
