@@ -241,8 +241,9 @@ class DurableAgentSpec(Spec):
     )
     schedules: Schedules | None = Field(
         default=None,
-        description="Prompts run on a schedule: each is a Temporal Schedule starting the agent's run "
-        "workflow (see durable_agents_api.schedules); deleted with the agent.",
+        description="Prompts the agent runs on a schedule: each one a Temporal Schedule (id "
+        "`schedule:<namespace>/<name>/<schedule>`) starting the agent's run workflow, kept in line with "
+        "this list and deleted with the agent.",
     )
 
     @model_validator(mode="after")
