@@ -9,11 +9,21 @@ from typing import Any
 
 import kopf
 import pytest
-from operator_support import Clock, DevServer, FakeKube, agent_key, agent_manifest, make_real_operator
+from operator_support import (
+    Clock,
+    DevServer,
+    FakeKube,
+    agent_key,
+    agent_manifest,
+    make_operator,
+    make_real_operator,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from durable_agents_operator.handlers import schedules
+from durable_agents_operator.operator_state import Operator
+from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.devserver import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -24,6 +34,14 @@ NIGHTLY = {"name": "nightly", "cron": ["0 3 * * *"], "timeZone": "Europe/Paris",
 @pytest.fixture
 async def client(dev_server: DevServer) -> AsyncIterator[Client]:
     yield await Client.connect(dev_server.address, namespace=dev_server.namespace)
+
+
+def operator(kube: FakeKube, clock: Clock, dev_server: DevServer) -> Operator:
+    """An operator on the real dev server, with timeouts that a loaded test machine cannot hit."""
+    pool = TemporalPool(timeout=30)
+    return make_operator(
+        kube, clock=clock, temporal=pool, temporal_address=dev_server.address, temporal_timeout=30
+    )
 
 
 def agent(name: str, *items: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -50,7 +68,7 @@ async def test_an_agent_with_a_schedule_gets_a_temporal_schedule_and_its_next_ru
     kube: FakeKube, clock: Clock, dev_server: DevServer, client: Client
 ) -> None:
     name = f"sched-{uuid.uuid4().hex[:6]}"
-    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    ops = operator(kube, clock, dev_server)
 
     await schedules.reconcile(ops, kube.put(agent(name, NIGHTLY)))
 
@@ -80,7 +98,7 @@ async def test_deleting_the_agent_deletes_its_schedules_and_the_timer_repairs_dr
     kube: FakeKube, clock: Clock, dev_server: DevServer, client: Client
 ) -> None:
     name = f"sched-{uuid.uuid4().hex[:6]}"
-    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    ops = operator(kube, clock, dev_server)
     body = kube.put(agent(name, NIGHTLY, {"name": "hourly", "intervals": [{"every": "1h"}], "prompt": "x"}))
     await schedules.reconcile(ops, body)
     ids = [f"schedule:ns/{name}/nightly", f"schedule:ns/{name}/hourly"]
@@ -117,3 +135,19 @@ async def test_temporal_unreachable_is_a_condition_and_a_bounded_retry_never_a_c
     await schedules.delete(ops, deleting, retry=schedules.DELETE_ATTEMPTS - 1)
     assert kube.events[-1]["reason"] == "ScheduleDeleteFailed"
     assert f"schedule:ns/{name}/" in kube.events[-1]["message"]
+
+
+async def test_deleting_an_agent_whose_connection_is_gone_lets_it_go_at_once_with_a_warning(
+    kube: FakeKube, clock: Clock, dev_server: DevServer
+) -> None:
+    name = f"sched-{uuid.uuid4().hex[:6]}"
+    ops = operator(kube, clock, dev_server)
+    manifest = agent(name, NIGHTLY)
+    manifest["spec"]["temporal"]["connectionRef"] = {"name": "deleted-first"}
+    body = kube.put(manifest)
+    body["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z"
+
+    await schedules.delete(ops, body, retry=0)  # no TemporaryError: nothing to retry against
+
+    assert [e["reason"] for e in kube.events] == ["ScheduleDeleteFailed"]
+    assert "TemporalConnection 'deleted-first' does not exist" in kube.events[0]["message"]

@@ -15,7 +15,7 @@ Separate kopf handlers on the DurableAgent (ids `schedules`), next to its reconc
   prefix. The finalizer is only added to agents with schedules (the handler's `when`), so other agents
   are deleted as before, by garbage collection alone. Temporal down → retried `DELETE_ATTEMPTS` times,
   then the agent is let go with a Warning naming the schedule ids left behind and the command that
-  deletes them.
+  deletes them; without its TemporalConnection it is let go at once, with the same Warning.
 
 A spec that does not validate is left to the agent's reconcile, which reports `InvalidSpec` with the
 field; so is a missing TemporalConnection.
@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.conditions import Reason
-from durable_agents_operator.errors import OperatorError, TemporalUnavailable
+from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.schedule_status import ScheduleProblem, schedules_status
 from durable_agents_runtime.errors import ScheduleUnreachableError
@@ -84,7 +84,9 @@ async def delete(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
         # Never parsed, so never synced by this operator; nothing it could have created to look for.
         return
     except (OperatorError, ScheduleUnreachableError) as exc:
-        if retry + 1 < DELETE_ATTEMPTS:
+        # Without its TemporalConnection (deleted first, say, in a namespace being deleted) there is no
+        # Temporal to retry against: let go at once.
+        if retry + 1 < DELETE_ATTEMPTS and not isinstance(exc, DependencyNotReady):
             raise kopf.TemporaryError(f"could not delete the agent's schedules: {exc}", delay=10) from None
         await emit(
             ops,
