@@ -150,7 +150,7 @@ def dev_verb(args: argparse.Namespace, out: Renderer) -> int:
         if stopper.signum is not None:
             return _stopped_code(stopper, one_shot)
         if not one_shot:
-            return asyncio.run(_dev_rollout(server, manifests, configs, agents, out, stopper))
+            return asyncio.run(_dev_rollout(server, manifests, configs, agents, out, stopper, args.manifests))
         return asyncio.run(_dev_serve(server, configs, agents, deps, args, out, stopper))
     finally:
         stopper.detach()
@@ -218,8 +218,11 @@ async def _dev_rollout(
     agents: list[Any],
     out: Renderer,
     stopper: _DevStopper,
+    paths: list[str],
 ) -> int:
-    """Long-running `dev`: versioned workers, and a changed manifest rolled out next to the old version."""
+    """Long-running `dev`: versioned workers, and a changed manifest rolled out next to the old version;
+    the manifests' schedules on the embedded server, synced again when a manifest changes."""
+    from durable_agents_cli import schedules
     from durable_agents_runtime.connect import connect
     from durable_agents_runtime.dev_rollout import DevRollout
     from durable_agents_runtime.observability import logfire_plugins
@@ -240,9 +243,14 @@ async def _dev_rollout(
         out.line(f"State: {server.db_file}")
         for line in rollout.describe():
             out.line(line)
+        await schedules.dev_sync(client, manifests, out.line)
         out.line("Watching the manifests: a change starts a new version; the old one drains.", style="dim")
         out.line("Press Ctrl-C to stop.", style="dim")
-        await rollout.watch(stopping)
+        watching = asyncio.ensure_future(schedules.dev_watch(client, paths, stopping, out.line))
+        try:
+            await rollout.watch(stopping)
+        finally:
+            watching.cancel()
         out.line(
             f"{stopper.signal_name}: stopping the workers (in-flight activities get up to "
             f"{stopper.grace.total_seconds():g}s) and the dev server",

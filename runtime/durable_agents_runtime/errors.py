@@ -14,6 +14,10 @@ __all__ = [
     "DecisionError",
     "DevServerError",
     "ReplayGateError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
+    "ScheduleRejectedError",
+    "ScheduleUnreachableError",
     "SessionEndedError",
     "SessionError",
     "SessionNotFoundError",
@@ -67,3 +71,25 @@ class SessionUnreachableError(SessionError):
 
 class SessionEndedError(SessionError):
     """The session has ended (idle timeout, or it was terminated); it takes no more messages."""
+
+
+class ScheduleError(DurableAgentsError):
+    """A Temporal Schedule of an agent could not be written, read, triggered or deleted."""
+
+
+class ScheduleRejectedError(ScheduleError):
+    """Temporal refused a schedule's spec (a cron or time zone it does not know): the manifest must change.
+
+    `name` is the schedule's name in spec.schedules."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class ScheduleNotFoundError(ScheduleError):
+    """The agent has no schedule of that name in Temporal."""
+
+
+class ScheduleUnreachableError(ScheduleError):
+    """Temporal did not answer a schedule call (in time); trying again later may work."""

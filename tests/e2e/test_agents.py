@@ -23,17 +23,9 @@ from .support import EXAMPLES, alive, condition, load_example, temporal_cli, wai
 pytestmark = pytest.mark.e2e
 
 PRINTER_COLUMNS = [
-    "NAME",
-    "READY",
-    "REPLICAS",
-    "WORKERS",
-    "BACKLOG",
-    "RUNNING",
-    "FAILED",
-    "AWAITING",
-    "VERSION",
-    "AGE",
-]
+    "NAME", "READY", "REPLICAS", "WORKERS", "BACKLOG", "RUNNING", "FAILED", "AWAITING", "VERSION",
+    "NEXT", "RUN", "AGE",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ def with_agent_name(manifest: Json, name: str) -> Json:
     return changed
 
 
+def schedule(**fields: Any) -> Json:
+    return {"name": "nightly", "cron": ["0 3 * * *"], "prompt": "Summarise.", **fields}
+
+
 def run(name: str = "bad-run", **spec: Any) -> Json:
     base: Json = {"agentRef": {"name": "bad"}, "prompt": "hello"}
     return {"apiVersion": API_VERSION, "kind": "AgentRun", "metadata": {"name": name}, "spec": base | spec}
@@ -114,6 +118,24 @@ CASES = {
         agent("queue", temporal={"taskQueue": "second"}),
         ("spec.temporal.taskQueue", "cannot change"),
         before=agent("queue", temporal={"taskQueue": "first"}),
+    ),
+    "schedule-cron-out-of-range": Case(
+        agent(schedules=[schedule(cron=["61 * * * *"])]), ("spec.schedules[0].cron[0]", "61 * * * *")
+    ),
+    "schedule-cron-too-few-fields": Case(
+        agent(schedules=[schedule(cron=["0 9 * *"])]), ("spec.schedules[0].cron[0]", "0 9 * *")
+    ),
+    "schedule-time-zone-shape": Case(
+        agent(schedules=[schedule(timeZone="Europe Paris")]), ("spec.schedules[0].timeZone", "Europe Paris")
+    ),
+    "schedule-without-cron-or-intervals": Case(
+        agent(schedules=[schedule(cron=[])]), ("spec.schedules[0].cron", "needs `cron` or `intervals`")
+    ),
+    "schedule-overlap-unknown-enum": Case(
+        agent(schedules=[schedule(overlap="queue")]), ("spec.schedules[0].overlap", '"queue"')
+    ),
+    "schedule-names-twice": Case(
+        agent(schedules=[schedule(), schedule(prompt="again")]), ("spec.schedules[1]", "Duplicate value")
     ),
     "mtls-and-api-key": Case(
         connection(

@@ -69,6 +69,11 @@ def test_every_handler_is_registered_for_its_resource_with_intervals_from_settin
         ("durableagents", "update:reconcile/spec"),
         ("durableagents", "resume:reconcile"),
         ("durableagents", "timer:health"),
+        ("durableagents", "create:schedules"),
+        ("durableagents", "update:schedules/spec"),
+        ("durableagents", "resume:schedules"),
+        ("durableagents", "timer:schedules"),
+        ("durableagents", "delete:schedules"),
         ("agentruns", "create:start"),
         ("agentruns", "resume:start"),
         ("agentruns", "timer:poll"),
@@ -80,6 +85,7 @@ def test_every_handler_is_registered_for_its_resource_with_intervals_from_settin
     }
     assert handlers[("durableagents", "timer:health")].interval == 7
     assert handlers[("agentruns", "timer:poll")].interval == 3
+    assert handlers[("durableagents", "timer:schedules")].interval == 7
     assert handlers[("temporalconnections", "timer:check")].interval == 7
 
 
@@ -161,3 +167,16 @@ async def test_cluster_wide_permissions_are_checked_once_for_all_namespaces() ->
 def test_a_namespaced_operator_does_not_scan_the_cluster_for_crds_and_namespaces() -> None:
     assert kopf_settings(settings(watch_namespaces=("team-a",))).scanning.disabled is True
     assert kopf_settings(settings()).scanning.disabled is False
+
+
+def test_only_agents_with_schedules_get_the_schedule_handlers_and_their_finalizer() -> None:
+    registry = kopf.OperatorRegistry()
+    register(registry, settings())
+    handlers = registered(registry)
+    for key in ("create:schedules", "timer:schedules", "delete:schedules"):
+        when = handlers[("durableagents", key)].when
+        assert when(spec={"agent": {"name": "a"}}, status={}) is False
+        assert when(spec={"schedules": [{"name": "n"}]}, status=None) is True
+        # Removed from the spec but still listed in status: still theirs, until deleted in Temporal.
+        assert when(spec={}, status={"schedules": [{"name": "n"}]}) is True
+    assert handlers[("durableagents", "create:schedules")].retries == 5

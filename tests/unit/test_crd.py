@@ -258,6 +258,7 @@ def test_printer_columns() -> None:
         "Failed": ".status.runs.failed",
         "Awaiting": ".status.awaitingApproval",
         "Version": ".status.currentVersion",
+        "Next Run": ".status.nextScheduledRun",
         "Age": ".metadata.creationTimestamp",
     }
     assert columns("AgentRun") == {

@@ -23,6 +23,7 @@ from durable_agents_api.config import (
     WorkerSpec,
     check_toolset_ids,
 )
+from durable_agents_api.schedules import AgentScheduleStatus, Schedules
 
 from .common import API_VERSION, Condition, LocalObjectReference, ObjectMeta, SecretKeySelector
 
@@ -280,6 +281,12 @@ class DurableAgentSpec(Spec):
         description="Conversations with this agent (`durable-agents chat`, AgentRun spec.session): idle "
         "timeout, continue-as-new threshold, and how the message history stays bounded.",
     )
+    schedules: Schedules | None = Field(
+        default=None,
+        description="Prompts the agent runs on a schedule: each one a Temporal Schedule (id "
+        "`schedule:<namespace>/<name>/<schedule>`) starting the agent's run workflow, kept in line with "
+        "this list and deleted with the agent.",
+    )
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
@@ -393,6 +400,12 @@ class DurableAgentStatus(Spec):
     )
     versions: list[VersionStatus] | None = Field(
         default=None, description="Every version with a worker Deployment (spec.versioning.enabled)."
+    )
+    schedules: list[AgentScheduleStatus] | None = Field(
+        default=None, description="Each schedule of spec.schedules as Temporal reports it."
+    )
+    next_scheduled_run: datetime | None = Field(
+        default=None, description="The earliest next run of any schedule (the Next Run column)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from durable_agents_api.resources import API_GROUP, AgentRun, DurableAgent, TemporalConnection, ToolApproval
 from durable_agents_operator.naming import MAX_AGENT_NAME
 
+from .schedule_rules import SCHEDULE_PATCHES
+
 __all__ = [
     "AGENT_RUN",
     "DURABLE_AGENT",
@@ -160,6 +162,10 @@ DURABLE_AGENT = CrdKind(
             ".status.currentVersion",
             "Build id of the version new runs start on (spec.versioning.enabled).",
         ),
+        # A string, not a date: kubectl shows a future date as `<invalid>`.
+        PrinterColumn(
+            "Next Run", "string", ".status.nextScheduledRun", "The earliest next run of any schedule."
+        ),
         _AGE,
     ),
     patches={
@@ -245,6 +251,7 @@ DURABLE_AGENT = CrdKind(
                 field_path=".minReplicas",
             )
         ),
+        **SCHEDULE_PATCHES,
         ("status", "conditions"): _CONDITIONS_BY_TYPE,
     },
 )

@@ -14,7 +14,7 @@ from durable_agents_api.resources import API_GROUP, VERSION
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 
-from . import agentrun, durableagent, temporalconnection, toolapproval
+from . import agentrun, durableagent, schedules, temporalconnection, toolapproval
 
 __all__ = ["operator_of", "plain", "register"]
 
@@ -58,6 +58,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     async def durableagent_health(body: kopf.Body, memo: Any, **_: Any) -> None:
         await durableagent.check_health(operator_of(memo), plain(body))
 
+    _register_schedules(registry, settings)
+
     @kopf.on.resume(*RUNS, id="start", registry=registry)
     @kopf.on.create(*RUNS, id="start", registry=registry)
     async def agentrun_start(body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -83,3 +85,30 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.update(*CONNECTIONS, field="spec", id="reconcile-agents", registry=registry)
     async def temporalconnection_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
         await temporalconnection.spec_changed(operator_of(memo), plain(body))
+
+
+def _has_schedules(spec: Any, status: Any, **_: Any) -> bool:
+    return schedules.wanted(spec, status)
+
+
+def _register_schedules(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """The DurableAgent's schedule handlers (`handlers/schedules.py`), only for agents with schedules."""
+    retries = schedules.RECONCILE_RETRIES
+
+    @kopf.on.resume(*AGENTS, id="schedules", when=_has_schedules, retries=retries, registry=registry)
+    @kopf.on.create(*AGENTS, id="schedules", when=_has_schedules, retries=retries, registry=registry)
+    @kopf.on.update(
+        *AGENTS, field="spec", id="schedules", when=_has_schedules, retries=retries, registry=registry
+    )
+    async def durableagent_schedules(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await schedules.reconcile(operator_of(memo), plain(body))
+
+    @kopf.timer(
+        *AGENTS, interval=settings.health_interval, id="schedules", when=_has_schedules, registry=registry
+    )
+    async def durableagent_schedules_refresh(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await schedules.refresh(operator_of(memo), plain(body))
+
+    @kopf.on.delete(*AGENTS, id="schedules", when=_has_schedules, registry=registry)
+    async def durableagent_schedules_delete(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+        await schedules.delete(operator_of(memo), plain(body), retry=retry)
