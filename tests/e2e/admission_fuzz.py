@@ -183,10 +183,30 @@ def _satisfy_cel(kind: str, spec: dict[str, Any]) -> None:
                 scaling["minReplicas"], scaling["maxReplicas"] = high, low
             if "maxReplicas" not in scaling and scaling.get("minReplicas", 1) > 10:
                 scaling["maxReplicas"] = scaling["minReplicas"]
+        if isinstance(spec.get("schedules"), list):
+            spec["schedules"] = _schedules_kept(spec["schedules"])
     elif kind == "TemporalConnection":
         tls = spec.get("tls")
         if "apiKeySecretRef" in spec and isinstance(tls, dict):
             tls.pop("clientCertSecretRef", None)
+
+
+def _schedules_kept(schedules: list[Any]) -> list[Any]:
+    """Schedules that keep the CEL rules: names unique (a map list), `cron` or `intervals`, no catch-up
+    window under Temporal's minimum, no offset as long as its interval."""
+    kept, names = [], set()
+    for schedule in schedules:
+        if not isinstance(schedule, dict) or schedule.get("name") in names:
+            continue
+        names.add(schedule.get("name"))
+        if not schedule.get("cron") and not schedule.get("intervals"):
+            schedule["cron"] = ["0 9 * * 1"]
+        schedule.pop("catchupWindow", None)
+        for interval in schedule.get("intervals") or []:
+            if isinstance(interval, dict):
+                interval.pop("offset", None)
+        kept.append(schedule)
+    return kept
 
 
 @st.composite
