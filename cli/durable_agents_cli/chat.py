@@ -208,11 +208,12 @@ async def _turn(
             offset = (await read_info(client, **common)).stream_offset
     watcher: asyncio.Task[bool] | None = None
     waiting: asyncio.Task[None] | None = None
+    shown = _Shown()
 
     async def watch(handle: WorkflowHandle[Any, Any]) -> None:
         nonlocal watcher, waiting
         if stream:
-            watcher = asyncio.create_task(_print_events(client, handle, offset, out))
+            watcher = asyncio.create_task(_print_events(client, handle, offset, out, shown))
         # A turn that waits for a decision says so; on a terminal it asks for it inline.
         waiting = asyncio.create_task(
             watch_pending(
@@ -229,18 +230,27 @@ async def _turn(
     finally:
         if waiting is not None:
             waiting.cancel()
-    printed = False
     if watcher is not None:
         with contextlib.suppress(TimeoutError):
-            printed = await asyncio.wait_for(watcher, _STREAM_TAIL_SECONDS)
-    if not printed and not args.json and stream:
+            await asyncio.wait_for(watcher, _STREAM_TAIL_SECONDS)
+    # What was streamed counts even when the stream's last events trail past the tail wait.
+    if not shown.text and not args.json and stream:
         out.line(reply.output_text)
     out.end_text()
     return reply
 
 
-async def _print_events(client: Client, handle: WorkflowHandle[Any, Any], offset: int, out: Renderer) -> bool:
-    """Print this turn's events from `offset` to its final event; whether any text was printed."""
+class _Shown:
+    """Whether any of a turn's text has been printed from its event stream yet."""
+
+    text = False
+
+
+async def _print_events(
+    client: Client, handle: WorkflowHandle[Any, Any], offset: int, out: Renderer, shown: _Shown
+) -> bool:
+    """Print this turn's events from `offset` to its final event (marking `shown` at the first text);
+    whether any text was printed."""
     from datetime import timedelta
 
     from pydantic_ai.durable_exec.temporal import stream_agent_events
@@ -265,6 +275,7 @@ async def _print_events(client: Client, handle: WorkflowHandle[Any, Any], offset
             started_text = isinstance(event, PartStartEvent) and isinstance(event.part, TextPart)
             delta_text = isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta)
             printed = printed or started_text or delta_text
+            shown.text = printed
     except RPCError:
         return printed
     return printed
