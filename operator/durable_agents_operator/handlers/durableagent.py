@@ -83,10 +83,7 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     health = await _health_for_status(ops, agent)
     deployment = rolled.deployment if rolled is not None else live.get(_deployment_key(agent))
     update = _status(ops, agent, body, deployment, health, now=now, reconciled=True)
-    update, events = _with_rollout(update, rolled, agent, body, now)
-    if update.due:
-        await report(ops, body, update.status, update.transitions, now)
-    await _announce(ops, body, events, now)
+    await _publish(ops, body, agent, update, rolled, now)
 
 
 async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
@@ -94,11 +91,7 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
 
     Never raises for Temporal or API problems: they show up as conditions, or the next tick retries.
     """
-    if (
-        body["metadata"].get("deletionTimestamp")
-        or reconcile_owns_status(body.get("status") or {})
-        or ops.terminating.holds(body)
-    ):
+    if _not_observed(ops, body):
         return
     try:
         agent = _parse(body)
@@ -108,11 +101,9 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
         seen = await _observe(ops, agent)
         now = ops.clock()
         scaling, deployment = await _autoscale(ops, agent, seen, now)
-        rolled = None
-        if seen.temporal is not None:
-            scaled = with_decision(agent, scaling.status) if scaling is not None else agent
-            rolled = await _roll(ops, scaled, seen.temporal, body, now)
+        rolled = await _roll_scaled(ops, agent, seen, scaling, body, now)
         deployment = rolled.deployment if rolled is not None else deployment
+        waiting = ops.waits.count((_ns(agent), _name(agent)))
         update = _status(
             ops,
             agent,
@@ -122,12 +113,9 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
             now=now,
             scaling=scaling,
             problem=seen.problem,
-            awaiting_approval=ops.waits.count((_ns(agent), _name(agent))),
+            awaiting_approval=waiting,
         )
-        update, events = _with_rollout(update, rolled, agent, body, now)
-        if update.due:
-            await report(ops, body, update.status, update.transitions, now)
-        await _announce(ops, body, events, now)
+        await _publish(ops, body, agent, update, rolled, now)
     except NamespaceTerminating:
         ops.terminating.note(_ns(agent), ops.clock())
         return
@@ -136,6 +124,16 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
     if scaling is not None and scaling.scaled:
         message = scaling.event_message
         await emit(ops, body, reason=scaling.status.reason, message=message, warning=False, now=now)
+
+
+def _not_observed(ops: Operator, body: Mapping[str, Any]) -> bool:
+    """Agents the health timer leaves alone: being deleted, in a namespace being deleted, or with a
+    status only reconcile may write (a spec it has not reported on yet)."""
+    return bool(
+        body["metadata"].get("deletionTimestamp")
+        or reconcile_owns_status(body.get("status") or {})
+        or ops.terminating.holds(body)
+    )
 
 
 @dataclass(frozen=True)
@@ -215,6 +213,37 @@ async def _roll(
     return await roll_out(ops, agent, objects, params, previous=body.get("status") or {}, now=now)
 
 
+async def _roll_scaled(
+    ops: Operator,
+    agent: DurableAgent,
+    seen: _Observed,
+    scaling: ScaleDecision | None,
+    body: Mapping[str, Any],
+    now: datetime,
+) -> Rollout | None:
+    """The rollout step of the health timer, with the autoscaler's replicas (None without a connection)."""
+    if seen.temporal is None:
+        return None
+    scaled = with_decision(agent, scaling.status) if scaling is not None else agent
+    return await _roll(ops, scaled, seen.temporal, body, now)
+
+
+async def _publish(
+    ops: Operator,
+    body: Mapping[str, Any],
+    agent: DurableAgent,
+    update: StatusUpdate,
+    rolled: Rollout | None,
+    now: datetime,
+) -> None:
+    """Write the status (with the rollout's part) when it is due, then announce the rollout's Events."""
+    update, events = _with_rollout(update, rolled, agent, body, now)
+    if update.due:
+        await report(ops, body, update.status, update.transitions, now)
+    for event in events:
+        await emit(ops, body, reason=event.reason, message=event.message, warning=event.warning, now=now)
+
+
 def _with_rollout(
     update: StatusUpdate, rolled: Rollout | None, agent: DurableAgent, body: Mapping[str, Any], now: datetime
 ) -> tuple[StatusUpdate, list[RolloutEvent]]:
@@ -229,13 +258,6 @@ def _with_rollout(
         generation=agent.metadata.generation,
     )
     return merged, [*rolled.events, *([refused_event(rolled.condition)] if newly_blocked else [])]
-
-
-async def _announce(
-    ops: Operator, body: Mapping[str, Any], events: list[RolloutEvent], now: datetime
-) -> None:
-    for event in events:
-        await emit(ops, body, reason=event.reason, message=event.message, warning=event.warning, now=now)
 
 
 def _status(

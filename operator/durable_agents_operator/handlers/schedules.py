@@ -23,13 +23,14 @@ field; so is a missing TemporalConnection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from durable_agents_api.resources import DurableAgent
+from durable_agents_api.schedules import AgentSchedule
 from durable_agents_operator.conditions import Reason
 from durable_agents_operator.errors import DependencyNotReady, OperatorError, TemporalUnavailable
 from durable_agents_operator.operator_state import Operator
@@ -102,8 +103,7 @@ async def delete(ops: Operator, body: Mapping[str, Any], *, retry: int) -> None:
 
 async def _sync(ops: Operator, body: Mapping[str, Any]) -> ScheduleProblem | None:
     """One sync and its status write; the problem it met, if any."""
-    meta = body["metadata"]
-    if meta.get("deletionTimestamp") or ops.terminating.holds(body):
+    if body["metadata"].get("deletionTimestamp") or ops.terminating.holds(body):
         return None
     try:
         agent = DurableAgent.model_validate(dict(body))
@@ -111,29 +111,8 @@ async def _sync(ops: Operator, body: Mapping[str, Any]) -> ScheduleProblem | Non
         return None  # the agent's reconcile reports InvalidSpec, naming the field
     schedules = agent.spec.schedules or []
     previous = body.get("status") or {}
-    known = [s.get("name", "") for s in previous.get("schedules") or []]
-    owner = ScheduleOwner(
-        agent.metadata.namespace or "default", meta["name"], agent.task_queue, paused=agent.spec.paused
-    )
-    observed: tuple[ScheduleObservation, ...] | None = None
-    problem = None
     try:
-        _, params = await ops.resolve(agent)
-        client = await ops.temporal.client(params)
-        result = await sync_schedules(
-            client, owner, schedules, known=known, rpc_timeout=ops.settings.temporal_timeout
-        )
-        observed = result.schedules
-        if result.rejected:
-            problem = ScheduleProblem.rejected(
-                "; ".join(
-                    f"spec.schedules[{i}] ({s.name}): {result.rejected[s.name]}"
-                    for i, s in enumerate(schedules)
-                    if s.name in result.rejected
-                )
-            )
-    except (TemporalUnavailable, ScheduleUnreachableError) as exc:
-        problem = ScheduleProblem.unreachable(str(exc))
+        observed, problem = await _synced(ops, agent, schedules, previous)
     except OperatorError:
         return None  # a missing or invalid TemporalConnection: the agent's reconcile reports it
     now = ops.clock()
@@ -151,3 +130,29 @@ async def _sync(ops: Operator, body: Mapping[str, Any]) -> ScheduleProblem | Non
         event = update.event
         await emit(ops, body, reason=event.reason, message=event.message, warning=event.warning, now=now)
     return problem
+
+
+async def _synced(
+    ops: Operator, agent: DurableAgent, schedules: Sequence[AgentSchedule], previous: Mapping[str, Any]
+) -> tuple[tuple[ScheduleObservation, ...] | None, ScheduleProblem | None]:
+    """Make the agent's Temporal Schedules match `schedules`: what Temporal holds now (None when it
+    could not be read) and the problem met, if any. Raises `OperatorError` for a connection that cannot
+    be resolved."""
+    known = [s.get("name", "") for s in previous.get("schedules") or []]
+    namespace, name = agent.metadata.namespace or "default", agent.metadata.name or ""
+    owner = ScheduleOwner(namespace, name, agent.task_queue, paused=agent.spec.paused)
+    try:
+        _, params = await ops.resolve(agent)
+        client = await ops.temporal.client(params)
+        timeout = ops.settings.temporal_timeout
+        result = await sync_schedules(client, owner, schedules, known=known, rpc_timeout=timeout)
+    except (TemporalUnavailable, ScheduleUnreachableError) as exc:
+        return None, ScheduleProblem.unreachable(str(exc))
+    if not result.rejected:
+        return result.schedules, None
+    rejected = "; ".join(
+        f"spec.schedules[{i}] ({s.name}): {result.rejected[s.name]}"
+        for i, s in enumerate(schedules)
+        if s.name in result.rejected
+    )
+    return result.schedules, ScheduleProblem.rejected(rejected)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 from pydantic import ValidationError
@@ -122,6 +122,15 @@ async def _parse(
     return approval, run
 
 
+# What `_deliver` turns into a refusal or a later attempt (`_undelivered`).
+_DELIVERY_ERRORS = (
+    WorkflowUpdateFailedError,
+    RPCError,
+    TimeoutError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+
+
 async def _deliver(
     ops: Operator,
     body: Mapping[str, Any],
@@ -149,24 +158,27 @@ async def _deliver(
             ),
             timeout,
         )
-    except WorkflowUpdateFailedError as exc:
-        cause = failure_message(exc.cause) if exc.cause is not None else str(exc)
-        raise _Refused(f"the run refused the decision, nothing changed: {cause}") from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise _Refused(f"workflow {workflow_id} has finished: it waits for no decision ({exc})") from None
-        problem = f"Temporal did not take the decision for workflow {workflow_id}: {exc}"
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        problem = (
-            f"workflow {workflow_id} did not answer within {timeout:g}s (no worker of its agent polling?)"
-        )
+    except _DELIVERY_ERRORS as exc:
+        problem = _undelivered(exc, workflow_id, timeout)
     except OperatorError as exc:
         problem = str(exc)
     await _not_delivered(ops, body, problem, retry)
-    raise AssertionError("unreachable")
 
 
-async def _not_delivered(ops: Operator, body: Mapping[str, Any], problem: str, retry: int) -> None:
+def _undelivered(exc: Exception, workflow_id: str, timeout: float) -> str:
+    """Why Temporal did not take the decision (tried again later); `_Refused` when the run refused it or
+    has finished (trying again cannot help)."""
+    if isinstance(exc, WorkflowUpdateFailedError):
+        cause = failure_message(exc.cause) if exc.cause is not None else str(exc)
+        raise _Refused(f"the run refused the decision, nothing changed: {cause}") from None
+    if isinstance(exc, RPCError):
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise _Refused(f"workflow {workflow_id} has finished: it waits for no decision ({exc})") from None
+        return f"Temporal did not take the decision for workflow {workflow_id}: {exc}"
+    return f"workflow {workflow_id} did not answer within {timeout:g}s (no worker of its agent polling?)"
+
+
+async def _not_delivered(ops: Operator, body: Mapping[str, Any], problem: str, retry: int) -> NoReturn:
     """Say the decision was not delivered: tried again later (`kopf.TemporaryError`) up to
     `DELIVERY_ATTEMPTS` times, then failed for good (`kopf.PermanentError`). A warning Event on the first
     miss and on the last."""
