@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from durable_agents_api.contract import DecidedCall, PendingCall
+from durable_agents_api.contract import PendingCall
 from durable_agents_api.resources import API_VERSION, DurableAgent, TemporalConnection
 from durable_agents_operator.approval_status import Waits
 from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
@@ -57,9 +57,6 @@ class Operator:
     pending_seen: dict[str, tuple[int, list[PendingCall]]] = field(default_factory=dict)
     """AgentRun uid → (workflow history length, its pending calls then): the pending calls are asked
     again only when the history grew, since only a new event can change them."""
-    decided_seen: dict[str, list[DecidedCall]] = field(default_factory=dict)
-    """AgentRun uid → the calls its workflow said were decided, read with its pending calls and not yet
-    compared with `status.decisions`."""
     run_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """AgentRun uid → the lock around rewriting its `status.decisions` (ToolApprovals of one run)."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
@@ -72,7 +69,6 @@ class Operator:
         """Drop what the operator remembers about a finished or deleted AgentRun."""
         self.runs.pop(uid, None)
         self.pending_seen.pop(uid, None)
-        self.decided_seen.pop(uid, None)
         self.run_locks.pop(uid, None)
         self.waits.mark(agent, uid, waiting=False)
 

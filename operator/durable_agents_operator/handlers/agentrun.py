@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -134,28 +135,45 @@ async def poll(ops: Operator, body: Mapping[str, Any]) -> None:
     uid, agent = run.metadata.uid or "", (run.metadata.namespace or "default", run.spec.agent_ref.name)
     try:
         if run.spec.session is not None:
-            status, pending = await _turn_outcome(ops, run, workflow_id)
+            seen = await _turn_outcome(ops, run, workflow_id)
         else:
-            status, pending = await _outcome(ops, run, workflow_id)
+            seen = await _outcome(ops, run, workflow_id)
     except (OperatorError, SessionUnreachableError) as exc:
         # Temporal or the agent is unavailable: keep the phase and say why; the next tick tries again.
         await _set_status(ops, body, {"message": str(exc)})
         return
-    if status is None:
-        if pending is not None:
-            ops.waits.mark(agent, uid, waiting=bool(pending))
-            await _report_waiting(ops, body, pending)
-            await _report_decided(ops, body)
+    if seen.status is None:
+        if seen.pending is not None:
+            ops.waits.mark(agent, uid, waiting=bool(seen.pending))
+            await _report_waiting(ops, body, seen.pending)
+            await _report_decided(ops, body, seen.decided)
         return
-    await _finish(ops, body, workflow_id, status)
+    await _finish(ops, body, workflow_id, seen)
     ops.forget_run(uid, agent)
 
 
-async def _finish(ops: Operator, body: Mapping[str, Any], workflow_id: str, status: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class _Seen:
+    """What one poll saw of a run's workflow: the status of the finished run (None while it runs); while
+    it runs, the calls it waits on (None when they could not be read this time); and the calls decided
+    outside Kubernetes since the last answer, for `_report_decided`."""
+
+    status: dict[str, Any] | None = None
+    pending: list[PendingCall] | None = None
+    decided: list[DecidedCall] = field(default_factory=list)
+
+    @classmethod
+    def waiting(cls, asked: tuple[list[PendingCall], list[DecidedCall]] | None) -> _Seen:
+        return cls() if asked is None else cls(pending=asked[0], decided=asked[1])
+
+
+async def _finish(ops: Operator, body: Mapping[str, Any], workflow_id: str, seen: _Seen) -> None:
     """Write a finished run's status, record its last decisions, and announce how it ended."""
+    assert seen.status is not None
+    status = seen.status
     previous = body.get("status") or {}
     await _set_status(ops, body, {**status, **closed_fields(previous, now=ops.clock())})
-    await _report_decided(ops, body)
+    await _report_decided(ops, body, seen.decided)
     await emit(
         ops,
         body,
@@ -188,62 +206,56 @@ async def _report_waiting(ops: Operator, body: Mapping[str, Any], pending: list[
         await emit(ops, body, reason="ApprovalRequested", message=message, warning=False, now=ops.clock())
 
 
-async def _outcome(
-    ops: Operator, run: AgentRun, workflow_id: str
-) -> tuple[dict[str, Any] | None, list[PendingCall] | None]:
-    """The status of the run's finished workflow (None while it runs) and, while it runs, the calls it
-    waits on (None when they could not be read this time)."""
+async def _outcome(ops: Operator, run: AgentRun, workflow_id: str) -> _Seen:
+    """What the run's workflow says: finished (its status and last decisions) or running."""
     try:
         client = await _client(ops, run)
         handle = client.get_workflow_handle(workflow_id, result_type=RunOutput)
         description = await _timed(ops, handle.describe())
         if description.status == WorkflowExecutionStatus.RUNNING:
-            return None, await _pending_calls(ops, run.metadata.uid or "", handle, description)
+            return _Seen.waiting(await _pending_calls(ops, run.metadata.uid or "", handle, description))
         finished = description.close_time or ops.clock()
         if description.status == WorkflowExecutionStatus.COMPLETED:
             output = await _timed(ops, handle.result())
-            ops.decided_seen[run.metadata.uid or ""] = output.decided_calls
-            return succeeded_status(output, completed=finished), None
-        return failed_status(await _failure(ops, handle, description.status), completed=finished), None
+            return _Seen(succeeded_status(output, completed=finished), decided=output.decided_calls)
+        return _Seen(failed_status(await _failure(ops, handle, description.status), completed=finished))
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise TemporalUnavailable(f"could not check workflow {workflow_id}: {exc}") from None
-        return failed_status(
-            f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)",
-            completed=None,
-        ), None
+        gone = f"workflow {workflow_id} no longer exists in Temporal (removed after its retention period?)"
+        return _Seen(failed_status(gone, completed=None))
 
 
-async def _turn_outcome(
-    ops: Operator, run: AgentRun, workflow_id: str
-) -> tuple[dict[str, Any] | None, list[PendingCall] | None]:
+async def _turn_outcome(ops: Operator, run: AgentRun, workflow_id: str) -> _Seen:
     """As `_outcome`, for a session turn: the turn's status once answered, else the calls it waits on (the
     session's pending calls marked with this turn's message id)."""
     client = await _client(ops, run)
     status = await _timed(ops, agentrun_session.turn_status(client, run, ops.clock()))
     if status is not None:
-        return status, None
+        return _Seen(status)
     handle = client.get_workflow_handle(workflow_id)
     try:
         description = await _timed(ops, handle.describe())
     except RPCError as exc:
         raise TemporalUnavailable(f"could not check session workflow {workflow_id}: {exc}") from None
-    calls = await _pending_calls(ops, run.metadata.uid or "", handle, description)
+    asked = await _pending_calls(ops, run.metadata.uid or "", handle, description)
+    if asked is None:
+        return _Seen()
     turn_id = workflow_id_for_run(run.metadata.uid or "")
-    return None, None if calls is None else [c for c in calls if c.turn_id == turn_id]
+    return _Seen(pending=[c for c in asked[0] if c.turn_id == turn_id], decided=asked[1])
 
 
 async def _pending_calls(
     ops: Operator, uid: str, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
-) -> list[PendingCall] | None:
-    """The calls the running workflow waits on, asked only when its history grew since the last answer
-    (a query of an evicted workflow costs its worker a replay); then also the calls decided meanwhile
-    outside Kubernetes, which `_report_decided` records. None when the query failed this time (no worker
+) -> tuple[list[PendingCall], list[DecidedCall]] | None:
+    """The calls the running workflow waits on and those decided so far, asked only when its history grew
+    since the last answer (a query of an evicted workflow costs its worker a replay; an unchanged history
+    has no new decision, so none is returned then). None when the query failed this time (no worker
     polling, or a worker too old to answer it): the status keeps what it said."""
     length = description.history_length
     seen = ops.pending_seen.get(uid)
     if seen is not None and seen[0] == length:
-        return seen[1]
+        return seen[1], []
     rpc_timeout = timedelta(seconds=ops.settings.temporal_timeout)
     try:
         calls = await _timed(
@@ -255,15 +267,13 @@ async def _pending_calls(
     except (RPCError, WorkflowQueryFailedError, TemporalUnavailable):
         return None
     ops.pending_seen[uid] = (length, calls)
-    ops.decided_seen[uid] = decided
-    return calls
+    return calls, decided
 
 
-async def _report_decided(ops: Operator, body: Mapping[str, Any]) -> None:
-    """Record in `status.decisions`, and announce, the calls decided outside Kubernetes since the last
-    poll (the CLI, another Temporal client, the decision timeout); ToolApprovals record their own."""
+async def _report_decided(ops: Operator, body: Mapping[str, Any], decided: list[DecidedCall]) -> None:
+    """Record in `status.decisions`, and announce, the calls decided outside Kubernetes (the CLI, another
+    Temporal client, the decision timeout); ToolApprovals record their own."""
     uid = body["metadata"].get("uid") or ""
-    decided = ops.decided_seen.pop(uid, None)
     if not decided:
         return
     async with ops.run_lock(uid):
