@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from durable_agents_operator.handlers import register
 from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
+from durable_agents_operator.http_endpoint import serving
 from durable_agents_operator.kube import KubeClient
 from durable_agents_operator.metrics import metrics_server
 from durable_agents_operator.operator_state import Operator
@@ -243,22 +244,17 @@ async def _waiting(settings: OperatorSettings | None, stopped: asyncio.Future[An
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stopped.done() or stopped.set_result(None))
-    runner = None
-    if settings is not None:
 
-        async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"waiting": "for RBAC permissions"})
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"waiting": "for RBAC permissions"})
 
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, settings.bind_host, settings.liveness_port).start()
     try:
-        yield
+        if settings is None:
+            yield
+        else:
+            async with serving({"/healthz": healthz}, settings.bind_host, settings.liveness_port):
+                yield
     finally:
-        if runner is not None:
-            await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

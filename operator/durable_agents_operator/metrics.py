@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from durable_agents_operator.approval_status import Waits
+from durable_agents_operator.http_endpoint import serving
 
 __all__ = ["CONTENT_TYPE", "exposition", "metrics_server"]
 
@@ -48,12 +49,5 @@ async def metrics_server(waits: Callable[[], Waits], host: str, port: int) -> As
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=exposition(waits()).encode(), headers={"Content-Type": CONTENT_TYPE})
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
+    async with serving({"/metrics": metrics}, host, port):
         yield
-    finally:
-        await runner.cleanup()

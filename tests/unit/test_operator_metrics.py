@@ -61,3 +61,37 @@ async def test_the_endpoint_serves_the_current_counts_and_port_zero_serves_nothi
     async with metrics_server(lambda: current, "127.0.0.1", 0):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_closes_its_port_when_the_block_ends_even_on_error_and_a_taken_port_raises() -> (
+    None
+):
+    import socket
+
+    import anyio
+    from aiohttp import web
+
+    from durable_agents_operator.http_endpoint import serving
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.json_response({"hello": "there"})
+
+    def get(port: int, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.read()
+
+    port = free_port()
+    with pytest.raises(RuntimeError, match="inside"):
+        async with serving({"/hello": hello}, "127.0.0.1", port):
+            assert await anyio.to_thread.run_sync(get, port, "/hello") == b'{"hello": "there"}'
+            raise RuntimeError("inside")
+    with pytest.raises(OSError):  # closed: connection refused
+        await anyio.to_thread.run_sync(get, port, "/hello")
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            async with serving({"/hello": hello}, "127.0.0.1", taken.getsockname()[1]):
+                pytest.fail("served on a port another socket holds")
