@@ -15,9 +15,10 @@ from typing import Any
 
 from bench._agents import OURS_AGENT_NAME
 from bench._baseline import BASELINE_WORKFLOW_NAME
+from bench._floor import FLOOR_WORKFLOW_NAME
 from bench._harness import VENV_BIN, WorkerProcess, free_port, python, subprocess_env
 
-__all__ = ["Target", "baseline_target", "ours_available", "ours_config", "ours_target"]
+__all__ = ["Target", "baseline_target", "floor_target", "ours_available", "ours_config", "ours_target"]
 
 # What ours needs before it can be measured; the benchmarks report "not available" until then.
 _OURS_MODULES = ("durable_agents_runtime.worker", "durable_agents_cli.main")
@@ -55,6 +56,23 @@ def baseline_target(*, worker_heartbeat: float | None = None) -> Target:
         return argv, subprocess_env()
 
     return Target(label="baseline", workflow=BASELINE_WORKFLOW_NAME, argument=lambda p: p, command=command)
+
+
+def floor_target() -> Target:
+    """A plain Temporal workflow with the same three activities and no pydantic-ai (bench/_floor.py)."""
+
+    def command(address: str, task_queue: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        return [
+            python(),
+            "-m",
+            "bench._floor",
+            "--address",
+            address,
+            "--task-queue",
+            task_queue,
+        ], subprocess_env()
+
+    return Target(label="floor", workflow=FLOOR_WORKFLOW_NAME, argument=lambda p: p, command=command)
 
 
 def ours_available() -> str | None:

@@ -94,10 +94,12 @@ def status_name(status: WorkflowExecutionStatus | None) -> str:
     return first + "".join(part.title() for part in rest)
 
 
-async def list_runs(client: Client, task_queue: str, *, limit: int = 20) -> list[RunSummary]:
-    """The newest `limit` runs on `task_queue`, with the pending calls of those still running (read in
-    parallel, each bounded by `RPC_TIMEOUT`)."""
-    query = f"TaskQueue = '{task_queue}' AND WorkflowType = '{WORKFLOW_NAME}'"
+async def list_runs(
+    client: Client, task_queue: str, *, limit: int = 20, workflow_type: str = WORKFLOW_NAME
+) -> list[RunSummary]:
+    """The newest `limit` runs on `task_queue` (session workflows with `SESSION_WORKFLOW_NAME`), with the
+    pending calls of those still running (read in parallel, each bounded by `RPC_TIMEOUT`)."""
+    query = f"TaskQueue = '{task_queue}' AND WorkflowType = '{workflow_type}'"
     executions = [execution async for execution in client.list_workflows(query, limit=limit)]
 
     async def summary(execution: Any) -> RunSummary:

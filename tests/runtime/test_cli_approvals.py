@@ -217,12 +217,15 @@ def test_chat_shows_a_turn_waiting_for_approval_and_replies_once_it_is_decided(
             found = re.search(r"decide: (durable-agents approve \S+ \S+ --address \S+)", lines[-1])
             decide = found.group(1) if found else None
         assert decide is not None, "".join(lines)
+        status = cli("status", "files", "--json", "--task-queue", queue, *address(temporal_dev_server))
         approved = cli(*decide.split()[1:], "--as", "ada")
         rest, _ = chat.communicate(timeout=WAIT)
     finally:
         chat.kill()
 
     assert "waiting: delete_file(" in "".join(lines)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["sessionsAwaitingDecision"] == 1
     assert approved.returncode == 0, approved.stderr
     assert chat.returncode == 0, rest
     assert "model was told: deleted a.txt" in rest

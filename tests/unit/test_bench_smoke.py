@@ -107,11 +107,23 @@ def test_throughput_rows_judge_the_two_goals_on_median_ratios() -> None:
     assert rate.ratio == 2.0 and rate.met is True
     assert latency.ratio == 0.5 and latency.met is True
     assert rate.ours == "20.00 runs/s (18.00-22.00)"
-    slow = [throughput.Trial(runs_per_second=15.0, p50=0.19, p95=0.3)]
+    slow = [throughput.Trial(runs_per_second=9.0, p50=0.21, p95=0.3)]
     rate, latency = throughput.scenario_rows("sequential", "ours", slow, base[:1], judged=True)
     assert (rate.met, latency.met) == (False, False)
     opt_in = throughput.scenario_rows("sequential", "ours, sandbox off", slow, base[:1], judged=False)
     assert all(row.met is None and "sandbox off" in row.benchmark for row in opt_in)
+
+
+def test_floor_rows_judge_ours_on_the_floor_goal_and_only_show_the_bare_worker() -> None:
+    floor = [throughput.Trial(runs_per_second=r, p50=0.1, p95=0.2) for r in (20.0, 19.0, 21.0)]
+    close = [throughput.Trial(runs_per_second=r, p50=0.1, p95=0.2) for r in (16.0, 17.0, 15.0)]
+    far = [throughput.Trial(runs_per_second=15.0, p50=0.1, p95=0.2)]
+    row = throughput.floor_row("20 concurrent", "ours", close, floor, judged=True)
+    assert (row.ratio, row.met) == (0.8, True)
+    assert row.benchmark == "throughput, 20 concurrent [ours / floor]: runs/s"
+    assert throughput.floor_row("20 concurrent", "ours", far, floor, judged=True).met is False
+    bare = throughput.floor_row("20 concurrent", "baseline", far, floor, judged=False)
+    assert (bare.ratio, bare.met, bare.goal) == (0.75, None, "shown, no goal")
 
 
 def test_recovery_row_compares_medians_and_caps_the_baseline() -> None:
