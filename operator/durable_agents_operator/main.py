@@ -8,13 +8,14 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
 from aiohttp import web
 from pydantic import ValidationError
 
+from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.handlers import register
 from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
 from durable_agents_operator.http_endpoint import serving
@@ -66,6 +67,23 @@ class _DropTimerSuccess(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (message.startswith("Timer ") and message.endswith(" succeeded."))
+
+
+class _PostWithinBudget(logging.Filter):
+    """kopf posts every ERROR it logs about an object as an Event; over the operator's Event budget the
+    line is still logged but not posted (kopf's documented `k8s_skip`)."""
+
+    def __init__(self, budget: EventBudget, monotonic: Callable[[], float]) -> None:
+        super().__init__()
+        self.budget, self.monotonic = budget, monotonic
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ref = getattr(record, "k8s_ref", None)
+        if record.levelno < logging.ERROR or not isinstance(ref, Mapping):
+            return True  # kopf posts neither
+        if not self.budget.admit(str(ref.get("uid") or ref.get("name")), "Logging", self.monotonic()):
+            record.k8s_skip = True
+        return True
 
 
 def quiet_logs() -> None:
@@ -159,12 +177,15 @@ async def serve(
         settings.temporal_namespace,
     )
     stopped: asyncio.Future[Any] = stop_flag or asyncio.get_running_loop().create_future()
+    posting = _PostWithinBudget(operator.events, operator.monotonic)
+    logging.getLogger("kopf.objects").addFilter(posting)
     try:
         async with metrics_server(lambda: operator.waits, settings.bind_host, settings.metrics_port):
             await _watch_until_stopped(
                 settings, kube, registry, operator, stopped, ready_flag, liveness, recheck
             )
     finally:
+        logging.getLogger("kopf.objects").removeFilter(posting)
         await pool.close()
         await kube.aclose()
 

@@ -14,6 +14,7 @@ from durable_agents_api.resources import API_VERSION, DurableAgent, TemporalConn
 from durable_agents_operator.approval_status import Waits
 from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
+from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.health_batching import HealthBatcher
 from durable_agents_operator.kube import Kube
 from durable_agents_operator.object_identity import ObjectKey
@@ -57,6 +58,8 @@ class Operator:
     pending_seen: dict[str, tuple[int, list[PendingCall]]] = field(default_factory=dict)
     """AgentRun uid → (workflow history length, its pending calls then): the pending calls are asked
     again only when the history grew, since only a new event can change them."""
+    events: EventBudget = field(default_factory=EventBudget)
+    """How many Events may still be recorded (`event_budget`): by every `emit`, and kopf's own."""
     run_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """AgentRun uid → the lock around rewriting its `status.decisions` (ToolApprovals of one run)."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)

@@ -456,3 +456,38 @@ async def test_the_status_written_fits_the_crd_schema(kube: FakeKube, clock: Clo
     roll_out(kube)
     await durableagent.check_health(ops, kube.body(agent_key()))
     assert status_schema_errors(kube.objects[agent_key()]["status"]) == []
+
+
+async def test_temporal_lost_by_hundreds_of_agents_at_once_records_events_within_the_operators_budget(
+    kube: FakeKube, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from durable_agents_operator.event_budget import TOTAL_BURST
+
+    reader = RecordingReader()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    names = [f"agent-{i}" for i in range(300)]
+    for name in names:
+        await durableagent.reconcile(ops, kube.put(agent_manifest(name)))
+        roll_out(kube, name)
+        await durableagent.check_health(ops, kube.body(agent_key(name)))
+    clock.advance(3600)  # the burst of creating them (itself over the budget) is long forgotten
+    await durableagent.check_health(ops, kube.body(agent_key(names[0])))  # its left-out line is logged
+    before = len(kube.events)
+    caplog.clear()
+    reader.down = "cannot read Temporal (UNAVAILABLE: connection refused)"
+    clock.advance(10)
+    with caplog.at_level("WARNING", logger="durable_agents_operator.handlers.reporting"):
+        for name in names:
+            await durableagent.check_health(ops, kube.body(agent_key(name)))
+        burst = len(kube.events) - before
+        clock.advance(61)
+        await durableagent.check_health(ops, kube.body(agent_key(names[0])))  # the next tick says it
+
+    # Every agent says it in status; the apiserver got at most the operator-wide burst of Events.
+    assert all(conditions(kube, agent_key(n))["Degraded"] == ("True", "TemporalUnreachable") for n in names)
+    assert burst == TOTAL_BURST
+    lines = [r.getMessage() for r in caplog.records]
+    left_out = [line for line in lines if "over the operator's Event budget" in line]
+    assert len(left_out) == 1, left_out
+    assert left_out[0].startswith("left out ") and "in the last 61s" in left_out[0]
+    assert "TemporalUnreachable x" in left_out[0]

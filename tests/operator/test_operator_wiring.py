@@ -10,8 +10,9 @@ import kopf
 import pytest
 from operator_support import Clock, FakeKube, agent_key, agent_manifest, make_operator, settings
 
+from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.handlers import register
-from durable_agents_operator.main import _DropTimerSuccess, kopf_settings, run
+from durable_agents_operator.main import _DropTimerSuccess, _PostWithinBudget, kopf_settings, run
 from durable_agents_operator.preflight import check_permissions
 from durable_agents_operator.settings import OperatorSettings
 
@@ -119,6 +120,27 @@ def test_per_timer_success_lines_are_dropped_but_failures_kept() -> None:
     assert not drop.filter(record("Timer 'health' succeeded."))
     assert drop.filter(record("Timer 'health' failed with an exception. Will retry.", logging.ERROR))
     assert drop.filter(record("Handler 'reconcile' succeeded."))
+
+
+def test_kopf_posts_error_lines_as_events_only_within_the_operators_event_budget() -> None:
+    from kopf._core.engines.posting import K8sPoster  # the handler that turns log lines into Events
+
+    budget = EventBudget(per_object_burst=2)
+    ours = _PostWithinBudget(budget, lambda: 0.0)
+    poster = K8sPoster()
+    kopf_settings_ = kopf_settings(settings())
+
+    def posted(level: int, uid: str = "agent-1") -> bool:
+        record = logging.LogRecord("kopf.objects", level, __file__, 1, "Handler failed", None, None)
+        record.k8s_ref = {"uid": uid, "name": "hello", "namespace": "ns"}
+        record.settings = kopf_settings_
+        assert ours.filter(record)  # the line itself is always logged
+        return bool(poster.filter(record))
+
+    assert [posted(logging.ERROR) for _ in range(3)] == [True, True, False]
+    assert posted(logging.ERROR, uid="agent-2")  # another object has its own budget
+    assert not posted(logging.INFO)  # below kopf's posting level: never posted, nothing spent
+    assert budget.dropped == {"Logging": 1}
 
 
 class Reviews:

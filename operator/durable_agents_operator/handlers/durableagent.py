@@ -50,7 +50,7 @@ from durable_agents_operator.status import (
 )
 from durable_agents_runtime.health import AgentHealth
 
-from .reporting import emit, report
+from .reporting import emit, log_left_out, report
 from .rollout import Rollout, roll_out, shared_keys
 
 __all__ = ["check_health", "reconcile"]
@@ -91,6 +91,7 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
 
     Never raises for Temporal or API problems: they show up as conditions, or the next tick retries.
     """
+    log_left_out(ops)
     if _not_observed(ops, body):
         return
     try:

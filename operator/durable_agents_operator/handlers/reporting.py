@@ -13,7 +13,7 @@ from durable_agents_operator.errors import KubeApiError, NamespaceTerminating
 from durable_agents_operator.object_identity import key_of
 from durable_agents_operator.operator_state import Operator
 
-__all__ = ["emit", "report"]
+__all__ = ["emit", "log_left_out", "report"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,13 @@ async def emit(
 ) -> None:
     """Record an Event; a failure to record it is logged, never raised (the status already says it).
 
-    A namespace being deleted refuses Events: that is noted (see `terminating_namespaces`), not logged."""
+    A namespace being deleted refuses Events: that is noted (see `terminating_namespaces`), not logged.
+    Over the operator's Event budget (`event_budget`) it is left out, and a line in the log says so."""
     if ops.terminating.holds(body):
+        return
+    admitted = ops.events.admit(body["metadata"].get("uid") or str(key_of(body)), reason, ops.monotonic())
+    log_left_out(ops)
+    if not admitted:
         return
     event = build_event(
         body, reason=reason, message=message, type="Warning" if warning else "Normal", now=now
@@ -60,3 +65,9 @@ async def emit(
         ops.terminating.note(body["metadata"].get("namespace") or "", now)
     except KubeApiError as exc:
         logger.warning("could not record event %s for %s: %s", reason, body["metadata"].get("name"), exc)
+
+
+def log_left_out(ops: Operator) -> None:
+    """Log the Events left out over the operator's budget, when a line about them is due."""
+    if (summary := ops.events.summary(ops.monotonic())) is not None:
+        logger.warning("%s", summary)
