@@ -6,19 +6,27 @@ what the operator writes into a DurableAgent's status. What the answers mean is 
 
 Calls per read, for N task queues on one connection (all through one semaphore, `concurrency` at a time):
 
-    calls = 2N DescribeTaskQueue + N CountWorkflowExecutions + ceil(N / 25) * P ListWorkers
+    calls = N CountWorkflowExecutions + D DescribeTaskQueue + L ListWorkers
             + F * (1 ListWorkflowExecutions + at most 1 GetWorkflowExecutionHistory)
             + R * (1 ListWorkflowExecutions + at most RETRYING_SAMPLE DescribeWorkflowExecution)
+
+D is what can change the answer (`health_signals.queue_types_to_describe`): 2 per queue with runs open,
+a backlog last time, no previous read or no heartbeats from the server; 1 (the workflow queue) per idle
+queue without live workers; 0 per idle queue whose workers all heartbeat, except every
+`DESCRIBE_IDLE_EVERY` (60 s: 2 per 6 reads of a 10 s interval). L reads the SDK worker heartbeats: up to
+25 queues per call (`TaskQueue='a' OR TaskQueue='b' ...`; the dev server answers `TaskQueue IN (...)` with
+nothing), or, for more queues than that, every worker of the namespace, 1000 a page (1 call for up to
+1000 workers, whatever N).
 
 R is the number of queues with running runs (the retrying check; see "last failure" in
 `health_signals`).
 
 F is the number of queues whose failed count differs from `previous` (every queue with failures when
-there is no previous read); the history call is skipped when the newest failure is a timeout. ListWorkers
-reads the heartbeats of up to 25 queues per call (`TaskQueue='a' OR TaskQueue='b' ...`; the dev server
-answers `TaskQueue IN (...)` with nothing), P pages each (1 unless a page of 1000 workers fills). A steady
-state costs 3N + ceil(N / 25) calls; the worst case 5N + ceil(N / 25). A server that rejects ListWorkers
-(other than by being unreachable) leaves only the poller rule. The run counts cannot be merged into one
+there is no previous read); the history call is skipped when the newest failure is a timeout. Steady
+state, per agent per read: 1 + 2/6 + L/N for an idle agent with workers (≈ 1.35), 2 + L/N for an idle
+agent scaled to zero, 3 + L/N + R's calls for a busy one; the worst case 5 + L/N. A server that rejects
+ListWorkers (other than by being unreachable) leaves only the poller rule, and every queue is described.
+The run counts cannot be merged into one
 query: the dev server's SQL visibility rejects `GROUP BY TaskQueue` and allows only one GROUP BY field.
 Describing both queue types in one call needs the deprecated ENHANCED mode, hence two calls. A
 visibility query cannot match a task queue name containing `"` or `\\` on the dev server; such a queue
@@ -73,6 +81,7 @@ from durable_agents_runtime.health_signals import (
     live_workers,
     needs_failure_lookup,
     newest_failure,
+    queue_types_to_describe,
     retrying_failure,
     run_counts,
 )
@@ -96,8 +105,6 @@ _CONNECTION_STATUSES = frozenset(
 _HEARTBEAT_QUEUES_PER_CALL = 25
 
 _HEARTBEAT_PAGE = 1000
-
-_QUEUE_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
 _T = TypeVar("_T")
 
@@ -191,12 +198,15 @@ class _Reader:
             lambda: self.client.workflow_service.describe_task_queue(request, timeout=self.timeout)
         )
 
-    async def heartbeats(self, queues: Sequence[str]) -> dict[str, list[WorkerHeartbeat]]:
-        """SDK worker heartbeats by task queue; none when the server rejects `ListWorkers`."""
+    async def heartbeats(self, queues: Sequence[str]) -> dict[str, list[WorkerHeartbeat]] | None:
+        """SDK worker heartbeats by task queue; None when the server rejects `ListWorkers`. More queues
+        than fit one query's filter are read from one listing of the namespace's workers."""
+        if len(queues) > _HEARTBEAT_QUEUES_PER_CALL:
+            filters = [""]
+        else:
+            filters = [" OR ".join(f"TaskQueue={_quote(queue)}" for queue in queues)]
         by_queue: dict[str, list[WorkerHeartbeat]] = {}
-        for first in range(0, len(queues), _HEARTBEAT_QUEUES_PER_CALL):
-            chunk = queues[first : first + _HEARTBEAT_QUEUES_PER_CALL]
-            query = " OR ".join(f"TaskQueue={_quote(queue)}" for queue in chunk)
+        for query in filters:
             token = b""
             while True:
                 request = ListWorkersRequest(
@@ -214,7 +224,7 @@ class _Reader:
                 except _ReadError:
                     if self._down is not None:
                         raise
-                    return {}
+                    return None
                 # `workers` (WorkerListInfo) carries no heartbeat time; the deprecated `workers_info` does.
                 for info in response.workers_info:
                     beat = info.worker_heartbeat
@@ -282,53 +292,62 @@ class _Reader:
 async def _read_queue(
     reader: _Reader,
     queue: str,
-    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]]],
+    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]] | None],
     *,
     live_within: timedelta,
     now: datetime | None,
     previous: AgentHealth | None,
 ) -> AgentHealth:
     try:
+        beats, (running, completed, failed) = await _beats_and_counts(reader, queue, heartbeats)
+        asked_at = now or datetime.now(UTC)
+        kinds = queue_types_to_describe(
+            previous, running=running, heartbeats=beats, now=asked_at, live_within=live_within
+        )
+        described = list(await asyncio.gather(*(reader.describe(queue, kind) for kind in kinds)))
+        at = now or datetime.now(UTC)
+        workers = live_workers(described, now=at, live_within=live_within, heartbeats=beats or ())
+        backlog_count, backlog_age = backlog_of(described)
+        if needs_failure_lookup(previous, failed):
+            last_failure = await _last_failure(reader, queue)
+        else:
+            last_failure = carried_failure(previous) if failed else None
+        if running:
+            last_failure = newest_failure(last_failure, await _retrying(reader, queue, now))
+    except _ReadError as exc:
+        return AgentHealth.unreachable(queue, str(exc))
+    return AgentHealth(
+        task_queue=queue,
+        workers=workers,
+        backlog_count=backlog_count,
+        backlog_age_seconds=backlog_age,
+        running=running,
+        completed=completed,
+        failed=failed,
+        last_failure=last_failure,
+        described_at=asked_at if kinds else (previous.described_at if previous else None),
+    )
+
+
+async def _beats_and_counts(
+    reader: _Reader, queue: str, heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]] | None]
+) -> tuple[list[WorkerHeartbeat] | None, tuple[int, int, int]]:
+    """The queue's heartbeats (None: the server gives none) and its run counts, asked side by side."""
+    try:
         async with asyncio.TaskGroup() as group:
-            describes = [group.create_task(reader.describe(queue, queue_type)) for queue_type in _QUEUE_TYPES]
             beats = group.create_task(_heartbeats_of(heartbeats, queue))
             count = group.create_task(reader.count(queue))
     except* _ReadError as failures:
-        error = str(failures.exceptions[0])
-    else:
-        described = [task.result() for task in describes]
-        workers = live_workers(
-            described, now=now or datetime.now(UTC), live_within=live_within, heartbeats=beats.result()
-        )
-        running, completed, failed = run_counts(count.result())
-        backlog_count, backlog_age = backlog_of(described)
-        try:
-            if needs_failure_lookup(previous, failed):
-                last_failure = await _last_failure(reader, queue)
-            else:
-                last_failure = carried_failure(previous) if failed else None
-            if running:
-                last_failure = newest_failure(last_failure, await _retrying(reader, queue, now))
-        except _ReadError as exc:
-            return AgentHealth.unreachable(queue, str(exc))
-        return AgentHealth(
-            task_queue=queue,
-            workers=workers,
-            backlog_count=backlog_count,
-            backlog_age_seconds=backlog_age,
-            running=running,
-            completed=completed,
-            failed=failed,
-            last_failure=last_failure,
-        )
-    return AgentHealth.unreachable(queue, error)
+        raise failures.exceptions[0] from None
+    return beats.result(), run_counts(count.result())
 
 
 async def _heartbeats_of(
-    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]]], queue: str
-) -> list[WorkerHeartbeat]:
+    heartbeats: asyncio.Future[dict[str, list[WorkerHeartbeat]] | None], queue: str
+) -> list[WorkerHeartbeat] | None:
     # Shielded: one queue's read failing must not cancel the call the other queues wait for.
-    return (await asyncio.shield(heartbeats)).get(queue, [])
+    by_queue = await asyncio.shield(heartbeats)
+    return None if by_queue is None else by_queue.get(queue, [])
 
 
 async def _last_failure(reader: _Reader, queue: str) -> FailureInfo | None:

@@ -20,6 +20,11 @@ test_health_logic.py). What each field means:
   a clock skew adds to the window.
 - **backlog**: tasks waiting on the workflow queue plus the activity queue (`approximate_backlog_count`
   summed; the age is that of the oldest task of either). Temporal omits a zero backlog; missing is 0.
+  A queue is described only where that can change the answer (`queue_types_to_describe`): with no run
+  open there is no activity backlog, and with live heartbeating workers any new task is taken at once,
+  so an idle queue with workers is described once every `DESCRIBE_IDLE_EVERY` (for workers that send
+  no heartbeats) and an idle queue without workers only on its workflow queue (a session's message, or
+  a worker that only polls).
 - **runs**: run counts by execution status from visibility; `failed` counts Failed, TimedOut and
   Terminated runs.
 - **last failure**: the failed (or timed out, or terminated) run that closed last, with the first
@@ -31,11 +36,11 @@ test_health_logic.py). What each field means:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from temporalio.api.enums.v1 import EventType, WorkerStatus
+from temporalio.api.enums.v1 import EventType, TaskQueueType, WorkerStatus
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.taskqueue.v1 import PollerInfo  # noqa: F401
 from temporalio.api.worker.v1 import WorkerHeartbeat
@@ -46,12 +51,15 @@ from temporalio.client import WorkflowExecution, WorkflowExecutionCountAggregati
 from durable_agents_runtime.failures import failure_message, shorten
 
 __all__ = [
+    "ACTIVITY_QUEUE",
     "DEFAULT_LIVE_WITHIN",
+    "DESCRIBE_IDLE_EVERY",
     "FAILED_STATUSES",
     "HEARTBEAT_STALE_AFTER",
     "RETRYING_AFTER",
     "RETRYING_SAMPLE",
     "WORKER_HEARTBEAT_INTERVAL",
+    "WORKFLOW_QUEUE",
     "AgentHealth",
     "FailureInfo",
     "backlog_of",
@@ -62,6 +70,7 @@ __all__ = [
     "live_workers",
     "needs_failure_lookup",
     "newest_failure",
+    "queue_types_to_describe",
     "retrying_failure",
     "run_counts",
 ]
@@ -77,6 +86,9 @@ slowly as the poller list does). A heartbeat is one small call per interval per 
 HEARTBEAT_STALE_AFTER = 3 * WORKER_HEARTBEAT_INTERVAL
 """A worker whose last heartbeat is older than this counts as gone: three missed heartbeats, so one late
 heartbeat (a busy event loop, a slow server) does not make a live worker flap."""
+
+DESCRIBE_IDLE_EVERY = timedelta(seconds=60)
+"""An idle queue with live heartbeating workers is described again after this long."""
 
 RETRYING_SAMPLE = 3
 """Running runs described per queue and read to find an activity that is failing and being retried."""
@@ -117,11 +129,54 @@ class AgentHealth:
     last_failure: FailureInfo | None
     error: str | None = None
     reachable: bool = True
+    described_at: datetime | None = None
+    """When the queue's workflow queue was last described (pollers, backlog); None: not by this read's
+    line of reads."""
 
     @classmethod
     def unreachable(cls, task_queue: str, error: str) -> AgentHealth:
         """The health of a queue Temporal could not be read for."""
         return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
+
+
+WORKFLOW_QUEUE = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+ACTIVITY_QUEUE = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+
+
+def queue_types_to_describe(
+    previous: AgentHealth | None,
+    *,
+    running: int,
+    heartbeats: Sequence[WorkerHeartbeat] | None,
+    now: datetime,
+    live_within: timedelta,
+    stale_after: timedelta = HEARTBEAT_STALE_AFTER,
+    refresh: timedelta = DESCRIBE_IDLE_EVERY,
+) -> tuple[TaskQueueType.ValueType, ...]:
+    """Which of the queue's types to describe this read (`heartbeats` None: the server gives none).
+
+    Both while runs are open or a backlog was last seen, without heartbeats or a previous good read,
+    with a worker the heartbeats do not account for (it polls only, or beats more slowly than
+    `stale_after`), and every `refresh`; the workflow queue alone for an idle queue without live
+    workers; none for an idle queue whose workers all heartbeat (they take any new task at once).
+    """
+    both = (WORKFLOW_QUEUE, ACTIVITY_QUEUE)
+    if heartbeats is None or previous is None or not previous.reachable or previous.described_at is None:
+        return both
+    if running or previous.backlog_count:
+        return both
+    if any(
+        not timedelta(0) < b.elapsed_since_last_heartbeat.ToTimedelta() <= stale_after for b in heartbeats
+    ):
+        return both
+    beating = live_workers(
+        (), now=now, live_within=live_within, heartbeats=heartbeats, stale_after=stale_after
+    )
+    if beating < previous.workers:
+        return both
+    if beating == 0:
+        return (WORKFLOW_QUEUE,)
+    return both if now - previous.described_at >= refresh else ()
 
 
 def carried_failure(previous: AgentHealth | None) -> FailureInfo | None:

@@ -170,6 +170,8 @@ class CallCounter:
 
     def __init__(self, client: Client) -> None:
         self.calls: Counter[str] = Counter()
+        self.described: Counter[str] = Counter()
+        """Task queue → DescribeTaskQueue calls for it."""
         self.in_flight = 0
         self.most_in_flight = 0
         service = client.workflow_service
@@ -179,6 +181,8 @@ class CallCounter:
     def _counting(self, name: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
+            if name == "describe_task_queue":
+                self.described[args[0].task_queue.name] += 1
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             try:
@@ -328,6 +332,7 @@ async def test_calls_per_read_follow_the_documented_formula(temporal: Target, cl
     first = await read_health(counted, queues, concurrency=4)
     first_calls = dict(counter.calls)
     counter.calls.clear()
+    counter.described.clear()
     second = await read_health(counted, queues, previous=first, concurrency=4)
     n, failed_queues = len(queues), 1
 
@@ -340,11 +345,67 @@ async def test_calls_per_read_follow_the_documented_formula(temporal: Target, cl
         "list_workflow_executions": failed_queues,
         "get_workflow_execution_history": failed_queues,
     }
-    assert counter.calls == {"describe_task_queue": 2 * n, "list_workers": 1, "count_workflow_executions": n}
+    # Nothing runs: the queues that never had a worker are described on their workflow queue only (a
+    # session's message, or a worker that only polls, would show there). The first queue's worker just
+    # stopped, so what it costs depends on the moment (health_signals.queue_types_to_describe: none
+    # while its fresh heartbeat still counts it, both types once only its last poll does, the workflow
+    # queue once neither does); `described_at` says whether it was described.
+    assert counter.described[queues[1]] == counter.described[queues[2]] == 1
+    redescribed = second[queues[0]].described_at != first[queues[0]].described_at
+    assert (counter.described[queues[0]] > 0) == redescribed and counter.described[queues[0]] <= 2
+    assert counter.calls["list_workers"] == 1 and counter.calls["count_workflow_executions"] == n
+    assert set(counter.calls) == {"describe_task_queue", "list_workers", "count_workflow_executions"}
     assert counter.most_in_flight <= 4
     assert second[queues[0]].last_failure == first[queues[0]].last_failure
     assert first[queues[0]].last_failure is not None
     assert all(second[queue].last_failure is None for queue in queues[1:])
+
+
+async def test_more_queues_than_one_filter_holds_read_every_worker_of_the_namespace_in_one_call(
+    client: Client, temporal: Target
+):
+    queues = [_queue(f"many-{i}") for i in range(30)]
+    async with _worker(client, queues[7], "worker-many"):
+        await _health_until(client, queues[7], lambda h: h.workers >= 1)
+        counted = await Client.connect(temporal.address, namespace=temporal.namespace)
+        counter = CallCounter(counted)
+        health = await read_health(counted, queues, concurrency=8)
+
+    assert counter.calls["list_workers"] == 1  # 25 queues a filter would have taken 2
+    assert health[queues[7]].workers == 1
+    assert all(health[q].workers == 0 and health[q].reachable for q in queues if q != queues[7])
+
+
+async def test_an_idle_queue_whose_worker_heartbeats_costs_one_count_and_is_described_once_a_minute(
+    client: Client, temporal: Target, start_worker: Any, tmp_path: Path
+):
+    import dataclasses
+
+    config = agent_config(temporal, "idle_agent")
+    start_worker(config, **worker_env(tmp_path / "tools.log", 0))
+    queue = config.temporal.task_queue
+    await _health_until(client, queue, lambda h: h.workers >= 1, timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not await _heartbeat_cadence_known(client, queue):
+        await asyncio.sleep(0.2)
+    counted = await Client.connect(temporal.address, namespace=temporal.namespace)
+    counter = CallCounter(counted)
+
+    first = (await read_health(counted, [queue]))[queue]
+    first_calls = dict(counter.calls)
+    counter.calls.clear()
+    second = (await read_health(counted, [queue], previous={queue: first}))[queue]
+    second_calls = dict(counter.calls)
+    counter.calls.clear()
+    assert first.described_at is not None
+    a_minute_on = dataclasses.replace(second, described_at=first.described_at - timedelta(seconds=61))
+    third = (await read_health(counted, [queue], previous={queue: a_minute_on}))[queue]
+
+    assert first_calls == {"describe_task_queue": 2, "list_workers": 1, "count_workflow_executions": 1}
+    assert second_calls == {"list_workers": 1, "count_workflow_executions": 1}  # the heartbeats say it all
+    assert (first.workers, second.workers, third.workers) == (1, 1, 1)
+    assert second.described_at == first.described_at
+    assert counter.calls["describe_task_queue"] == 2 and third.described_at != first.described_at
 
 
 async def test_a_sigkilled_heartbeating_worker_is_gone_within_seconds(

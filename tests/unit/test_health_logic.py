@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import ActivityType
@@ -21,7 +23,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
 from temporalio.client import WorkflowExecutionCountAggregationGroup
 
 from durable_agents_runtime.health_signals import (
+    ACTIVITY_QUEUE,
     HEARTBEAT_STALE_AFTER,
+    WORKFLOW_QUEUE,
     AgentHealth,
     FailureInfo,
     backlog_of,
@@ -30,6 +34,7 @@ from durable_agents_runtime.health_signals import (
     live_workers,
     needs_failure_lookup,
     newest_failure,
+    queue_types_to_describe,
     retrying_failure,
     run_counts,
 )
@@ -266,3 +271,41 @@ def test_a_previous_read_that_only_saw_a_retrying_attempt_looks_the_failed_run_u
     previous = AgentHealth("q", 1, 0, 0.0, 1, 0, 1, FailureInfo("run-1", "retrying x", NOW, retrying=True))
 
     assert needs_failure_lookup(previous, failed=1)
+
+
+# --- which queue types a read describes (the call budget of an idle agent) ------------------------------
+
+BOTH = (WORKFLOW_QUEUE, ACTIVITY_QUEUE)
+
+
+def _read(seconds_ago: float = 10, **changes) -> AgentHealth:
+    """A previous good read that described the queue `seconds_ago`."""
+    return _health(described_at=NOW - timedelta(seconds=seconds_ago), **changes)
+
+
+@pytest.mark.parametrize(
+    ("case", "previous", "running", "beats", "expected"),
+    [
+        ("no previous read", None, 0, [_beat("w", 1)], BOTH),
+        ("the last read failed", AgentHealth.unreachable("q", "down"), 0, [_beat("w", 1)], BOTH),
+        ("never described", _health(described_at=None), 0, [_beat("w", 1)], BOTH),
+        ("the server gives no heartbeats", _read(), 0, None, BOTH),
+        ("runs open", _read(), 2, [_beat("w", 1)], BOTH),
+        ("a backlog last time", _read(backlog_count=3), 0, [_beat("w", 1)], BOTH),
+        ("a slow heartbeat (SDK default)", _read(), 0, [_beat("w", 1, every=60)], BOTH),
+        ("a first heartbeat", _read(), 0, [_beat("w", 1, every=0)], BOTH),
+        ("a worker seen by polls only", _read(workers=2), 0, [_beat("w", 1)], BOTH),
+        ("idle, workers heartbeat", _read(), 0, [_beat("w", 1)], ()),
+        ("idle, two heartbeat", _read(workers=2), 0, [_beat("a", 1), _beat("b", 2)], ()),
+        ("idle, a minute since", _read(60), 0, [_beat("w", 1)], BOTH),
+        ("idle, no live worker", _read(workers=0), 0, [], (WORKFLOW_QUEUE,)),
+        ("idle, its worker stopped", _read(), 0, [_beat("w", 30)], BOTH),
+    ],
+)
+def test_a_queue_is_described_only_where_that_can_change_the_answer(
+    case: str, previous: AgentHealth | None, running: int, beats: list[WorkerHeartbeat] | None, expected: Any
+) -> None:
+    kinds = queue_types_to_describe(
+        previous, running=running, heartbeats=beats, now=NOW, live_within=timedelta(seconds=75)
+    )
+    assert kinds == expected, case
