@@ -9,6 +9,7 @@ unreachable `AgentHealth` for every queue of the batch: never an exception, neve
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,6 +60,8 @@ def runtime_reader(*, live_within: float, rpc_timeout: float) -> HealthReader:
 class _Connection:
     asked: dict[str, float] = field(default_factory=dict)
     """Task queue → when a timer last asked for it (monotonic seconds)."""
+    waiting: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Task queue → timers waiting for a read of it now (kept in the next read however long ago asked)."""
     result: dict[str, AgentHealth] = field(default_factory=dict)
     read_at: dict[str, float] = field(default_factory=dict)
     inflight: asyncio.Task[Mapping[str, AgentHealth]] | None = None
@@ -107,7 +110,13 @@ class HealthBatcher:
         else:
             task = self._start(conn, params)
         # Shielded: a timer cancelled mid-read (its agent deleted) must not cancel the others' read.
-        result = await asyncio.shield(task)
+        conn.waiting[task_queue] += 1
+        try:
+            result = await asyncio.shield(task)
+        finally:
+            conn.waiting[task_queue] -= 1
+            if not conn.waiting[task_queue]:
+                del conn.waiting[task_queue]
         return result[task_queue]
 
     def deadline(self, queues: int) -> float:
@@ -127,9 +136,10 @@ class HealthBatcher:
         return None if conn is None else conn.result.get(task_queue)
 
     def _start(self, conn: _Connection, params: ConnectionParams) -> asyncio.Task[Mapping[str, AgentHealth]]:
-        # Queues nobody asked about for three intervals belong to deleted agents: leave them out.
+        # Queues nobody asked about for three intervals belong to deleted agents: leave them out. A timer
+        # still waiting (its read queued behind a long one) asked long ago but is not gone.
         horizon = self._clock() - 3 * self._interval
-        conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon}
+        conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon or q in conn.waiting}
         queues = frozenset(conn.asked)
         task = asyncio.ensure_future(self._read(params, sorted(queues), dict(conn.result)))
         task.add_done_callback(lambda done: self._done(conn, done))

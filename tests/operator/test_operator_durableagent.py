@@ -491,3 +491,34 @@ async def test_temporal_lost_by_hundreds_of_agents_at_once_records_events_within
     assert len(left_out) == 1, left_out
     assert left_out[0].startswith("left out ") and "in the last 61s" in left_out[0]
     assert "TemporalUnreachable x" in left_out[0]
+
+
+async def test_a_timer_queued_behind_a_read_longer_than_three_intervals_still_gets_its_queue_read(
+    kube: FakeKube, clock: Clock
+) -> None:
+    # 2,000 agents on a loaded machine: the first batched read took minutes, and the timers queued behind
+    # it lost their queues from the follow-up read (KeyError in every such timer).
+    from durable_agents_operator.connection_params import ConnectionParams
+
+    gate = asyncio.Event()
+    reader = RecordingReader()
+
+    async def slow_first(client: Any, queues: Any, previous: Any) -> Any:
+        if not reader.calls:
+            reader.calls.append(list(queues))
+            await gate.wait()
+            return {q: (await reader(client, [q], previous))[q] for q in queues}
+        return await reader(client, queues, previous)
+
+    ops = make_operator(kube, clock=clock, reader=slow_first)
+    params = ConnectionParams(address="127.0.0.1:7233", namespace="default")
+    first = asyncio.create_task(ops.health.read(params, "ns.a"))
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(ops.health.read(params, "ns.b"))
+    await asyncio.sleep(0)
+    clock.advance(40)  # more than three 10 s intervals pass while the first read runs
+    gate.set()
+
+    healths = await asyncio.wait_for(asyncio.gather(first, queued), 5)
+    assert [h.task_queue for h in healths] == ["ns.a", "ns.b"]
+    assert any("ns.b" in c for c in reader.calls[1:])  # the follow-up read asked for it
