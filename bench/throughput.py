@@ -125,27 +125,22 @@ def scenario_rows(
 
     `judged` is False for opt-in variants: they are shown against the baseline but have no goal.
     """
-    ours_rate = summarize(t.runs_per_second for t in ours)
-    base_rate = summarize(t.runs_per_second for t in baseline)
     ours_p50 = summarize(t.p50 for t in ours)
     base_p50 = summarize(t.p50 for t in baseline)
     ours_p95 = summarize(t.p95 for t in ours)
     base_p95 = summarize(t.p95 for t in baseline)
-    rate_ratio = ratio(ours_rate.median, base_rate.median)
     p50_ratio = ratio(ours_p50.median, base_p50.median)
     p95_ratio = ratio(ours_p95.median, base_p95.median)
     prefix = f"throughput, {scenario}" + ("" if side == "ours" else f" [{side}]")
     p95_note = f"p95 {_ms(ours_p95)} vs {_ms(base_p95)}" + (f" ({p95_ratio:.2f}x)" if p95_ratio else "")
     return [
-        Row(
-            benchmark=f"{prefix}: runs/s",
-            ours=ours_rate.format("runs/s"),
-            baseline=base_rate.format("runs/s"),
-            ratio=rate_ratio,
-            goal=f">= {THROUGHPUT_GOAL:g}x" if judged else "opt-in, no goal",
-            met=(rate_ratio is not None and rate_ratio >= THROUGHPUT_GOAL) if judged else None,
-            note=f"{len(ours)} repetitions; CPU ms/run (worker, server, client): "
-            f"{_cpu(ours)} vs {_cpu(baseline)}",
+        _rate_row(
+            f"{prefix}: runs/s",
+            ours,
+            baseline,
+            goal=THROUGHPUT_GOAL if judged else None,
+            no_goal="opt-in, no goal",
+            note=f"{len(ours)} repetitions; ",
         ),
         Row(
             benchmark=f"{prefix}: p50 latency",
@@ -161,17 +156,31 @@ def scenario_rows(
 
 def floor_row(scenario: str, side: str, trials: list[Trial], floor: list[Trial], *, judged: bool) -> Row:
     """One row: `side`'s runs/s against the floor's, judged on `FLOOR_GOAL` for ours only."""
+    benchmark = f"throughput, {scenario} [{side} / floor]: runs/s"
+    return _rate_row(benchmark, trials, floor, goal=FLOOR_GOAL if judged else None, no_goal="shown, no goal")
+
+
+def _rate_row(
+    benchmark: str,
+    trials: list[Trial],
+    against: list[Trial],
+    *,
+    goal: float | None,
+    no_goal: str,
+    note: str = "",
+) -> Row:
+    """Median runs/s of `trials` against `against`'s, met when the ratio reaches `goal` (None: not judged)."""
     rate = summarize(t.runs_per_second for t in trials)
-    floor_rate = summarize(t.runs_per_second for t in floor)
-    floor_ratio = ratio(rate.median, floor_rate.median)
+    other = summarize(t.runs_per_second for t in against)
+    rate_ratio = ratio(rate.median, other.median)
     return Row(
-        benchmark=f"throughput, {scenario} [{side} / floor]: runs/s",
+        benchmark=benchmark,
         ours=rate.format("runs/s"),
-        baseline=floor_rate.format("runs/s"),
-        ratio=floor_ratio,
-        goal=f">= {FLOOR_GOAL:g}x" if judged else "shown, no goal",
-        met=(floor_ratio is not None and floor_ratio >= FLOOR_GOAL) if judged else None,
-        note=f"CPU ms/run (worker, server, client): {_cpu(trials)} vs {_cpu(floor)}",
+        baseline=other.format("runs/s"),
+        ratio=rate_ratio,
+        goal=f">= {goal:g}x" if goal is not None else no_goal,
+        met=(rate_ratio is not None and rate_ratio >= goal) if goal is not None else None,
+        note=f"{note}CPU ms/run (worker, server, client): {_cpu(trials)} vs {_cpu(against)}",
     )
 
 
