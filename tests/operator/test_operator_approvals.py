@@ -5,11 +5,8 @@ refusals change nothing."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +32,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
 
 RUNTIME_TESTS = Path(__file__).parents[1] / "runtime"
 RUN = ObjectKey(API, "AgentRun", "ns", "tidy")
-
-
-@pytest.fixture
-def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The runtime tests' worker-process pool (`tests/runtime/conftest.py`), loaded under its own name."""
-    spec = importlib.util.spec_from_file_location(
-        "runtime_worker_pool_approvals", RUNTIME_TESTS / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    pool = module.WorkerPool(tmp_path_factory)
-    yield pool.start
-    pool.close()
 
 
 def status(kube: FakeKube, key: ObjectKey) -> dict[str, Any]:

@@ -5,12 +5,8 @@ runs on it to the end."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,21 +26,6 @@ from durable_agents_operator.handlers import agentrun, durableagent
 from durable_agents_operator.object_identity import ObjectKey
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
-
-RUNTIME_CONFTEST = Path(__file__).parents[1] / "runtime" / "conftest.py"
-
-
-@pytest.fixture
-def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The runtime tests' worker-process pool (`tests/runtime/conftest.py`), loaded under its own name."""
-    spec = importlib.util.spec_from_file_location("runtime_worker_pool", RUNTIME_CONFTEST)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    pool = module.WorkerPool(tmp_path_factory)
-    yield pool.start
-    pool.close()
 
 
 async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_completes_a_run(

@@ -15,7 +15,6 @@ import importlib.util
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,19 +47,6 @@ if str(RUNTIME_TESTS) not in sys.path:
 versioned_agents: Any = importlib.import_module("versioned_agents")
 
 SUNSET = 30.0
-
-
-@pytest.fixture
-def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The runtime tests' worker-process pool (`tests/runtime/conftest.py`), loaded under its own name."""
-    spec = importlib.util.spec_from_file_location("runtime_worker_pool", RUNTIME_TESTS / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    pool = module.WorkerPool(tmp_path_factory)
-    yield pool.start
-    pool.close()
 
 
 def _agent(queue: str, instructions: str, *, toolset: bool = True, **versioning: Any) -> dict[str, Any]:
