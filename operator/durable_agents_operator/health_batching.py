@@ -138,9 +138,16 @@ class HealthBatcher:
     def _start(self, conn: _Connection, params: ConnectionParams) -> asyncio.Task[Mapping[str, AgentHealth]]:
         # Queues nobody asked about for three intervals belong to deleted agents: leave them out. A timer
         # still waiting (its read queued behind a long one) asked long ago but is not gone.
-        horizon = self._clock() - 3 * self._interval
+        now = self._clock()
+        horizon = now - 3 * self._interval
         conn.asked = {q: at for q, at in conn.asked.items() if at >= horizon or q in conn.waiting}
-        queues = frozenset(conn.asked)
+        # Only queues due for a read: those read in the last half interval are fresh enough, so agents
+        # created one after another are read once each, not again with every newcomer's read (a burst of
+        # 2,000 cost ~2,000 reads of every queue so far, and Temporal timed out under them).
+        half = self._interval / 2
+        queues = frozenset(
+            q for q in conn.asked if q in conn.waiting or now - conn.read_at.get(q, float("-inf")) >= half
+        )
         task = asyncio.ensure_future(self._read(params, sorted(queues), dict(conn.result)))
         task.add_done_callback(lambda done: self._done(conn, done))
         conn.inflight, conn.inflight_queues = task, queues
@@ -190,6 +197,8 @@ class HealthBatcher:
                 for q in queues
             }
         missing = {
-            q: AgentHealth.unreachable(q, "no health was returned for this task queue") for q in queues
+            q: AgentHealth.unreachable(q, "no health was returned for this task queue")
+            for q in queues
+            if q not in result
         }
-        return {**missing, **result}
+        return {**result, **missing}

@@ -362,8 +362,27 @@ async def test_an_operator_start_with_many_agents_costs_two_reads_not_one_per_ag
     await asyncio.gather(
         *(durableagent.check_health(ops, kube.body(agent_key(f"agent-{i}"))) for i in range(50))
     )
-    assert [len(call) for call in reader.calls] == [1, 50]
+    assert [len(call) for call in reader.calls] == [1, 49]  # the first agent's queue was just read
     assert all(kube.objects[agent_key(f"agent-{i}")]["status"]["workers"] == 1 for i in range(50))
+
+
+async def test_agents_created_one_after_another_have_each_queue_read_once_not_with_every_newcomer(
+    kube: FakeKube, clock: Clock
+) -> None:
+    # 2,000 agents arriving over minutes: each newcomer's read re-read every queue known so far, and the
+    # quadratic load made Temporal time out (spurious TemporalUnreachable in the burst).
+    reader = RecordingReader()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    for i in range(30):
+        await durableagent.reconcile(ops, kube.put(agent_manifest(f"agent-{i}")))
+        clock.advance(0.1)
+    read = [queue for call in reader.calls for queue in call]
+    assert sorted(read) == sorted(f"ns.agent-{i}" for i in range(30))
+    reader.calls.clear()
+    clock.advance(10)  # the next interval reads them all again, in one read
+    for i in range(30):
+        await durableagent.check_health(ops, kube.body(agent_key(f"agent-{i}")))
+    assert [len(call) for call in reader.calls] == [30]
 
 
 async def test_concurrent_timers_share_one_inflight_read(kube: FakeKube, clock: Clock) -> None:
