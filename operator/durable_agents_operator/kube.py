@@ -31,7 +31,17 @@ from durable_agents_operator.errors import (
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.planner import Apply, Plan
 
-__all__ = ["RESOURCES", "Kube", "KubeClient", "Live", "Resource", "execute", "observe", "resource_for"]
+__all__ = [
+    "RESOURCES",
+    "Kube",
+    "KubeClient",
+    "Live",
+    "Resource",
+    "execute",
+    "execute_new",
+    "observe",
+    "resource_for",
+]
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,11 @@ class Kube(Protocol):
         """Server-side apply with the operator's field manager (force); returns the live object."""
         ...
 
+    async def apply_new(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply taking no field from anyone; None when the object is in the way (it exists
+        with fields or a controller of someone else)."""
+        ...
+
     async def delete(self, key: ObjectKey, *, uid: str | None = None) -> None:
         """Delete (in the background); a missing object is not an error. `uid` guards against a newcomer."""
         ...
@@ -137,6 +152,24 @@ async def execute(kube: Kube, plan: Plan) -> Live:
         else:
             await kube.delete(action.key, uid=action.uid)
             live[action.key] = None
+    return live
+
+
+async def execute_new(kube: Kube, plan: Plan) -> Live | None:
+    """Perform a plan made against nothing observed (an owner seen for the first time): its applies, in
+    order, without reading first. None when an object is in the way, with what this call made removed
+    again; then the caller observes and plans as usual (which names the conflict)."""
+    live = dict(plan.observed)
+    made: list[tuple[ObjectKey, str | None]] = []
+    for action in plan.actions:
+        assert isinstance(action, Apply), "a plan against nothing observed only applies"
+        obj = await kube.apply_new(action.manifest)
+        if obj is None:
+            for key, uid in reversed(made):
+                await kube.delete(key, uid=uid)
+            return None
+        made.append((action.key, obj.get("metadata", {}).get("uid")))
+        live[action.key] = obj
     return live
 
 
@@ -210,12 +243,25 @@ class KubeClient:
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, forcing ownership of the fields it sets."""
+        return await self._apply(manifest, force=True)
+
+    async def apply_new(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply without force: a field someone else set (409) or a second controller
+        reference (422) means the object is in the way, and nothing is changed."""
+        try:
+            return await self._apply(manifest, force=False)
+        except KubeApiError as exc:
+            if exc.status in (409, 422) and not isinstance(exc, NamespaceTerminating):
+                return None
+            raise
+
+    async def _apply(self, manifest: dict[str, Any], *, force: bool) -> dict[str, Any]:
         key = key_of(manifest)
         resource = resource_for(key.api_version, key.kind)
         response = await self._request(
             "PATCH",
             resource.path(key.namespace, key.name),
-            params={"fieldManager": self._field_manager, "force": "true"},
+            params={"fieldManager": self._field_manager, "force": "true" if force else "false"},
             content=json.dumps(manifest),  # JSON is YAML: the apply content type accepts it
             headers={"Content-Type": "application/apply-patch+yaml"},
             what=f"apply {key}",

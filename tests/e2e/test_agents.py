@@ -220,3 +220,46 @@ def test_deleting_agent_removes_its_objects_and_stops_its_workers(
         lambda: not node_agent.processes(hello.namespace) and not any(map(alive, pids)),
         timeout=60,
     )
+
+
+def test_a_new_agent_whose_service_belongs_to_someone_else_reports_the_conflict_and_leaves_nothing(
+    operator_release: Release, kubectl: Kubectl
+) -> None:
+    # A new agent is applied without reading its objects first (server-side apply without force); the
+    # API server's refusal of a second controller must still end in ObjectConflict, with nothing built.
+    namespace = create_namespace(kubectl, "conflict")
+    manifest = load_example("hello.yaml")
+    name = manifest["metadata"]["name"]
+    kubectl("create", "configmap", "owner", "-n", namespace)
+    owner = kubectl.json("get", "configmap", "owner", "-n", namespace)["metadata"]
+    reference = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner["uid"],
+        "controller": True,
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name}-metrics", "namespace": namespace, "ownerReferences": [reference]},
+        "spec": {"ports": [{"name": "other", "port": 1234}], "selector": {"app": "other"}},
+    }
+    kubectl.apply(service, namespace=namespace)
+    try:
+        kubectl.apply(manifest, namespace=namespace)
+
+        def conflict() -> dict[str, Any] | None:
+            body = kubectl.get("durableagent", name, namespace) or {}
+            ready = [c for c in (body.get("status") or {}).get("conditions", []) if c["type"] == "Ready"]
+            return ready[0] if ready and ready[0]["reason"] == "ObjectConflict" else None
+
+        ready = wait_for("Ready=False with reason ObjectConflict", conflict, timeout=60)
+        assert f"{name}-metrics" in ready["message"], ready
+        uid = kubectl.json("get", "durableagent", name, "-n", namespace)["metadata"]["uid"]
+        assert owned_children(kubectl, Agent(name, namespace), uid) == {}
+        after = kubectl.json("get", "service", f"{name}-metrics", "-n", namespace)
+        assert [ref["uid"] for ref in after["metadata"]["ownerReferences"]] == [owner["uid"]]
+        assert [p["port"] for p in after["spec"]["ports"]] == [1234]
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -124,6 +124,13 @@ class FakeKube:
         self.objects[key] = obj
         return copy.deepcopy(obj)
 
+    async def apply_new(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        key = key_of(manifest)
+        if key in self.objects:  # someone's fields: as the API server's 409 for an apply without force
+            self._record("apply", key)
+            return None
+        return await self.apply(manifest)
+
     async def delete(self, key: ObjectKey, *, uid: str | None = None) -> None:
         self._record("delete", key)
         obj = self.objects.get(key)

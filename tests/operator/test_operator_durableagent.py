@@ -196,8 +196,26 @@ async def test_an_object_owned_by_someone_else_is_not_taken_over(kube: FakeKube,
     )
     with pytest.raises(kopf.TemporaryError, match="Service ns/hello-metrics already exists"):
         await durableagent.reconcile(ops, kube.put(agent_manifest()))
-    assert kube.count("apply") == 0
+    # A new agent applies without reading first; what it made before meeting the Service is removed
+    # again, so nothing is left half-built, and the Service is untouched.
+    assert sorted(k.kind for k in kube.objects) == ["DurableAgent", "Service"]
+    assert (
+        kube.objects[ObjectKey("v1", "Service", "ns", "hello-metrics")]["metadata"]["ownerReferences"][0][
+            "name"
+        ]
+        == "other"
+    )
     assert conditions(kube)["Ready"] == ("False", "ObjectConflict")
+
+
+async def test_a_new_agent_is_applied_without_reading_its_objects_first(kube: FakeKube, clock: Clock) -> None:
+    ops = make_operator(kube, clock=clock)
+    await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    assert kube.count("get") == 0
+    assert kube.kinds("apply") == ["ConfigMap", "Deployment", "Service"]  # one replica: no PDB
+    kube.calls.clear()
+    await durableagent.reconcile(ops, kube.body(agent_key()))  # reconciled before: it reads
+    assert (kube.count("get"), kube.count("apply")) == (4, 0)
 
 
 async def test_a_forbidden_api_call_becomes_a_delayed_retry_naming_rbac(kube: FakeKube, clock: Clock) -> None:
