@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= What is the weather like in Paris, and what time is it there?
 
-.PHONY: demo test lint typecheck env crds tools images
+.PHONY: demo test lint typecheck env crds tools host-tools go-tools images images-after-host-tools
 
 $(BIN)/durable-agents: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.9"
@@ -32,12 +32,17 @@ crds: env
 	$(BIN)/durable-agents crds --write
 
 # Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy; nginx
-# (the TLS terminator of the connection tests).
-tools: env
+# (the TLS terminator of the connection tests). `host-tools` are packages and small downloads; `go-tools`
+# are the slow Go builds.
+tools: host-tools go-tools
+
+host-tools: env
 	bash scripts/install-helm.sh >/dev/null
 	bash scripts/install-kube-score.sh >/dev/null
 	bash scripts/install-node-packages.sh
 	bash scripts/install-tls-proxy.sh
+
+go-tools:
 	bash tests/cluster/build.sh >/dev/null
 	bash tests/cluster/build.sh kubelet >/dev/null
 	bash tests/cluster/build.sh kube-proxy >/dev/null
@@ -45,5 +50,11 @@ tools: env
 images:
 	bash scripts/build-images.sh
 
-test: env lint typecheck tools images
+# The images need the node packages (buildah) but not the Go builds: on a new machine both run side by
+# side, which hides most of the image build behind the control plane's compile.
+images-after-host-tools: host-tools
+	bash scripts/build-images.sh
+
+test: env lint typecheck
+	$(MAKE) --no-print-directory -j2 go-tools images-after-host-tools
 	$(BIN)/python -m pytest tests
