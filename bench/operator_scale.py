@@ -2,7 +2,8 @@
 
 Measured:
 - time from creating N DurableAgents (one `kubectl create` of a List) until every one has status
-  written (`status.observedGeneration == metadata.generation` and conditions present);
+  written (`status.observedGeneration == metadata.generation` and conditions present), and until every
+  status also holds a Temporal reading (`TemporalReachable` no longer Unknown);
 - the operator's peak RSS (VmHWM of its process);
 - in a steady window of whole health intervals (after 2 intervals to settle): apiserver requests made
   by the operator (from the apiserver's audit log: user `admin`, user agent not a Kubernetes component's,
@@ -85,6 +86,8 @@ class Scale:
     seconds_to_status: float | None
     peak_rss_mb: float
     window_intervals: float
+    seconds_to_health: float | None = None
+    """Until every status also holds a Temporal reading (TemporalReachable no longer Unknown)."""
     cpu_create: float = 0.0
     """Operator CPU seconds from creating the agents to all statuses written."""
     cpu_window: float = 0.0
@@ -195,6 +198,11 @@ def _status_written(item: dict[str, Any]) -> bool:
     return status.get("observedGeneration") == generation and bool(status.get("conditions"))
 
 
+def _health_read(item: dict[str, Any]) -> bool:
+    conditions = (item.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "TemporalReachable" and c.get("status") != "Unknown" for c in conditions)
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of a live process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -298,13 +306,15 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                         input=json.dumps(manifests(target - created, replicas, created)),
                     )
                     created = target
-                    seconds = None
+                    seconds = health_seconds = None
                     while time.monotonic() - began < 600:
                         operator.check_alive()
                         items = (await http.get(list_url)).json()["items"]
                         if len(items) == target and all(_status_written(i) for i in items):
-                            seconds = time.monotonic() - began
-                            break
+                            seconds = seconds or time.monotonic() - began
+                            if all(_health_read(i) for i in items):
+                                health_seconds = time.monotonic() - began
+                                break
                         await asyncio.sleep(0.5)
                     cpu_created = cpu_seconds(operator.pid)
                     # Let one-off work after creation (first health reads, transition Events) pass, so
@@ -328,6 +338,7 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                         Scale(
                             agents=target,
                             seconds_to_status=seconds,
+                            seconds_to_health=health_seconds,
                             peak_rss_mb=peak_rss_mb(operator.pid),
                             window_intervals=intervals,
                             cpu_create=cpu_created - cpu_began,
@@ -384,6 +395,18 @@ def operator_scale_rows(results: list[Scale]) -> list[Row]:
                 met=(seconds is not None and seconds <= GOAL_SECONDS_500) if time_goal else None,
                 note=(f"{scale.agents / seconds:.1f} agents/s; " if seconds else "")
                 + f"operator CPU {scale.cpu_create:.1f} s meanwhile; agents added on top of the previous N",
+            )
+        )
+        health = scale.seconds_to_health
+        rows.append(
+            Row(
+                benchmark=f"operator, {scale.agents} agents: create -> Temporal read into every status",
+                ours="> 600 s" if health is None else f"{health:.1f} s",
+                baseline="no baseline",
+                ratio=None,
+                goal="",
+                met=None,
+                note="a new agent's first status does not wait for Temporal; its health timer reads it",
             )
         )
         rows.append(

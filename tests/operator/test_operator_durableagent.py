@@ -65,6 +65,7 @@ async def test_create_applies_configmap_deployment_service_and_reports_a_rollout
 async def test_reconciling_an_unchanged_agent_reads_but_writes_nothing(kube: FakeKube, clock: Clock) -> None:
     ops = make_operator(kube, clock=clock)
     await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    await durableagent.check_health(ops, kube.body(agent_key()))
     kube.calls.clear()
     await durableagent.reconcile(ops, kube.body(agent_key()))
     assert kube.count("apply") == 0
@@ -206,6 +207,18 @@ async def test_an_object_owned_by_someone_else_is_not_taken_over(kube: FakeKube,
         == "other"
     )
     assert conditions(kube)["Ready"] == ("False", "ObjectConflict")
+
+
+async def test_a_new_agents_first_status_does_not_wait_for_temporal(kube: FakeKube, clock: Clock) -> None:
+    reader = RecordingReader()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    assert reader.calls == []
+    assert conditions(kube)["TemporalReachable"] == ("Unknown", "NotChecked")
+    assert kube.events == []  # not checked yet is expected of a new agent, not news
+    await durableagent.check_health(ops, kube.body(agent_key()))  # the timer's first tick reads it
+    assert reader.calls == [["ns.hello"]]
+    assert conditions(kube)["TemporalReachable"] == ("True", "Connected")
 
 
 async def test_a_new_agent_is_applied_without_reading_its_objects_first(kube: FakeKube, clock: Clock) -> None:
@@ -391,8 +404,9 @@ async def test_agents_created_one_after_another_have_each_queue_read_once_not_wi
     # quadratic load made Temporal time out (spurious TemporalUnreachable in the burst).
     reader = RecordingReader()
     ops = make_operator(kube, clock=clock, reader=reader)
-    for i in range(30):
+    for i in range(30):  # each new agent: reconcile (which does not read), then its timer's first tick
         await durableagent.reconcile(ops, kube.put(agent_manifest(f"agent-{i}")))
+        await durableagent.check_health(ops, kube.body(agent_key(f"agent-{i}")))
         clock.advance(0.1)
     read = [queue for call in reader.calls for queue in call]
     assert sorted(read) == sorted(f"ns.agent-{i}" for i in range(30))

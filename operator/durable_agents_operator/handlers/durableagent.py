@@ -81,7 +81,7 @@ async def reconcile(ops: Operator, body: Mapping[str, Any]) -> None:
     except OperatorError as exc:
         await _report_failure(ops, body, exc, now)
         raise to_kopf(exc) from None
-    health = await _health_for_status(ops, agent)
+    health = await _health_for_status(ops, agent, read=not first)
     deployment = rolled.deployment if rolled is not None else live.get(_deployment_key(agent))
     update = _status(ops, agent, body, deployment, health, now=now, reconciled=True)
     await _publish(ops, body, agent, update, rolled, now)
@@ -178,12 +178,18 @@ async def _autoscale(
     return scaling, live.get(_deployment_key(agent))
 
 
-async def _health_for_status(ops: Operator, agent: DurableAgent) -> AgentHealth | None:
-    """The last health reading, or one read now when there is none (first reconcile, or after a restart):
-    reporting "not checked" would flip conditions that were fine and announce it as an event."""
+async def _health_for_status(ops: Operator, agent: DurableAgent, *, read: bool) -> AgentHealth | None:
+    """The last health reading, or with `read` one read now when there is none (after an operator
+    restart: reporting "not checked" would flip conditions that were fine and announce it as an event).
+
+    A new agent is not read: it has no workers yet and no conditions to flip, so its first status does
+    not wait for Temporal (in a burst of 2,000 new agents that wait was most of the time to status); its
+    health timer reads it within an interval.
+    """
     try:
         _, params = await ops.resolve(agent)
-        return ops.health.peek(params, agent.task_queue) or await ops.health.read(params, agent.task_queue)
+        known = ops.health.peek(params, agent.task_queue)
+        return known if known is not None or not read else await ops.health.read(params, agent.task_queue)
     except OperatorError:
         return None  # the health timer reports connection problems; the rollout state is still worth writing
 
@@ -193,7 +199,7 @@ def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> Agen
 
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects, *, first: bool = False) -> Live:
-    """Observe → plan → execute; raises `ObjectConflict` (applying nothing) when an object is foreign.
+    """Observe → plan → execute; raises `ObjectConflict` (leaving nothing built) when an object is foreign.
 
     An agent reconciled for the `first` time skips the reads: its objects are applied without taking
     anything from anyone (half the API calls of a burst of new agents); only if one is in the way does it
