@@ -38,6 +38,7 @@ tools: env
 	bash scripts/install-kube-score.sh >/dev/null
 	bash scripts/install-node-packages.sh
 	bash scripts/install-tls-proxy.sh
+	bash scripts/install-trace-backend.sh >/dev/null
 	bash tests/cluster/build.sh >/dev/null
 	bash tests/cluster/build.sh kubelet >/dev/null
 	bash tests/cluster/build.sh kube-proxy >/dev/null

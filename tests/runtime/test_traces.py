@@ -1,0 +1,224 @@
+"""A run's spans reach a real trace backend over OTLP, linked under one root, without content by default.
+
+The backend is Arize Phoenix (`trace_backend.py`), which no one here wrote; the worker exports to it the
+way a pod exports to a collector (`observability.otlpEndpoint`), and the test reads the spans back from
+Phoenix's REST API. The `test` model calls every tool it is shown: the demo toolset's two Python tools and
+the MCP server's `greet`, so one run has model requests, tool calls and MCP calls.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mcp_server import GREETING, McpServerProcess, start_mcp_server
+from temporalio.client import Client
+
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_runtime.run_spans import AGENT_ATTRIBUTE, run_span_name
+from trace_backend import Span, TraceBackend
+
+pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
+
+AGENT = "traced"
+PROMPT = "prompt-canary-5f1e: what is the weather in Paris?"
+INSTRUCTIONS = "instructions-canary-9b2c: answer briefly."
+API_KEY = "sk-canary-api-key-77d0"
+MCP_TOKEN = "mcp-canary-token-3a41"
+SECRETS = (API_KEY, MCP_TOKEN)
+CONTENT = ("prompt-canary-5f1e", "instructions-canary-9b2c", GREETING)
+# Export every half second instead of every five, so the spans arrive while the test waits.
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "500"}
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraceBackend]:
+    """Phoenix, spawned once for the module; tests `wait_ready()` after starting their worker (overlap)."""
+    with TraceBackend(tmp_path_factory.mktemp("phoenix")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpServerProcess]:
+    with start_mcp_server(tmp_path_factory.mktemp("mcp")) as server:
+        yield server
+
+
+def traced_config(
+    temporal: Any, backend: TraceBackend, mcp: McpServerProcess, **observability: Any
+) -> RuntimeConfig:
+    return RuntimeConfig.model_validate(
+        {
+            "agent": {
+                "name": AGENT,
+                "model": "test",
+                "instructions": INSTRUCTIONS,
+                "toolsets": [{"id": "demo", "entrypoint": "durable_agents_runtime.demo:toolset"}],
+                "mcpServers": [
+                    {
+                        "id": "calc",
+                        "url": mcp.url,
+                        "headersFromEnv": {mcp.header: "CALC_TOKEN"},
+                        "toolPrefix": "calc",
+                        "toolFilter": {"include": ["greet"]},
+                    }
+                ],
+            },
+            "temporal": {
+                "address": temporal.address,
+                "namespace": temporal.namespace,
+                "taskQueue": f"traces-{uuid.uuid4().hex[:8]}",
+            },
+            "observability": {"otlpEndpoint": backend.otlp_endpoint, **observability},
+        }
+    )
+
+
+async def traced_run(
+    client: Client, start_worker: Any, backend: TraceBackend, config: RuntimeConfig
+) -> tuple[str, list[Span]]:
+    """Serve `config`, run the agent once, and return the workflow id and the spans of its trace."""
+    start_worker(
+        config,
+        OPENAI_API_KEY=API_KEY,
+        CALC_TOKEN=MCP_TOKEN,
+        POD_NAMESPACE="team-a",
+        POD_NAME="traced-0",
+        **FAST_EXPORT,
+    )
+    backend.wait_ready()
+    workflow_id = f"traces-{uuid.uuid4()}"
+    result = await client.execute_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt=PROMPT),
+        id=workflow_id,
+        task_queue=config.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    assert sorted(call.tool_name for call in result.tool_calls) == [
+        "calc_greet",
+        "get_local_time",
+        "get_weather",
+    ]
+
+    def complete(spans: list[Span]) -> bool:
+        roots = [
+            s
+            for s in spans
+            if s["attributes"].get("temporal.workflow_id") == workflow_id and not s["parent_id"]
+        ]
+        if not roots:
+            return False
+        trace = [s for s in spans if s["context"]["trace_id"] == roots[0]["context"]["trace_id"]]
+        return {"invoke_agent traced", "tools/call greet"} <= {s["name"] for s in trace} and len(trace) >= 20
+
+    spans = backend.wait_for_spans(complete, timeout=60)
+    root = next(
+        s for s in spans if s["attributes"].get("temporal.workflow_id") == workflow_id and not s["parent_id"]
+    )
+    return workflow_id, [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+
+
+def parent_of(spans: list[Span], span: Span) -> Span:
+    return next(s for s in spans if s["context"]["span_id"] == span["parent_id"])
+
+
+def named(spans: list[Span], name: str) -> list[Span]:
+    found = [s for s in spans if s["name"] == name]
+    assert found, f"no span named {name!r} in {sorted({s['name'] for s in spans})}"
+    return found
+
+
+def ancestors(spans: list[Span], span: Span) -> list[str]:
+    names: list[str] = []
+    while span["parent_id"]:
+        span = parent_of(spans, span)
+        names.append(span["name"])
+    return names
+
+
+async def test_a_runs_spans_reach_the_backend_under_one_root_with_agent_attributes_and_no_content(
+    temporal_dev_server: Any,
+    temporal_client: Client,
+    start_worker: Any,
+    backend: TraceBackend,
+    mcp: McpServerProcess,
+) -> None:
+    config = traced_config(temporal_dev_server, backend, mcp)
+    workflow_id, spans = await traced_run(temporal_client, start_worker, backend, config)
+
+    # One root per run, carrying where the run belongs; every other span of the trace hangs under it.
+    root_name = run_span_name(WORKFLOW_NAME, AGENT)
+    [root] = [s for s in spans if not s["parent_id"]]
+    assert root["name"] == root_name == "DurableAgentRun traced"
+    assert {
+        AGENT_ATTRIBUTE: AGENT,
+        "temporal.namespace": temporal_dev_server.namespace,
+        "temporal.task_queue": config.temporal.task_queue,
+        "temporal.workflow_type": WORKFLOW_NAME,
+        "temporal.workflow_id": workflow_id,
+        "k8s.namespace.name": "team-a",
+        "k8s.pod.name": "traced-0",
+    }.items() <= root["attributes"].items()
+    assert root["attributes"]["temporal.run_id"]
+    assert all(ancestors(spans, s)[-1] == root_name for s in spans if s is not root)
+
+    # The agent run, its model requests, tool calls and MCP calls, each through its Temporal activity.
+    [agent_run] = named(spans, f"invoke_agent {AGENT}")
+    assert parent_of(spans, agent_run) is root
+    model_requests = named(spans, f"RunActivity:agent__{AGENT}__model_request")
+    assert len(model_requests) == 2
+    for request in model_requests:
+        assert ancestors(spans, request)[:3] == [
+            f"StartActivity:agent__{AGENT}__model_request",
+            "chat test",
+            f"invoke_agent {AGENT}",
+        ]
+    for tool in ("get_weather", "get_local_time"):
+        [call] = named(spans, f"execute_tool {tool}")
+        assert parent_of(spans, call) is agent_run
+    assert len(named(spans, f"RunActivity:agent__{AGENT}__toolset__demo__call_tool")) == 2
+    [mcp_call] = named(spans, "tools/call greet")
+    assert ancestors(spans, mcp_call)[:3] == [
+        f"RunActivity:agent__{AGENT}__mcp_server__calc__call_tool",
+        f"StartActivity:agent__{AGENT}__mcp_server__calc__call_tool",
+        "execute_tool calc_greet",
+    ]
+
+    # Activity spans say which agent and run they served.
+    for span in (s for s in spans if s["name"].startswith("RunActivity:")):
+        assert span["attributes"][AGENT_ATTRIBUTE] == AGENT
+        assert span["attributes"]["temporal.workflow_id"] == workflow_id
+        assert span["attributes"]["k8s.namespace.name"] == "team-a"
+
+    # Without includeContent: no prompt, instructions, tool arguments or results, and never a secret.
+    text = json.dumps(spans)
+    for forbidden in (*CONTENT, *SECRETS):
+        assert forbidden not in text, forbidden
+    assert not any("gen_ai.tool.call.arguments" in s["attributes"] for s in spans)
+    # Token counts still arrive.
+    assert all(s["attributes"].get("gen_ai.usage.input_tokens") for s in named(spans, "chat test"))
+
+
+async def test_include_content_puts_prompts_and_tool_data_in_spans_but_never_secrets(
+    temporal_dev_server: Any,
+    temporal_client: Client,
+    start_worker: Any,
+    backend: TraceBackend,
+    mcp: McpServerProcess,
+) -> None:
+    config = traced_config(temporal_dev_server, backend, mcp, includeContent=True)
+    _, spans = await traced_run(temporal_client, start_worker, backend, config)
+
+    text = json.dumps(spans)
+    for wanted in CONTENT:
+        assert wanted in text, wanted
+    assert any(
+        "gen_ai.tool.call.arguments" in s["attributes"] for s in named(spans, "execute_tool get_weather")
+    )
+    for secret in SECRETS:
+        assert secret not in text, secret
