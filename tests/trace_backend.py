@@ -57,6 +57,7 @@ def _environment(directory: Path, port: int, grpc_port: int) -> dict[str, str]:
         "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
         "PHOENIX_LOGGING_LEVEL": "warning",
         "PHOENIX_DB_LOGGING_LEVEL": "warning",
+        "PHOENIX_LOG_MIGRATIONS": "false",
     }
 
 

@@ -36,7 +36,7 @@ from temporalio.worker import (
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_runtime.observability import spans_have_a_destination
 
-__all__ = ["AGENT_ATTRIBUTE", "RunSpans", "interceptors", "run_span_name"]
+__all__ = ["AGENT_ATTRIBUTE", "RunSpans", "interceptors", "run_span_name", "worker_attributes"]
 
 TRACER_NAME = "durable_agents"
 AGENT_ATTRIBUTE = "durable_agents.agent"

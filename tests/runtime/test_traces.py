@@ -30,6 +30,7 @@ INSTRUCTIONS = "instructions-canary-9b2c: answer briefly."
 API_KEY = "sk-canary-api-key-77d0"
 MCP_TOKEN = "mcp-canary-token-3a41"
 SECRETS = (API_KEY, MCP_TOKEN)
+LOGFIRE_TOKEN = "pylf_v1_us_canarytoken0123456789abcdef0123456789abcdef"
 CONTENT = ("prompt-canary-5f1e", "instructions-canary-9b2c", GREETING)
 # Export every half second instead of every five, so the spans arrive while the test waits.
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "500"}
@@ -48,9 +49,7 @@ def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpServerProcess]:
         yield server
 
 
-def traced_config(
-    temporal: Any, backend: TraceBackend, mcp: McpServerProcess, **observability: Any
-) -> RuntimeConfig:
+def traced_config(temporal: Any, mcp: McpServerProcess, **observability: Any) -> RuntimeConfig:
     return RuntimeConfig.model_validate(
         {
             "agent": {
@@ -73,23 +72,18 @@ def traced_config(
                 "namespace": temporal.namespace,
                 "taskQueue": f"traces-{uuid.uuid4().hex[:8]}",
             },
-            "observability": {"otlpEndpoint": backend.otlp_endpoint, **observability},
+            "observability": observability,
         }
     )
 
 
 async def traced_run(
-    client: Client, start_worker: Any, backend: TraceBackend, config: RuntimeConfig
-) -> tuple[str, list[Span]]:
-    """Serve `config`, run the agent once, and return the workflow id and the spans of its trace."""
-    start_worker(
-        config,
-        OPENAI_API_KEY=API_KEY,
-        CALC_TOKEN=MCP_TOKEN,
-        POD_NAMESPACE="team-a",
-        POD_NAME="traced-0",
-        **FAST_EXPORT,
-    )
+    client: Client, start_worker: Any, backend: TraceBackend, config: RuntimeConfig, **env: str
+) -> tuple[str, list[Span], Any]:
+    """Serve `config`, run the agent once; the workflow id, the spans of its trace and the worker."""
+    secrets = {"OPENAI_API_KEY": API_KEY, "CALC_TOKEN": MCP_TOKEN}
+    pod = {"POD_NAMESPACE": "team-a", "POD_NAME": "traced-0"}
+    worker = start_worker(config, **secrets, **pod, **FAST_EXPORT, **env)
     backend.wait_ready()
     workflow_id = f"traces-{uuid.uuid4()}"
     result = await client.execute_workflow(
@@ -99,28 +93,28 @@ async def traced_run(
         task_queue=config.temporal.task_queue,
         result_type=RunOutput,
     )
-    assert sorted(call.tool_name for call in result.tool_calls) == [
-        "calc_greet",
-        "get_local_time",
-        "get_weather",
-    ]
+    tools = sorted(call.tool_name for call in result.tool_calls)
+    assert tools == ["calc_greet", "get_local_time", "get_weather"]
+
+    def trace_of(spans: list[Span]) -> list[Span]:
+        # Logfire also sends a placeholder for each span when it starts; only the finished spans count.
+        spans = [s for s in spans if s["attributes"].get("logfire.span_type") != "pending_span"]
+        root = next((s for s in spans if is_root_of(s, workflow_id)), None)
+        return (
+            []
+            if root is None
+            else [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+        )
 
     def complete(spans: list[Span]) -> bool:
-        roots = [
-            s
-            for s in spans
-            if s["attributes"].get("temporal.workflow_id") == workflow_id and not s["parent_id"]
-        ]
-        if not roots:
-            return False
-        trace = [s for s in spans if s["context"]["trace_id"] == roots[0]["context"]["trace_id"]]
-        return {"invoke_agent traced", "tools/call greet"} <= {s["name"] for s in trace} and len(trace) >= 20
+        names = {s["name"] for s in trace_of(spans)}
+        return {f"invoke_agent {AGENT}", "tools/call greet", "chat test"} <= names
 
-    spans = backend.wait_for_spans(complete, timeout=60)
-    root = next(
-        s for s in spans if s["attributes"].get("temporal.workflow_id") == workflow_id and not s["parent_id"]
-    )
-    return workflow_id, [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+    return workflow_id, trace_of(backend.wait_for_spans(complete, timeout=60)), worker
+
+
+def is_root_of(span: Span, workflow_id: str) -> bool:
+    return not span["parent_id"] and span["attributes"].get("temporal.workflow_id") == workflow_id
 
 
 def parent_of(spans: list[Span], span: Span) -> Span:
@@ -148,8 +142,8 @@ async def test_a_runs_spans_reach_the_backend_under_one_root_with_agent_attribut
     backend: TraceBackend,
     mcp: McpServerProcess,
 ) -> None:
-    config = traced_config(temporal_dev_server, backend, mcp)
-    workflow_id, spans = await traced_run(temporal_client, start_worker, backend, config)
+    config = traced_config(temporal_dev_server, mcp, otlpEndpoint=backend.otlp_endpoint)
+    workflow_id, spans, _ = await traced_run(temporal_client, start_worker, backend, config)
 
     # One root per run, carrying where the run belongs; every other span of the trace hangs under it.
     root_name = run_span_name(WORKFLOW_NAME, AGENT)
@@ -211,8 +205,8 @@ async def test_include_content_puts_prompts_and_tool_data_in_spans_but_never_sec
     backend: TraceBackend,
     mcp: McpServerProcess,
 ) -> None:
-    config = traced_config(temporal_dev_server, backend, mcp, includeContent=True)
-    _, spans = await traced_run(temporal_client, start_worker, backend, config)
+    config = traced_config(temporal_dev_server, mcp, otlpEndpoint=backend.otlp_endpoint, includeContent=True)
+    _, spans, _ = await traced_run(temporal_client, start_worker, backend, config)
 
     text = json.dumps(spans)
     for wanted in CONTENT:
@@ -222,3 +216,27 @@ async def test_include_content_puts_prompts_and_tool_data_in_spans_but_never_sec
     )
     for secret in SECRETS:
         assert secret not in text, secret
+
+
+async def test_logfire_mode_with_a_token_exports_the_same_trace_through_logfire_without_the_token(
+    temporal_dev_server: Any,
+    temporal_client: Client,
+    start_worker: Any,
+    backend: TraceBackend,
+    mcp: McpServerProcess,
+) -> None:
+    # No otlpEndpoint: spans leave only because Logfire has a token, as in production. LOGFIRE_BASE_URL,
+    # Logfire's own setting for where its API is, points its exporter (and its token check) at the
+    # local backend, so nothing leaves the machine. (The token check then reads Phoenix's web page where
+    # Logfire's API would answer JSON and logs a traceback; the export does not depend on it.)
+    config = traced_config(temporal_dev_server, mcp, logfire={"environment": "test"})
+    env = {"LOGFIRE_TOKEN": LOGFIRE_TOKEN, "LOGFIRE_BASE_URL": backend.url}
+    workflow_id, spans, worker = await traced_run(temporal_client, start_worker, backend, config, **env)
+
+    [root] = [s for s in spans if is_root_of(s, workflow_id)]
+    assert root["name"] == run_span_name(WORKFLOW_NAME, AGENT)
+    assert len(named(spans, f"RunActivity:agent__{AGENT}__model_request")) == 2
+    text = json.dumps(spans)
+    for forbidden in (*CONTENT, *SECRETS, LOGFIRE_TOKEN):
+        assert forbidden not in text, forbidden
+    assert LOGFIRE_TOKEN not in worker.output.read_text(errors="replace")
