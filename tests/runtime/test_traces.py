@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp_server import GREETING, McpServerProcess, start_mcp_server
+from slow_tools import agent_config, start_run_into_the_slow_tool, worker_env
 from temporalio.client import Client
 
-from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.config import ObservabilitySpec, RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
 from durable_agents_runtime.run_spans import AGENT_ATTRIBUTE, run_span_name
 from trace_backend import Span, TraceBackend
@@ -240,3 +243,49 @@ async def test_logfire_mode_with_a_token_exports_the_same_trace_through_logfire_
     for forbidden in (*CONTENT, *SECRETS, LOGFIRE_TOKEN):
         assert forbidden not in text, forbidden
     assert LOGFIRE_TOKEN not in worker.output.read_text(errors="replace")
+
+
+async def test_a_run_replayed_on_a_new_worker_after_a_kill_keeps_one_root_and_one_trace(
+    temporal_dev_server: Any,
+    temporal_client: Client,
+    start_worker: Any,
+    backend: TraceBackend,
+    tmp_path: Path,
+) -> None:
+    config = agent_config(temporal_dev_server, "crash_traced")
+    config = config.model_copy(
+        update={"observability": ObservabilitySpec(otlp_endpoint=backend.otlp_endpoint)}
+    )
+    log = tmp_path / "tools.log"
+    first = start_worker(config, **worker_env(log, 3), **FAST_EXPORT)
+    backend.wait_ready()
+    handle = await start_run_into_the_slow_tool(
+        temporal_client, config, log, worker_pid=first.pid, id_prefix="traces-crash"
+    )
+    await anyio.sleep(1.5)  # The first model request's spans are exported (every 0.5 s) before the kill.
+    first.kill()
+    start_worker(config, **worker_env(log, 3), **FAST_EXPORT)
+    with anyio.fail_after(90):
+        await handle.result()
+
+    def settled(spans: list[Span]) -> bool:
+        # The slow tool's second attempt, on the new worker, and the root it ended after the run.
+        retried = [s for s in spans if s["attributes"].get("temporal.attempt") == 2]
+        return bool(retried) and any(is_root_of(s, handle.id) for s in spans)
+
+    spans = backend.wait_for_spans(settled, timeout=60)
+    [root] = [s for s in spans if is_root_of(s, handle.id)]
+    trace = [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+    # The new worker replayed the run and ended the root and agent spans the first one had opened, under
+    # the same ids: the first worker's finished spans (the first model request) and the new worker's
+    # (the retried tool, the last model request) are one trace under one root, with no orphan.
+    assert len(named(trace, "invoke_agent crash_traced")) == 1
+    assert all(ancestors(trace, s)[-1] == root["name"] for s in trace if s is not root)
+    activities = [
+        s for s in spans if s["attributes"].get("temporal.workflow_id") == handle.id and s is not root
+    ]
+    assert {s["context"]["trace_id"] for s in activities} == {root["context"]["trace_id"]}
+    requests = named(trace, "RunActivity:agent__crash_traced__model_request")
+    assert len(requests) == 2
+    [retried] = [s for s in trace if s["attributes"].get("temporal.attempt") == 2]
+    assert retried["name"] == "RunActivity:agent__crash_traced__toolset__slow__call_tool"
