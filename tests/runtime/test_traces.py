@@ -1,14 +1,18 @@
 """A run's spans reach a real trace backend over OTLP, linked under one root, without content by default.
 
-The backend is Arize Phoenix (`trace_backend.py`), which no one here wrote; the worker exports to it the
-way a pod exports to a collector (`observability.otlpEndpoint`), and the test reads the spans back from
-Phoenix's REST API. The `test` model calls every tool it is shown: the demo toolset's two Python tools and
-the MCP server's `greet`, so one run has model requests, tool calls and MCP calls.
-"""
+The backend is Arize Phoenix (`trace_backend.py`), a third-party OTLP receiver and span store; workers
+export to it the way a pod exports to a collector (`observability.otlpEndpoint`, the standard
+`OTEL_EXPORTER_OTLP_*` variables, or Logfire's exporter when a token is set), and the tests read the spans
+back from Phoenix's REST API. The `test` model calls every tool it is shown: the demo toolset's two Python
+tools and the MCP server's `greet`, so one run has model requests, tool calls and MCP calls. One Phoenix
+serves the module (about 15 CPU-s to start)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +26,13 @@ from temporalio.client import Client
 
 from durable_agents_api.config import ObservabilitySpec, RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_runtime.devserver import ENV_STATE_DIR
 from durable_agents_runtime.run_spans import AGENT_ATTRIBUTE, run_span_name
 from trace_backend import Span, TraceBackend
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
+HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello.yaml"
 AGENT = "traced"
 PROMPT = "prompt-canary-5f1e: what is the weather in Paris?"
 INSTRUCTIONS = "instructions-canary-9b2c: answer briefly."
@@ -289,3 +295,32 @@ async def test_a_run_replayed_on_a_new_worker_after_a_kill_keeps_one_root_and_on
     assert len(requests) == 2
     [retried] = [s for s in trace if s["attributes"].get("temporal.attempt") == 2]
     assert retried["name"] == "RunActivity:agent__crash_traced__toolset__slow__call_tool"
+
+
+def test_dev_traces_its_client_and_the_run_into_one_trace_with_the_endpoint_from_the_environment(
+    backend: TraceBackend, tmp_path: Path
+) -> None:
+    # The standard OpenTelemetry variable instead of the manifest field; `dev` exits after the run, so
+    # this also proves the spans are flushed on the way out.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "LOGFIRE_", "OTEL_"))},
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{backend.url}/v1/traces",
+        ENV_STATE_DIR: str(tmp_path / "state"),
+    }
+    backend.wait_ready()
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_agents_cli", "dev", str(HELLO), "--prompt", "Weather in Paris?"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    root_name = run_span_name(WORKFLOW_NAME, "hello")
+    spans = backend.wait_for_spans(lambda spans: any(s["name"] == root_name for s in spans), timeout=60)
+    [root] = named(spans, root_name)
+    trace = [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+    # The client's span (`dev` traces its own client) is the parent of the run's root.
+    assert ancestors(trace, root) == [f"StartWorkflow:{WORKFLOW_NAME}"]
+    assert all(root_name in ancestors(trace, s) for s in named(trace, "invoke_agent hello"))
