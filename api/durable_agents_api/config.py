@@ -565,6 +565,13 @@ class ObservabilitySpec(Spec):
     otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
         default=None, description="OTLP/HTTP endpoint for traces (e.g. an OpenTelemetry collector)."
     )
+    include_content: bool = Field(
+        default=False,
+        description=(
+            "Put prompts, instructions, model responses, tool arguments and tool results in span "
+            "attributes. Off: spans carry names, ids, timings and token counts only."
+        ),
+    )
     # 0, not null, is "off": a merge or apply patch with null deletes the field and brings the default back.
     prometheus_port: int = Field(
         default=DEFAULT_METRICS_PORT,

@@ -74,7 +74,8 @@ def logfire_plugins(config: RuntimeConfig, environ: Mapping[str, str] = os.envir
             # The plugin exports Temporal SDK metrics only when Logfire's metrics are not turned off.
             metrics=None if spec.metrics else False,
         )
-        instance.instrument_pydantic_ai()
+        # Without includeContent, spans keep names, ids, timings and token counts, not prompts or tool data.
+        instance.instrument_pydantic_ai(include_content=config.observability.include_content)
         return instance
 
     return [LogfirePlugin(setup, metrics=spec.metrics)]

@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
-from durable_agents_runtime import served_agents, versioning, worker_gate
+from durable_agents_runtime import run_spans, served_agents, versioning, worker_gate
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
 from durable_agents_runtime.connect import connect
 from durable_agents_runtime.errors import TemporalConnectError
@@ -81,7 +81,7 @@ def create_worker(
         workflows=[AgentRunWorkflow, AgentSessionWorkflow],
         activities=[summarize_turns],
         plugins=[AgentPlugin(agent)],
-        interceptors=[PayloadLimits(), heartbeats],
+        interceptors=[PayloadLimits(), heartbeats, *run_spans.interceptors(config)],
         workflow_runner=workflow_runner(config),
         max_concurrent_activities=worker_spec.max_concurrent_activities,
         max_concurrent_workflow_tasks=worker_spec.max_concurrent_workflow_tasks,
