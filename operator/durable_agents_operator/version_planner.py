@@ -33,6 +33,7 @@ __all__ = [
     "RoutingState",
     "VersionPlan",
     "VersionRole",
+    "current_after",
     "plan_versions",
 ]
 
@@ -107,6 +108,8 @@ class RoutingChange:
 class VersionPlan:
     """The actions of one reconcile, and each version's role for the status."""
 
+    target: str = ""
+    """The version the plan moves towards."""
     create_target: bool = False
     scale: Mapping[str, int] = field(default_factory=dict)
     delete: tuple[str, ...] = ()
@@ -135,6 +138,7 @@ def plan_versions(
     roles, drained_since = _roles(target, versions, current_after, ramping_after, now)
     scale = _replicas(target, versions, roles, policy)
     return VersionPlan(
+        target=target,
         create_target=target_seen.replicas is None,
         scale=scale,
         delete=_deletions(versions, roles, drained_since, policy, now),
@@ -144,6 +148,14 @@ def plan_versions(
         waiting=waiting,
         blocked=blocked,
     )
+
+
+def current_after(plan: VersionPlan, routed: bool, routing: RoutingState) -> str | None:
+    """The current version once the plan ran: its routing change's, if made (`routed`), else Temporal's."""
+    change = plan.routing
+    if routed and change is not None and change.set_current:
+        return change.build_id
+    return routing.current
 
 
 def _ramping_after(change: RoutingChange | None, routing: RoutingState) -> str | None:

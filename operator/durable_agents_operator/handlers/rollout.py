@@ -50,6 +50,7 @@ from durable_agents_operator.version_planner import (
     RoutingChange,
     RoutingState,
     VersionPlan,
+    current_after,
     plan_versions,
 )
 from durable_agents_runtime import versioning
@@ -91,6 +92,23 @@ class _Seen:
     propagating: bool
 
 
+@dataclass
+class _Live:
+    """The agent's per-version Deployments and ConfigMaps by build id, kept up to date while executing."""
+
+    deployments: dict[str, dict[str, Any]]
+    configmaps: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What the execute step did."""
+
+    routed: bool
+    deleted: tuple[str, ...]
+    current: str | None
+
+
 async def roll_out(
     ops: Operator,
     agent: DurableAgent,
@@ -107,54 +125,70 @@ async def roll_out(
     applied, nothing else moves)."""
     target = objects.version
     assert target is not None, "roll_out needs a versioned agent"
-    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
-    deployments = await _owned(ops, "apps/v1", "Deployment", agent)
-    configmaps = await _owned(ops, "v1", "ConfigMap", agent)
-    live_target = await _apply_target(ops, agent, target, deployments, configmaps)
-    deployments[target.build_id] = live_target
+    live = await _live_versions(ops, agent)
+    live.deployments[target.build_id] = await _apply_target(ops, agent, target, live)
     deployment_name = versioning.deployment_name(objects.config)
-    timeout = ops.settings.temporal_timeout
+    limit = _OBSERVE_CALLS * ops.settings.temporal_timeout
     try:
         client = await ops.temporal.client(params)
         seen = await asyncio.wait_for(
-            _observe(client, deployment_name, objects, deployments, previous, now), _OBSERVE_CALLS * timeout
+            _observe(client, deployment_name, objects, live.deployments, previous, now), limit
         )
     except (TemporalUnavailable, versioning.VersioningError, RPCError, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {_OBSERVE_CALLS * timeout:g}s"
-        condition = rollout_condition(target.build_id, None, None, reason)
-        fields = {"versions": previous.get("versions"), "currentVersion": previous.get("currentVersion")}
-        shown = deployments.get(previous.get("currentVersion") or "") or live_target
-        return Rollout(_with_selector(fields, name, previous.get("currentVersion")), condition, [], shown)
+        reason = str(exc) or f"no answer within {limit:g}s"
+        return _unreachable(agent, target.build_id, live, previous, reason)
+    plan = plan_versions(target.build_id, seen.versions, seen.routing, _policy(agent), now)
+    done = await _execute(ops, client, agent, deployment_name, plan, live, seen, previous)
+    return _report(agent, target.build_id, plan, seen, done, live)
 
-    policy = _policy(agent)
-    plan = plan_versions(target.build_id, seen.versions, seen.routing, policy, now)
-    for build_id, replicas in plan.scale.items():
-        if build_id in deployments:
-            deployments[build_id] = (
-                await ops.kube.scale(_deployment_key(namespace, name, build_id), replicas)
-                or deployments[build_id]
-            )
-    routed = await _route(client, deployment_name, plan, timeout)
-    deleted = await _sunset(ops, agent, plan, deployments, configmaps, target.build_id)
-    current = (
-        plan.routing.build_id
-        if routed and plan.routing is not None and plan.routing.set_current
-        else seen.routing.current
-    )
+
+def _unreachable(
+    agent: DurableAgent, target: str, live: _Live, previous: Mapping[str, Any], reason: str
+) -> Rollout:
+    """The rollout when Temporal could not be read: the previous status stays, nothing moved."""
+    current = previous.get("currentVersion")
+    condition = rollout_condition(target, None, None, reason)
+    fields = {"versions": previous.get("versions"), "currentVersion": current}
+    shown = live.deployments.get(current or "") or live.deployments[target]
+    return Rollout(_with_selector(fields, _name(agent), current), condition, [], shown)
+
+
+async def _execute(
+    ops: Operator,
+    client: Client,
+    agent: DurableAgent,
+    deployment_name: str,
+    plan: VersionPlan,
+    live: _Live,
+    seen: _Seen,
+    previous: Mapping[str, Any],
+) -> _Done:
+    """Scale, move the routing, sunset drained versions and, once a version is current, retire what the
+    agent had before it was versioned."""
+    await _scale(ops, agent, plan, live)
+    routed = await _route(client, deployment_name, plan, ops.settings.temporal_timeout)
+    deleted = await _sunset(ops, agent, plan, live)
+    current = current_after(plan, routed, seen.routing)
     if current is not None and (routed or not previous.get("currentVersion")):
         await _retire_unversioned(ops, agent)
+    return _Done(routed, deleted, current)
+
+
+def _report(
+    agent: DurableAgent, target: str, plan: VersionPlan, seen: _Seen, done: _Done, live: _Live
+) -> Rollout:
+    """The status fields, the `Rollout` condition and the Events of this step."""
     detail = _gate_detail(seen.gate)
-    condition = rollout_condition(target.build_id, plan, detail, None, propagating=seen.propagating)
+    condition = rollout_condition(target, plan, detail, None, propagating=seen.propagating)
     events = rollout_events(
-        target.build_id,
-        plan,
-        routed=routed,
-        deleted=deleted,
-        previous_current=seen.routing.current,
+        target, plan, routed=done.routed, deleted=done.deleted, previous_current=seen.routing.current
     )
-    fields = {"currentVersion": current, "versions": versions_status(plan, seen.versions, deleted)}
-    shown = deployments.get(current or "") or deployments.get(target.build_id)
-    return Rollout(_with_selector(fields, name, current), condition, events, shown, detail)
+    fields = {
+        "currentVersion": done.current,
+        "versions": versions_status(plan, seen.versions, done.deleted),
+    }
+    shown = live.deployments.get(done.current or "") or live.deployments.get(target)
+    return Rollout(_with_selector(fields, _name(agent), done.current), condition, events, shown, detail)
 
 
 def _policy(agent: DurableAgent) -> RolloutPolicy:
@@ -167,52 +201,54 @@ def _policy(agent: DurableAgent) -> RolloutPolicy:
     )
 
 
+async def _live_versions(ops: Operator, agent: DurableAgent) -> _Live:
+    deployments, configmaps = await asyncio.gather(
+        _owned(ops, "apps/v1", "Deployment", agent), _owned(ops, "v1", "ConfigMap", agent)
+    )
+    return _Live(deployments, configmaps)
+
+
 async def _owned(
     ops: Operator, api_version: str, kind: str, agent: DurableAgent
 ) -> dict[str, dict[str, Any]]:
     """The agent's per-version objects of `kind`, by build id (objects it does not control are left out)."""
-    name, namespace, uid = (
-        agent.metadata.name or "",
-        agent.metadata.namespace or "default",
-        agent.metadata.uid,
-    )
     items = await ops.kube.list(
-        api_version, kind, namespace, label_selector=f"{LABEL_AGENT}={name},{LABEL_BUILD_ID}"
+        api_version, kind, _ns(agent), label_selector=f"{LABEL_AGENT}={_name(agent)},{LABEL_BUILD_ID}"
     )
     owned: dict[str, dict[str, Any]] = {}
     for item in items:
         meta = item.get("metadata") or {}
-        build_id = (meta.get("labels") or {}).get(LABEL_BUILD_ID)
-        agent_label = (meta.get("labels") or {}).get(LABEL_AGENT)
-        controlled = any(
-            ref.get("controller") and ref.get("uid") == uid for ref in meta.get("ownerReferences") or []
-        )
-        if build_id and agent_label == name and controlled:
+        labels = meta.get("labels") or {}
+        build_id = labels.get(LABEL_BUILD_ID)
+        if build_id and labels.get(LABEL_AGENT) == _name(agent) and _controlled_by(meta, agent):
             owned[build_id] = item
     return owned
 
 
+def _controlled_by(meta: Mapping[str, Any], agent: DurableAgent) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") == agent.metadata.uid
+        for ref in meta.get("ownerReferences") or []
+    )
+
+
 async def _apply_target(
-    ops: Operator,
-    agent: DurableAgent,
-    target: VersionObjects,
-    deployments: Mapping[str, dict[str, Any]],
-    configmaps: Mapping[str, dict[str, Any]],
+    ops: Operator, agent: DurableAgent, target: VersionObjects, live: _Live
 ) -> dict[str, Any]:
     """Apply the spec's version (ConfigMap first: the Deployment mounts it); changes that keep the build
     id (resources, the Temporal address, tracing) roll its pods in place."""
     desired = {key_of(target.configmap): target.configmap, key_of(target.deployment): target.deployment}
     observed: dict[ObjectKey, dict[str, Any] | None] = {
-        key_of(target.configmap): configmaps.get(target.build_id)
+        key_of(target.configmap): live.configmaps.get(target.build_id)
         or await ops.kube.get(key_of(target.configmap)),
-        key_of(target.deployment): deployments.get(target.build_id)
+        key_of(target.deployment): live.deployments.get(target.build_id)
         or await ops.kube.get(key_of(target.deployment)),
     }
     plan = plan_objects(desired, observed, owner_uid=agent.metadata.uid)
     if (conflict := plan.conflict_error()) is not None:
         raise conflict
-    live = await execute(ops.kube, plan)
-    deployment = live[key_of(target.deployment)]
+    applied = await execute(ops.kube, plan)
+    deployment = applied[key_of(target.deployment)]
     assert deployment is not None
     return deployment
 
@@ -225,13 +261,33 @@ async def _observe(
     previous: Mapping[str, Any],
     now: datetime,
 ) -> _Seen:
+    """Temporal's view of every version with a Deployment (and the target), as planner input."""
     target = objects.version
     assert target is not None
     state = await versioning.describe_deployment(client, deployment_name)
     registered = {v.build_id for v in state.versions} if state is not None else set()
     build_ids = sorted({*deployments, target.build_id})
+    counts = await _open_runs(client, deployment_name, build_ids, registered)
+    info = await _describe(
+        client, deployment_name, target.build_id if target.build_id in registered else None
+    )
+    ramping = await _describe(client, deployment_name, state.ramping if state is not None else None)
+    gated = objects.config.versioning is not None and objects.config.versioning.replay_histories > 0
+    facts = _VersionFacts(target.build_id, registered, counts, info, gated, now)
+    versions = {
+        b: _observed_version(b, deployments.get(b), facts, _drained_before(previous)) for b in build_ids
+    }
+    routing = _routing_state(state, ramping)
+    verdict = info.gate if info is not None and gated else None
+    return _Seen(versions, routing, verdict, state is not None and state.propagating)
 
-    async def open_runs(build_id: str) -> int | None:
+
+async def _open_runs(
+    client: Client, deployment_name: str, build_ids: list[str], registered: set[str]
+) -> dict[str, int | None]:
+    """Open pinned runs of each version, read concurrently."""
+
+    async def count(build_id: str) -> int | None:
         if build_id not in registered:
             return 0  # never polled: nothing can be pinned to it
         try:
@@ -241,45 +297,72 @@ async def _observe(
         except Exception:  # unknown counts as open: runs awaiting approval must keep their workers
             return None
 
-    counts = dict(zip(build_ids, await asyncio.gather(*(open_runs(b) for b in build_ids)), strict=True))
-    info = (
-        await versioning.describe_version(client, WorkerDeploymentVersion(deployment_name, target.build_id))
-        if target.build_id in registered
-        else None
+    counts = await asyncio.gather(*(count(b) for b in build_ids))
+    return dict(zip(build_ids, counts, strict=True))
+
+
+async def _describe(
+    client: Client, deployment_name: str, build_id: str | None
+) -> versioning.VersionInfo | None:
+    if build_id is None:
+        return None
+    return await versioning.describe_version(client, WorkerDeploymentVersion(deployment_name, build_id))
+
+
+@dataclass(frozen=True)
+class _VersionFacts:
+    """What Temporal said, shared by every version's `ObservedVersion`."""
+
+    target: str
+    registered: set[str]
+    counts: Mapping[str, int | None]
+    target_info: versioning.VersionInfo | None
+    gated: bool
+    now: datetime
+
+
+def _observed_version(
+    build_id: str,
+    live: Mapping[str, Any] | None,
+    facts: _VersionFacts,
+    drained_before: Mapping[str, Any],
+) -> ObservedVersion:
+    """One version as the planner sees it: its Deployment (None: has none) and Temporal's facts."""
+    is_target = build_id == facts.target
+    return ObservedVersion(
+        build_id=build_id,
+        replicas=(live.get("spec") or {}).get("replicas") if live is not None else None,
+        ready_replicas=((live or {}).get("status") or {}).get("readyReplicas", 0),
+        registered=build_id in facts.registered,
+        pinned_open_runs=facts.counts[build_id],
+        drained_since=_parse_time(drained_before.get(build_id)),
+        last_current_at=_was_current(facts.target_info, facts.now) if is_target else None,
+        replay_gate=_gate(facts.target_info) if is_target and facts.gated else "Off",
     )
-    ramp_since = None
-    if state is not None and state.ramping is not None:
-        ramping = await versioning.describe_version(
-            client, WorkerDeploymentVersion(deployment_name, state.ramping)
-        )
-        ramp_since = ramping.ramping_since if ramping is not None else None
-    gated = objects.config.versioning is not None and objects.config.versioning.replay_histories > 0
-    drained_before = {
-        row.get("buildId"): row.get("drainedSince") for row in previous.get("versions") or [] if row
-    }
-    versions: dict[str, ObservedVersion] = {}
-    for build_id in build_ids:
-        live = deployments.get(build_id)
-        is_target = build_id == target.build_id
-        gate = _gate(info) if is_target and gated else "Off"
-        versions[build_id] = ObservedVersion(
-            build_id=build_id,
-            replicas=((live or {}).get("spec") or {}).get("replicas") if live is not None else None,
-            ready_replicas=((live or {}).get("status") or {}).get("readyReplicas", 0),
-            registered=build_id in registered,
-            pinned_open_runs=counts[build_id],
-            drained_since=_parse_time(drained_before.get(build_id)),
-            last_current_at=_was_current(info, now) if is_target else None,
-            replay_gate=gate,
-        )
-    routing = RoutingState(
-        current=state.current if state is not None else None,
-        ramping=state.ramping if state is not None else None,
-        ramp_percentage=state.ramp_percentage if state is not None else 0.0,
-        ramp_changed_at=ramp_since,
+
+
+def _drained_before(previous: Mapping[str, Any]) -> dict[str, Any]:
+    return {row.get("buildId"): row.get("drainedSince") for row in previous.get("versions") or [] if row}
+
+
+def _routing_state(
+    state: versioning.DeploymentState | None, ramping: versioning.VersionInfo | None
+) -> RoutingState:
+    if state is None:
+        return RoutingState()
+    return RoutingState(
+        current=state.current,
+        ramping=state.ramping,
+        ramp_percentage=state.ramp_percentage,
+        ramp_changed_at=ramping.ramping_since if ramping is not None else None,
     )
-    gate_verdict = info.gate if info is not None and gated else None
-    return _Seen(versions, routing, gate_verdict, state is not None and state.propagating)
+
+
+async def _scale(ops: Operator, agent: DurableAgent, plan: VersionPlan, live: _Live) -> None:
+    for build_id, replicas in plan.scale.items():
+        if build_id in live.deployments:
+            key = _deployment_key(_ns(agent), _name(agent), build_id)
+            live.deployments[build_id] = await ops.kube.scale(key, replicas) or live.deployments[build_id]
 
 
 async def _route(client: Client, deployment_name: str, plan: VersionPlan, timeout: float) -> bool:
@@ -308,44 +391,29 @@ async def _change_routing(
         await versioning.set_ramping(client, version, change.ramp_percentage, timeout=timeout)
 
 
-async def _sunset(
-    ops: Operator,
-    agent: DurableAgent,
-    plan: VersionPlan,
-    deployments: dict[str, dict[str, Any]],
-    configmaps: Mapping[str, dict[str, Any]],
-    target: str,
-) -> tuple[str, ...]:
+async def _sunset(ops: Operator, agent: DurableAgent, plan: VersionPlan, live: _Live) -> tuple[str, ...]:
     """Delete the Deployments (and ConfigMaps) of versions drained for the sunset delay, and ConfigMaps
     whose version has no Deployment left."""
-    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
+    name, namespace = _name(agent), _ns(agent)
     for build_id in plan.delete:
-        live = deployments.pop(build_id)
-        await ops.kube.delete(
-            _deployment_key(namespace, name, build_id), uid=(live.get("metadata") or {}).get("uid")
-        )
-    for build_id, configmap in configmaps.items():
-        if build_id != target and build_id not in deployments:
-            await ops.kube.delete(
-                ObjectKey("v1", "ConfigMap", namespace, version_configmap_name(name, build_id)),
-                uid=(configmap.get("metadata") or {}).get("uid"),
-            )
+        deployment = live.deployments.pop(build_id)
+        await ops.kube.delete(_deployment_key(namespace, name, build_id), uid=_uid(deployment))
+    for build_id, configmap in list(live.configmaps.items()):
+        if build_id != plan.target and build_id not in live.deployments:
+            key = ObjectKey("v1", "ConfigMap", namespace, version_configmap_name(name, build_id))
+            await ops.kube.delete(key, uid=_uid(configmap))
+            del live.configmaps[build_id]
     return plan.delete
 
 
 async def _retire_unversioned(ops: Operator, agent: DurableAgent) -> None:
     """Delete the Deployment and ConfigMap the agent had before it was versioned, once a version is
     current: from then on Temporal hands the unversioned runs still open to the current version."""
-    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
-    for key in child_keys(name, namespace):
+    for key in child_keys(_name(agent), _ns(agent)):
         if key.kind not in _UNVERSIONED_KINDS:
             continue
-        live = await ops.kube.get(key)
-        meta = (live or {}).get("metadata") or {}
-        if any(
-            r.get("controller") and r.get("uid") == agent.metadata.uid
-            for r in meta.get("ownerReferences") or []
-        ):
+        meta = ((await ops.kube.get(key)) or {}).get("metadata") or {}
+        if _controlled_by(meta, agent):
             await ops.kube.delete(key, uid=meta.get("uid"))
 
 
@@ -381,6 +449,18 @@ def _with_selector(fields: dict[str, Any], agent: str, current: str | None) -> d
 
 def _deployment_key(namespace: str, agent: str, build_id: str) -> ObjectKey:
     return ObjectKey("apps/v1", "Deployment", namespace, version_deployment_name(agent, build_id))
+
+
+def _uid(body: Mapping[str, Any]) -> str | None:
+    return (body.get("metadata") or {}).get("uid")
+
+
+def _name(agent: DurableAgent) -> str:
+    return agent.metadata.name or ""
+
+
+def _ns(agent: DurableAgent) -> str:
+    return agent.metadata.namespace or "default"
 
 
 def _parse_time(value: Any) -> datetime | None:
