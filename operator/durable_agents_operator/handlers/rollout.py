@@ -29,6 +29,7 @@ from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import TemporalUnavailable
 from durable_agents_operator.kube import execute
 from durable_agents_operator.naming import (
+    ANNOTATION_ROLLBACK,
     LABEL_AGENT,
     LABEL_BUILD_ID,
     version_configmap_name,
@@ -37,8 +38,16 @@ from durable_agents_operator.naming import (
 from durable_agents_operator.object_identity import ObjectKey, key_of
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.planner import plan_objects
+from durable_agents_operator.rollback_request import (
+    RollbackAnswer,
+    RollbackHold,
+    answer_rollback,
+    hold_from_status,
+)
 from durable_agents_operator.rollout_status import (
     RolloutEvent,
+    retirement_events,
+    rollback_events,
     rollout_condition,
     rollout_events,
     versions_status,
@@ -52,6 +61,13 @@ from durable_agents_operator.version_planner import (
     VersionPlan,
     current_after,
     plan_versions,
+)
+from durable_agents_operator.version_retirement import (
+    Retirement,
+    deletion_candidates,
+    due_for_deletion,
+    retirement_after,
+    retiring_from_status,
 )
 from durable_agents_runtime import versioning
 
@@ -90,6 +106,8 @@ class _Seen:
     routing: RoutingState
     gate: versioning.GateVerdict | None
     propagating: bool
+    known: dict[str, str] = field(default_factory=dict)
+    """Every version Temporal knows: build id → the server's status word."""
 
 
 @dataclass
@@ -101,12 +119,31 @@ class _Live:
 
 
 @dataclass(frozen=True)
+class _Step:
+    """One rollout step's inputs."""
+
+    ops: Operator
+    agent: DurableAgent
+    spec_version: VersionObjects
+    gated: bool
+    """The replay gate runs in this agent's workers."""
+    deployment_name: str
+    previous: Mapping[str, Any]
+    now: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return _ns(self.agent), _name(self.agent)
+
+
+@dataclass(frozen=True)
 class _Done:
     """What the execute step did."""
 
     routed: bool
     deleted: tuple[str, ...]
     current: str | None
+    retirement: Retirement
 
 
 async def roll_out(
@@ -118,77 +155,168 @@ async def roll_out(
     previous: Mapping[str, Any],
     now: datetime,
 ) -> Rollout:
-    """One observe → plan → execute step of the agent's rollout towards `objects.version`.
+    """One observe → plan → execute step of the agent's rollout towards `objects.version` (or the
+    version a rollback holds), acting on a rollback annotation first.
 
     Raises `ObjectConflict` when a version's object belongs to someone else, and `KubeApiError`s as
     they come; Temporal problems end in a `Rollout` condition `Unknown` (the spec's Deployment is still
-    applied, nothing else moves)."""
-    target = objects.version
-    assert target is not None, "roll_out needs a versioned agent"
-    live = await _live_versions(ops, agent)
-    live.deployments[target.build_id] = await _apply_target(ops, agent, target, live)
+    applied unless a rollback holds another version, nothing else moves)."""
+    assert objects.version is not None, "roll_out needs a versioned agent"
+    versioning_spec = objects.config.versioning
+    gated = versioning_spec is not None and versioning_spec.replay_histories > 0
     deployment_name = versioning.deployment_name(objects.config)
-    limit = _OBSERVE_CALLS * ops.settings.temporal_timeout
+    step = _Step(ops, agent, objects.version, gated, deployment_name, previous, now)
+    async with ops.rollout_lock(step.key):
+        return await _step(step, params)
+
+
+async def _step(step: _Step, params: ConnectionParams) -> Rollout:
+    spec_id = step.spec_version.build_id
+    live = await _live_versions(step.ops, step.agent)
+    hold = held_before = _held(step)
+    limit = _OBSERVE_CALLS * step.ops.settings.temporal_timeout
     try:
-        client = await ops.temporal.client(params)
-        seen = await asyncio.wait_for(
-            _observe(client, deployment_name, objects, live.deployments, previous, now), limit
-        )
+        client = await step.ops.temporal.client(params)
+        state = await asyncio.wait_for(versioning.describe_deployment(client, step.deployment_name), limit)
+        request = _rollback_request(step.agent)
+        answer = _answer(request, step, live, state) if request is not None else None
+        hold = answer.hold if answer is not None and answer.refused is None else hold
+        await _apply_unless_held(step, live, hold)
+        target = hold.build_id if hold is not None else spec_id
+        seen = await asyncio.wait_for(_observe(client, step, target, live.deployments, state), limit)
     except (TemporalUnavailable, versioning.VersioningError, RPCError, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {limit:g}s"
-        return _unreachable(agent, target.build_id, live, previous, reason)
-    plan = plan_versions(target.build_id, seen.versions, seen.routing, _policy(agent), now)
-    done = await _execute(ops, client, agent, deployment_name, plan, live, seen, previous)
-    return _report(agent, target.build_id, plan, seen, done, live)
+        await _apply_unless_held(step, live, hold)
+        return _unreachable(step, live, str(exc) or f"no answer within {limit:g}s")
+    policy = _policy(step.agent)
+    plan = plan_versions(target, seen.versions, seen.routing, policy, step.now, forced=hold is not None)
+    done = await _execute(step, client, plan, live, seen)
+    if request is not None:
+        await step.ops.kube.annotate(_agent_key(step.agent), {ANNOTATION_ROLLBACK: None})
+    step.ops.rollback_holds[step.key] = hold
+    events = rollback_events(request, answer, spec_id, had_hold=held_before is not None)
+    return _report(step, plan, seen, done, live, hold, events)
 
 
-def _unreachable(
-    agent: DurableAgent, target: str, live: _Live, previous: Mapping[str, Any], reason: str
-) -> Rollout:
+def _held(step: _Step) -> RollbackHold | None:
+    """The rollback hold still in force: the last step's (newer than the status a concurrent handler was
+    given), else the status'."""
+    spec_id = step.spec_version.build_id
+    if step.key in step.ops.rollback_holds:
+        hold = step.ops.rollback_holds[step.key]
+        return hold if hold is not None and hold.holds(spec_id) else None
+    return hold_from_status(step.previous.get("rollback"), spec_id)
+
+
+def _rollback_request(agent: DurableAgent) -> str | None:
+    return (agent.metadata.annotations or {}).get(ANNOTATION_ROLLBACK)
+
+
+def _answer(
+    request: str, step: _Step, live: _Live, state: versioning.DeploymentState | None
+) -> RollbackAnswer:
+    return answer_rollback(
+        request,
+        spec_build_id=step.spec_version.build_id,
+        previous_version=step.previous.get("previousVersion"),
+        deployments=set(live.deployments),
+        registered={v.build_id for v in state.versions} if state is not None else set(),
+    )
+
+
+async def _apply_unless_held(step: _Step, live: _Live, hold: RollbackHold | None) -> None:
+    """Apply the spec's version, unless a rollback holds another one (then the spec's version drains and
+    is sunset like any older version, and is not created again)."""
+    if hold is None:
+        spec_id = step.spec_version.build_id
+        live.deployments[spec_id] = await _apply_target(step.ops, step.agent, step.spec_version, live)
+
+
+def _unreachable(step: _Step, live: _Live, reason: str) -> Rollout:
     """The rollout when Temporal could not be read: the previous status stays, nothing moved."""
-    current = previous.get("currentVersion")
-    condition = rollout_condition(target, None, None, reason)
-    fields = {"versions": previous.get("versions"), "currentVersion": current}
-    shown = live.deployments.get(current or "") or live.deployments[target]
-    return Rollout(_with_selector(fields, _name(agent), current), condition, [], shown)
+    current = step.previous.get("currentVersion")
+    condition = rollout_condition(step.spec_version.build_id, None, None, reason)
+    fields = {k: step.previous.get(k) for k in ("versions", "currentVersion", "rollback")}
+    shown = live.deployments.get(current or "") or live.deployments.get(step.spec_version.build_id)
+    return Rollout(_with_selector(fields, _name(step.agent), current), condition, [], shown)
 
 
-async def _execute(
-    ops: Operator,
-    client: Client,
-    agent: DurableAgent,
-    deployment_name: str,
-    plan: VersionPlan,
-    live: _Live,
-    seen: _Seen,
-    previous: Mapping[str, Any],
-) -> _Done:
-    """Scale, move the routing, sunset drained versions and, once a version is current, retire what the
-    agent had before it was versioned."""
-    await _scale(ops, agent, plan, live)
-    routed = await _route(client, deployment_name, plan, ops.settings.temporal_timeout)
-    deleted = await _sunset(ops, agent, plan, live)
+async def _execute(step: _Step, client: Client, plan: VersionPlan, live: _Live, seen: _Seen) -> _Done:
+    """Scale, move the routing, sunset drained versions, delete sunset versions in Temporal and, once a
+    version is current, retire what the agent had before it was versioned."""
+    await _scale(step.ops, step.agent, plan, live)
+    timeout = step.ops.settings.temporal_timeout
+    routed = await _route(client, step.deployment_name, plan, timeout)
     current = current_after(plan, routed, seen.routing)
-    if current is not None and (routed or not previous.get("currentVersion")):
-        await _retire_unversioned(ops, agent)
-    return _Done(routed, deleted, current)
+    keep = {plan.target, *([current] if current else [])}  # a held-back spec version may go
+    candidates = deletion_candidates(seen.known, set(live.deployments), keep)
+    deleted = await _sunset(step.ops, step.agent, plan, live)
+    retirement = await _delete_in_temporal(step, client, candidates)
+    if current is not None and (routed or not step.previous.get("currentVersion")):
+        await _retire_unversioned(step.ops, step.agent)
+    return _Done(routed, deleted, current, retirement)
+
+
+async def _delete_in_temporal(step: _Step, client: Client, candidates: tuple[str, ...]) -> Retirement:
+    """Try the due deletions of sunset versions in Temporal, each bounded by the Temporal timeout; a
+    version that still has open runs (its Deployment was deleted by hand) is left alone."""
+    retiring = retiring_from_status(step.previous.get("retiringVersions"))
+    outcomes: dict[str, str | None] = {}
+    for build_id in due_for_deletion(candidates, retiring, step.now):
+        outcome = await _delete_version(client, WorkerDeploymentVersion(step.deployment_name, build_id), step)
+        if outcome is not _STILL_OPEN:
+            outcomes[build_id] = outcome
+    return retirement_after(
+        candidates, retiring, outcomes, step.previous.get("retiredVersions") or [], step.now
+    )
+
+
+_STILL_OPEN = "open runs remain"
+
+
+async def _delete_version(client: Client, version: WorkerDeploymentVersion, step: _Step) -> str | None:
+    """None when deleted, else why not (`_STILL_OPEN`: not tried)."""
+    try:
+        async with asyncio.timeout(step.ops.settings.temporal_timeout):
+            if await versioning.pinned_open_runs(client, version) != 0:
+                return _STILL_OPEN
+            await versioning.delete_version(client, version)
+    except versioning.VersioningError as exc:
+        return str(exc)
+    except (RPCError, TimeoutError) as exc:
+        return str(exc) or f"no answer within {step.ops.settings.temporal_timeout:g}s"
+    return None
 
 
 def _report(
-    agent: DurableAgent, target: str, plan: VersionPlan, seen: _Seen, done: _Done, live: _Live
+    step: _Step,
+    plan: VersionPlan,
+    seen: _Seen,
+    done: _Done,
+    live: _Live,
+    hold: RollbackHold | None,
+    events: list[RolloutEvent],
 ) -> Rollout:
     """The status fields, the `Rollout` condition and the Events of this step."""
     detail = _gate_detail(seen.gate)
-    condition = rollout_condition(target, plan, detail, None, propagating=seen.propagating)
-    events = rollout_events(
-        target, plan, routed=done.routed, deleted=done.deleted, previous_current=seen.routing.current
-    )
+    condition = rollout_condition(plan.target, plan, detail, None, propagating=seen.propagating)
+    events = [
+        *events,
+        *rollout_events(
+            plan.target, plan, routed=done.routed, deleted=done.deleted, previous_current=seen.routing.current
+        ),
+        *retirement_events(done.retirement),
+    ]
+    was = seen.routing.current
     fields = {
         "currentVersion": done.current,
+        "previousVersion": was if was and was != done.current else step.previous.get("previousVersion"),
         "versions": versions_status(plan, seen.versions, done.deleted),
+        "rollback": hold.to_status() if hold is not None else None,
+        "retiredVersions": done.retirement.retired or None,
+        "retiringVersions": [r.to_status() for r in done.retirement.retiring.values()] or None,
     }
-    shown = live.deployments.get(done.current or "") or live.deployments.get(target)
-    return Rollout(_with_selector(fields, _name(agent), done.current), condition, events, shown, detail)
+    shown = live.deployments.get(done.current or "") or live.deployments.get(plan.target)
+    return Rollout(_with_selector(fields, _name(step.agent), done.current), condition, events, shown, detail)
 
 
 def _policy(agent: DurableAgent) -> RolloutPolicy:
@@ -255,31 +383,23 @@ async def _apply_target(
 
 async def _observe(
     client: Client,
-    deployment_name: str,
-    objects: AgentObjects,
+    step: _Step,
+    target: str,
     deployments: Mapping[str, dict[str, Any]],
-    previous: Mapping[str, Any],
-    now: datetime,
+    state: versioning.DeploymentState | None,
 ) -> _Seen:
     """Temporal's view of every version with a Deployment (and the target), as planner input."""
-    target = objects.version
-    assert target is not None
-    state = await versioning.describe_deployment(client, deployment_name)
-    registered = {v.build_id for v in state.versions} if state is not None else set()
-    build_ids = sorted({*deployments, target.build_id})
-    counts = await _open_runs(client, deployment_name, build_ids, registered)
-    info = await _describe(
-        client, deployment_name, target.build_id if target.build_id in registered else None
-    )
-    ramping = await _describe(client, deployment_name, state.ramping if state is not None else None)
-    gated = objects.config.versioning is not None and objects.config.versioning.replay_histories > 0
-    facts = _VersionFacts(target.build_id, registered, counts, info, gated, now)
-    versions = {
-        b: _observed_version(b, deployments.get(b), facts, _drained_before(previous)) for b in build_ids
-    }
-    routing = _routing_state(state, ramping)
-    verdict = info.gate if info is not None and gated else None
-    return _Seen(versions, routing, verdict, state is not None and state.propagating)
+    known = {v.build_id: v.status for v in state.versions} if state is not None else {}
+    build_ids = sorted({*deployments, target})
+    counts = await _open_runs(client, step.deployment_name, build_ids, set(known))
+    info = await _describe(client, step.deployment_name, target if target in known else None)
+    ramping = await _describe(client, step.deployment_name, state.ramping if state is not None else None)
+    facts = _VersionFacts(target, set(known), counts, info, step.gated, step.now)
+    drained = _drained_before(step.previous)
+    versions = {b: _observed_version(b, deployments.get(b), facts, drained) for b in build_ids}
+    verdict = info.gate if info is not None and step.gated else None
+    propagating = state is not None and state.propagating
+    return _Seen(versions, _routing_state(state, ramping), verdict, propagating, known)
 
 
 async def _open_runs(
@@ -445,6 +565,10 @@ def _with_selector(fields: dict[str, Any], agent: str, current: str | None) -> d
     if current:
         selector = f"{selector},{LABEL_BUILD_ID}={current}"
     return {**fields, "selector": selector}
+
+
+def _agent_key(agent: DurableAgent) -> ObjectKey:
+    return ObjectKey(agent.api_version, agent.kind, _ns(agent), _name(agent))
 
 
 def _deployment_key(namespace: str, agent: str, build_id: str) -> ObjectKey:
