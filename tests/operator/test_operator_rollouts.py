@@ -39,7 +39,6 @@ from durable_agents_operator.handlers import durableagent
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_runtime.decisions import decide, pending_calls
-from durable_agents_runtime.devserver import DevServer as TemporalDevServer
 from durable_agents_runtime.versioning import describe_deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
@@ -48,10 +47,9 @@ RUNTIME_TESTS = Path(__file__).parents[1] / "runtime"
 if str(RUNTIME_TESTS) not in sys.path:
     sys.path.append(str(RUNTIME_TESTS))  # versioned_agents: the recording model and the gated tool
 versioned_agents: Any = importlib.import_module("versioned_agents")
+short_poller_ttl: Any = importlib.import_module("short_poller_ttl")
 
 SUNSET = 30.0
-POLLER_TTL = "4s"
-"""How long the short-TTL dev server keeps listing a stopped worker's pollers (the default is minutes)."""
 
 
 @pytest.fixture
@@ -67,23 +65,9 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pool.close()
 
 
-class _ShortPollerTtl(TemporalDevServer):
-    """A dev server that forgets a stopped worker's pollers within seconds, so a sunset version can be
-    deleted in Temporal within the test (the server refuses while it lists pollers of the version)."""
-
-    def command(self) -> list[str]:
-        return [
-            *super().command(),
-            "--dynamic-config-value",
-            'matching.longPollExpirationInterval="2s"',
-            "--dynamic-config-value",
-            f'matching.PollerHistoryTTL="{POLLER_TTL}"',
-        ]
-
-
 @pytest.fixture(scope="module")
 def short_ttl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    with _ShortPollerTtl(tmp_path_factory.mktemp("short-ttl")) as server:
+    with short_poller_ttl.ShortPollerTtlDevServer(tmp_path_factory.mktemp("short-ttl")) as server:
         yield DevServer(server.address, server.namespace)
 
 
@@ -469,5 +453,6 @@ async def test_rollback_annotation_holds_the_previous_version_until_rolled_forwa
     assert (cluster.status()["currentVersion"], cluster.versions()[v2]["role"]) == (v1, "target")
     print(
         f"\nrollback: annotation -> previous version current {rollback_seconds:.1f}s; sunset version "
-        f"deleted in Temporal {delete_seconds:.1f}s after its worker stopped (poller TTL {POLLER_TTL})"
+        f"deleted in Temporal {delete_seconds:.1f}s after its worker stopped (poller TTL "
+        f"{short_poller_ttl.POLLER_TTL})"
     )
