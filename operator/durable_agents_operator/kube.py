@@ -132,6 +132,10 @@ class Kube(Protocol):
         """Record a core/v1 Event."""
         ...
 
+    async def annotate(self, key: ObjectKey, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch `metadata.annotations` (None removes one); a missing object is not an error."""
+        ...
+
 
 Live = dict[ObjectKey, dict[str, Any] | None]
 """Objects by key as the API server holds them; None where an object does not exist."""
@@ -313,6 +317,17 @@ class KubeClient:
             what=f"scale {key} to {replicas}",
         )
         return None if response is None else response.json()
+
+    async def annotate(self, key: ObjectKey, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch `metadata.annotations` only (no field manager: these are the user's annotations)."""
+        resource = resource_for(key.api_version, key.kind)
+        await self._request(
+            "PATCH",
+            resource.path(key.namespace, key.name),
+            content=json.dumps({"metadata": {"annotations": dict(annotations)}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+            what=f"annotate {key}",
+        )
 
     async def create_event(self, event: dict[str, Any]) -> None:
         """Record a core/v1 Event (named by `metadata.generateName`)."""

@@ -12,6 +12,7 @@ from durable_agents_api.resources import API_GROUP
 
 __all__ = [
     "ANNOTATION_CONFIG_HASH",
+    "ANNOTATION_ROLLBACK",
     "ANNOTATION_SPEC_HASH",
     "COMPONENT",
     "LABEL_AGENT",
@@ -50,6 +51,9 @@ MANAGED_BY = "durable-agents"
 
 ANNOTATION_CONFIG_HASH = f"{API_GROUP}/config-hash"
 """On the worker pod template: sha256 of the rendered runtime config, so a config change rolls the pods."""
+ANNOTATION_ROLLBACK = f"{API_GROUP}/rollback"
+"""On a versioned DurableAgent, set by the user: `previous` or a build id to make current at once (the
+operator removes it once it acted, see `rollback_request`)."""
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 """On every object the operator applies: sha256 of what it applied; the planner compares it."""
 

@@ -18,6 +18,7 @@ from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.health_batching import HealthBatcher
 from durable_agents_operator.kube import Kube
 from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.rollback_request import RollbackHold
 from durable_agents_operator.settings import OperatorSettings
 from durable_agents_operator.temporal_clients import TemporalPool
 from durable_agents_operator.terminating_namespaces import TerminatingNamespaces
@@ -62,7 +63,17 @@ class Operator:
     """How many Events may still be recorded (`event_budget`): by every `emit`, and kopf's own."""
     run_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """AgentRun uid → the lock around rewriting its `status.decisions` (ToolApprovals of one run)."""
+    rollout_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    """(namespace, agent) → the lock around one rollout step, so the health timer, a spec change and a
+    rollback annotation never move one agent's versions at the same time."""
+    rollback_holds: dict[tuple[str, str], RollbackHold | None] = field(default_factory=dict)
+    """(namespace, agent) → the rollback hold the last rollout step decided (newer than the status a
+    concurrent handler was given)."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
+
+    def rollout_lock(self, agent: tuple[str, str]) -> asyncio.Lock:
+        """The lock serialising the rollout steps of the agent (namespace, name)."""
+        return self.rollout_locks.setdefault(agent, asyncio.Lock())
 
     def run_lock(self, uid: str) -> asyncio.Lock:
         """The lock serialising the status writes of ToolApprovals of the AgentRun `uid`."""

@@ -23,8 +23,11 @@ from typing import Any, Literal
 
 from durable_agents_api.resources import Condition
 from durable_agents_operator.conditions import merge_conditions
+from durable_agents_operator.naming import ANNOTATION_ROLLBACK
+from durable_agents_operator.rollback_request import RollbackAnswer
 from durable_agents_operator.status import StatusUpdate
 from durable_agents_operator.version_planner import ObservedVersion, VersionPlan
+from durable_agents_operator.version_retirement import WARN_AFTER, Retirement
 from durable_agents_runtime.timestamps import timestamp
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "RolloutEvent",
     "RolloutReason",
     "refused_event",
+    "retirement_events",
+    "rollback_events",
     "rollout_condition",
     "rollout_events",
     "versions_status",
@@ -57,6 +62,13 @@ class RolloutReason:
     """Warning Event: the replay gate refused the spec's version."""
     VERSION_SUNSET = "VersionSunset"
     """Event: a drained version's Deployment was deleted."""
+    VERSION_ROLLED_BACK = "VersionRolledBack"
+    """Event: the rollback annotation was acted on (the version it names is the target until the spec
+    changes)."""
+    ROLLBACK_REFUSED = "RollbackRefused"
+    """Warning Event: the rollback annotation names no version still around (the message says why)."""
+    VERSION_DELETE_FAILED = "VersionDeleteFailed"
+    """Warning Event: a sunset version could not be deleted in Temporal for 15 minutes (still retried)."""
 
 
 _ORDER = {"current": 0, "ramping": 1, "target": 2, "draining": 3, "drained": 4}
@@ -168,6 +180,42 @@ def rollout_events(
             )
         )
     return events
+
+
+def rollback_events(
+    request: str | None, answer: RollbackAnswer | None, spec_build_id: str, *, had_hold: bool
+) -> list[RolloutEvent]:
+    """The Event of a rollback annotation acted on in this step (none without one)."""
+    if request is None or answer is None:
+        return []
+    asked = f"{ANNOTATION_ROLLBACK}={request}"
+    if answer.refused is not None:
+        return [RolloutEvent(RolloutReason.ROLLBACK_REFUSED, f"{asked} not done: {answer.refused}", True)]
+    if answer.hold is None:
+        ended = "the rollback held so far ends" if had_hold else "there is nothing to roll back"
+        message = f"{asked}: version {answer.build_id} is the spec's version; {ended}"
+        return [RolloutEvent(RolloutReason.VERSION_ROLLED_BACK, message)]
+    message = (
+        f"{asked}: version {answer.hold.build_id} becomes current at once and stays so until the spec "
+        f"changes; the spec's version {spec_build_id} drains its runs and is sunset"
+    )
+    return [RolloutEvent(RolloutReason.VERSION_ROLLED_BACK, message)]
+
+
+def retirement_events(retirement: Retirement) -> list[RolloutEvent]:
+    """A Warning Event per sunset version that has failed to be deleted in Temporal for `WARN_AFTER`."""
+    minutes = f"{WARN_AFTER.total_seconds() / 60:g} minutes"
+    return [
+        RolloutEvent(
+            RolloutReason.VERSION_DELETE_FAILED,
+            f"version {r.build_id} could not be deleted in Temporal for {minutes} ({r.attempts} attempts, "
+            f"retried every few minutes): {r.message}. The server caps the versions a Worker Deployment "
+            "keeps: check the version has no workers left polling and no open runs "
+            "(temporal worker deployment describe-version)",
+            True,
+        )
+        for r in retirement.warn
+    ]
 
 
 def refused_event(condition: Condition) -> RolloutEvent:

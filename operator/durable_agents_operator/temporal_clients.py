@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from durable_agents_operator.connection_params import ConnectionParams
 from durable_agents_operator.errors import TemporalUnavailable
@@ -42,14 +43,15 @@ Connector = Callable[[ConnectionParams], Awaitable[Client]]
 
 
 async def _connect(params: ConnectionParams) -> Client:
-    from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
-
+    # The workflow contract's payloads are plain pydantic models (durable_agents_api.contract): Temporal's
+    # pydantic converter writes what the workers' PydanticAIPlugin reads, without importing pydantic-ai
+    # into the operator (24 MB of its memory, and a second of CPU at start).
     return await Client.connect(
         params.address,
         namespace=params.namespace,
         api_key=params.api_key,
         tls=params.tls_config(),
-        plugins=[PydanticAIPlugin()],
+        data_converter=pydantic_data_converter,
         identity="durable-agents-operator",
     )
 

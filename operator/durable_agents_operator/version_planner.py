@@ -5,7 +5,8 @@ Deployment of its own. `plan_versions` decides, from what was observed, which De
 and delete and how Temporal should route new runs; the reconcile gathers the inputs and applies the plan,
 as temporal-worker-controller's `GeneratePlan` does. One small function per decision:
 
-- `_routing`: the target becomes current at once (`AllAtOnce`, a rollback, the first version), step by
+- `_routing`: the target becomes current at once (`AllAtOnce`, a rollback — by spec or, `forced`, by
+  annotation, whatever the strategy —, the first version), step by
   step (`Progressive`: ramp percentages with pauses, then current) or never by the operator (`Manual`).
   It waits while the target has no ready worker or its replay gate has not passed, and never moves
   traffic to a target the gate refused: the current version keeps serving.
@@ -33,6 +34,7 @@ __all__ = [
     "RoutingState",
     "VersionPlan",
     "VersionRole",
+    "current_after",
     "plan_versions",
 ]
 
@@ -107,6 +109,8 @@ class RoutingChange:
 class VersionPlan:
     """The actions of one reconcile, and each version's role for the status."""
 
+    target: str = ""
+    """The version the plan moves towards."""
     create_target: bool = False
     scale: Mapping[str, int] = field(default_factory=dict)
     delete: tuple[str, ...] = ()
@@ -126,15 +130,19 @@ def plan_versions(
     routing: RoutingState,
     policy: RolloutPolicy,
     now: datetime,
+    *,
+    forced: bool = False,
 ) -> VersionPlan:
-    """The plan that moves the agent towards version `target` (the spec's build id)."""
+    """The plan that moves the agent towards version `target` (the spec's build id, or with `forced`
+    the version a rollback asked for: current at once, whatever the strategy)."""
     target_seen = versions.get(target, ObservedVersion(target))
-    change, waiting, blocked = _routing(target_seen, routing, policy, now)
+    change, waiting, blocked = _routing(target_seen, routing, policy, now, forced=forced)
     current_after = target if change is not None and change.set_current else routing.current
     ramping_after = _ramping_after(change, routing)
     roles, drained_since = _roles(target, versions, current_after, ramping_after, now)
     scale = _replicas(target, versions, roles, policy)
     return VersionPlan(
+        target=target,
         create_target=target_seen.replicas is None,
         scale=scale,
         delete=_deletions(versions, roles, drained_since, policy, now),
@@ -146,6 +154,14 @@ def plan_versions(
     )
 
 
+def current_after(plan: VersionPlan, routed: bool, routing: RoutingState) -> str | None:
+    """The current version once the plan ran: its routing change's, if made (`routed`), else Temporal's."""
+    change = plan.routing
+    if routed and change is not None and change.set_current:
+        return change.build_id
+    return routing.current
+
+
 def _ramping_after(change: RoutingChange | None, routing: RoutingState) -> str | None:
     if change is None:
         return routing.ramping
@@ -155,7 +171,7 @@ def _ramping_after(change: RoutingChange | None, routing: RoutingState) -> str |
 
 
 def _routing(
-    target: ObservedVersion, routing: RoutingState, policy: RolloutPolicy, now: datetime
+    target: ObservedVersion, routing: RoutingState, policy: RolloutPolicy, now: datetime, *, forced: bool
 ) -> tuple[RoutingChange | None, str | None, str | None]:
     """(the routing change, why the target waits, why the rollout is blocked)."""
     if routing.current == target.build_id:
@@ -166,9 +182,11 @@ def _routing(
         return None, None, f"the replay gate refused version {target.build_id}"
     if target.ready_replicas < 1 or not target.registered:
         return None, f"version {target.build_id} has no ready, registered worker yet", None
+    promote = RoutingChange(target.build_id, set_current=True)
+    if forced:
+        return _because(promote, "rollback asked for by annotation"), None, None
     if target.replay_gate == "Pending":
         return None, f"the replay gate of version {target.build_id} is running", None
-    promote = RoutingChange(target.build_id, set_current=True)
     if routing.current is None:
         return _because(promote, "the first version"), None, None
     if policy.strategy == "Manual":

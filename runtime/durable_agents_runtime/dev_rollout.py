@@ -8,7 +8,8 @@ back while the old version still drains makes it current again at once (a rollba
 `AutoUpgrade` agent's change takes traffic the replay gate (`durable-agents replay`, in a process of its
 own) replays its recent runs, which would move to the new code, and a change they cannot survive is
 refused: the old version stays current. A `Pinned` agent's runs never move, so its changes are not
-gated (`durable-agents replay` still shows which runs would not replay).
+gated (`durable-agents replay` still shows which runs would not replay). A drained version is deleted in
+Temporal once the server no longer lists its stopped worker (the server caps the versions it keeps).
 
 Only the manifest is watched: Python modules a manifest names are already imported in this process, so a
 change to them needs a restart of `dev` (a new image, in a cluster).
@@ -43,6 +44,11 @@ DRAIN_POLL_SECONDS = 1.0
 """How often a draining version's open runs are counted."""
 GATE_TIMEOUT_SECONDS = 120.0
 """Longest the replay gate of one change may take before the change is refused."""
+RETIRE_POLL_SECONDS = 15.0
+"""How often deleting a drained version in Temporal is tried again."""
+RETIRE_SECONDS = 420.0
+"""How long deleting a drained version is tried: the dev server refuses while it lists the stopped
+worker's pollers (about five minutes)."""
 
 
 def versioned(manifest: LoadedManifest, config: RuntimeConfig) -> RuntimeConfig:
@@ -94,6 +100,7 @@ class DevRollout:
         self._warn = warn
         self._agents: dict[str, _Agent] = {}
         self._mtimes: dict[Path, float | None] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(
         self, manifests: list[LoadedManifest], configs: list[RuntimeConfig], agents: list[Any]
@@ -133,6 +140,8 @@ class DevRollout:
         for version in versions:
             if version.drain is not None:
                 version.drain.cancel()
+        for task in self._retiring:
+            task.cancel()
         await asyncio.gather(*(self._stop(v) for v in versions))
 
     # --- internals --------------------------------------------------------------------------------------
@@ -308,3 +317,33 @@ class DevRollout:
             f"version {old.version.build_id} of agent {old.config.agent.name} drained in "
             f"{time.monotonic() - started:.1f}s; its worker stopped"
         )
+        task = asyncio.create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, old: _Version) -> None:
+        """Delete the drained version in Temporal, trying every `RETIRE_POLL_SECONDS` for at most
+        `RETIRE_SECONDS`; warn with the command to do it later if the server keeps refusing."""
+        from durable_agents_runtime.versioning import delete_version
+
+        stopped = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(delete_version(self._client, old.version), RETIRE_POLL_SECONDS)
+            except (DurableAgentsError, TimeoutError) as exc:
+                if time.monotonic() - stopped + RETIRE_POLL_SECONDS > RETIRE_SECONDS:
+                    version = old.version
+                    self._warn(
+                        f"version {version.build_id} of agent {old.config.agent.name} could not be deleted "
+                        f"in Temporal within {RETIRE_SECONDS:g}s ({exc or 'no answer'}); delete it later: "
+                        f"temporal worker deployment delete-version --deployment-name "
+                        f"{version.deployment_name} --build-id {version.build_id}"
+                    )
+                    return
+                await asyncio.sleep(RETIRE_POLL_SECONDS)
+                continue
+            self._say(
+                f"version {old.version.build_id} of agent {old.config.agent.name} deleted in Temporal "
+                f"{time.monotonic() - stopped:.1f}s after its worker stopped"
+            )
+            return

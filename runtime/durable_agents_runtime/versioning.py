@@ -26,6 +26,7 @@ from typing import Any
 
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion as ProtoVersion
 from temporalio.api.workflowservice.v1 import (
+    DeleteWorkerDeploymentVersionRequest,
     DescribeWorkerDeploymentRequest,
     DescribeWorkerDeploymentVersionRequest,
     SetWorkerDeploymentCurrentVersionRequest,
@@ -50,6 +51,7 @@ __all__ = [
     "VersionState",
     "VersioningError",
     "build_id",
+    "delete_version",
     "deployment_config",
     "deployment_name",
     "describe_deployment",
@@ -393,3 +395,29 @@ async def record_gate(
         )
 
     await _until_registered("record its replay gate", target, call, timeout=timeout)
+
+
+async def delete_version(
+    client: Client, target: WorkerDeploymentVersion, *, identity: str = IDENTITY
+) -> None:
+    """Delete `target` from its Worker Deployment (the server keeps a limited number of versions).
+
+    The caller has checked that no open run is on it, so the server's own drainage status (refreshed only
+    every few minutes) is not waited for; the server still refuses while it sees the version's pollers, or
+    while the version is current or ramping. A version already gone counts as deleted."""
+    try:
+        await client.workflow_service.delete_worker_deployment_version(
+            DeleteWorkerDeploymentVersionRequest(
+                namespace=client.namespace,
+                deployment_version=_proto_version(target),
+                skip_drainage=True,
+                identity=identity,
+            )
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise VersioningError(
+            f"cannot delete version {target.build_id} of Worker Deployment {target.deployment_name!r}: "
+            f"{exc.message}"
+        ) from None

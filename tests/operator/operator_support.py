@@ -158,6 +158,15 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = self._next_rv()
         return copy.deepcopy(obj)
 
+    async def annotate(self, key: ObjectKey, annotations: Mapping[str, str | None]) -> None:
+        self._record("annotate", key)
+        obj = self.objects.get(key)
+        if obj is None:
+            return
+        meta = obj["metadata"]
+        meta["annotations"] = _merge(meta.get("annotations") or {}, dict(annotations))
+        meta["resourceVersion"] = self._next_rv()
+
     async def create_event(self, event: dict[str, Any]) -> None:
         self._record("create_event", ObjectKey("v1", "Event", event["metadata"]["namespace"], "*"))
         if event["metadata"]["namespace"] in self.terminating:

@@ -15,6 +15,7 @@ import importlib.util
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from temporalio.client import Client
 
 from durable_agents_api.config import RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME, Decisions, RunInput, RunOutput
+from durable_agents_operator.event_budget import PER_OBJECT_BURST, PER_OBJECT_REFILL
 from durable_agents_operator.handlers import durableagent
 from durable_agents_operator.object_identity import ObjectKey
 from durable_agents_operator.temporal_clients import TemporalPool
@@ -45,8 +47,15 @@ RUNTIME_TESTS = Path(__file__).parents[1] / "runtime"
 if str(RUNTIME_TESTS) not in sys.path:
     sys.path.append(str(RUNTIME_TESTS))  # versioned_agents: the recording model and the gated tool
 versioned_agents: Any = importlib.import_module("versioned_agents")
+short_poller_ttl: Any = importlib.import_module("short_poller_ttl")
 
 SUNSET = 30.0
+
+
+@pytest.fixture(scope="module")
+def short_ttl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    with short_poller_ttl.ShortPollerTtlDevServer(tmp_path_factory.mktemp("short-ttl")) as server:
+        yield DevServer(server.address, server.namespace)
 
 
 def _agent(queue: str, instructions: str, *, toolset: bool = True, **versioning: Any) -> dict[str, Any]:
@@ -106,6 +115,13 @@ class Cluster:
         key = ObjectKey("apps/v1", "Deployment", "ns", f"hello-worker-{build_id}")
         self.kube.set_status(key, {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1})
         return worker
+
+    async def annotate(self, rollback: str) -> None:
+        """`kubectl annotate durableagent hello durable-agents.dev/rollback=...`, then the kopf handler."""
+        key = agent_key()
+        edit = {"durable-agents.dev/rollback": rollback}
+        self.kube.edit(key, lambda obj: obj["metadata"].setdefault("annotations", {}).update(edit))
+        await durableagent.reconcile(self.ops, self.kube.body(key))
 
     async def tick_until(self, what: str, done: Any, timeout: float = 60) -> None:
         """Run the health timer (as kopf would, every interval) until `done()`."""
@@ -357,3 +373,73 @@ async def test_without_temporal_the_new_version_is_created_and_nothing_moves(
     assert status.get("currentVersion") is None
     [deployment] = [k.name for k in kube.objects if k.kind == "Deployment"]
     assert deployment.startswith("hello-worker-"), "the spec's version is applied without Temporal"
+
+
+async def test_rollback_annotation_holds_the_previous_version_until_rolled_forward_and_sunset_leaves_temporal(
+    kube: FakeKube, clock: Clock, short_ttl_server: DevServer, start_worker: Any, tmp_path: Path
+) -> None:
+    queue = f"rollback-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(short_ttl_server.address, namespace=short_ttl_server.namespace)
+    cluster = Cluster(kube, clock, short_ttl_server, start_worker, tmp_path)
+    await cluster.apply(_agent(queue, "Be v1.", toolset=False))
+    [v1] = cluster.versions()
+    await cluster.serve(v1)
+    await cluster.tick_until("v1 current", lambda: cluster.status().get("currentVersion") == v1)
+    await cluster.apply(_agent(queue, "Be v2.", toolset=False))
+    [v2] = set(cluster.versions()) - {v1}
+    await cluster.serve(v2)
+    await cluster.tick_until("v2 current", lambda: cluster.status().get("currentVersion") == v2)
+    assert cluster.status()["previousVersion"] == v1
+
+    # kubectl annotate durableagent hello durable-agents.dev/rollback=previous (kopf runs reconcile)
+    annotated = time.monotonic()
+    await cluster.annotate("previous")
+    assert cluster.status()["currentVersion"] == v1, cluster.status()
+    rollback_seconds = time.monotonic() - annotated
+    assert cluster.status()["rollback"] == {"buildId": v1, "specBuildId": v2}
+    assert "durable-agents.dev/rollback" not in (
+        kube.objects[agent_key()]["metadata"].get("annotations") or {}
+    )
+    [rolled] = cluster.events("VersionRolledBack")
+    assert f"version {v1} becomes current at once" in rolled
+    assert any("rollback asked for by annotation" in m for m in cluster.events("VersionPromoted"))
+    state = await describe_deployment(client, queue)
+    assert state is not None and state.current == v1
+
+    # The hold outlives the annotation: the spec's version drains instead of being promoted again.
+    await cluster.tick_until("v2 drained", lambda: cluster.versions()[v2]["role"] == "drained")
+    assert cluster.status()["currentVersion"] == v1
+    await cluster.annotate("0123456789abcdef")
+    [refused] = cluster.events("RollbackRefused")
+    assert "unknown build id '0123456789abcdef'" in refused
+    assert [e["type"] for e in kube.events if e["reason"] == "RollbackRefused"] == ["Warning"]
+
+    # Sunset: the Deployment goes, then (once the server no longer lists its pollers) the version in Temporal.
+    clock.advance(SUNSET)
+    await cluster.tick_until("v2 sunset", lambda: v2 not in cluster.versions())
+    assert set(cluster.deployments()) == {f"hello-worker-{v1}"}
+    stopped = time.monotonic()
+    await asyncio.to_thread(cluster.workers[v2].stop)  # the kubelet stops the deleted Deployment's pod
+    await cluster.tick_until(
+        "v2 deleted in Temporal", lambda: v2 in (cluster.status().get("retiredVersions") or [])
+    )
+    delete_seconds = time.monotonic() - stopped
+    state = await describe_deployment(client, queue)
+    assert state is not None and [v.build_id for v in state.versions] == [v1]
+    assert not cluster.status().get("retiringVersions")
+
+    # `previous` is now the spec's own version: the hold ends and the spec's version is created again.
+    clock.advance(PER_OBJECT_REFILL * PER_OBJECT_BURST)  # the agent's Event budget refills
+    await cluster.annotate("previous")
+    assert (
+        f"{v2} is the spec's version; the rollback held so far ends"
+        in cluster.events("VersionRolledBack")[-1]
+    )
+    assert not cluster.status().get("rollback")
+    assert set(cluster.deployments()) == {f"hello-worker-{v1}", f"hello-worker-{v2}"}
+    assert (cluster.status()["currentVersion"], cluster.versions()[v2]["role"]) == (v1, "target")
+    print(
+        f"\nrollback: annotation -> previous version current {rollback_seconds:.1f}s; sunset version "
+        f"deleted in Temporal {delete_seconds:.1f}s after its worker stopped (poller TTL "
+        f"{short_poller_ttl.POLLER_TTL})"
+    )

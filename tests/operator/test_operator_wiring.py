@@ -70,6 +70,7 @@ def test_every_handler_is_registered_for_its_resource_with_intervals_from_settin
         ("durableagents", "update:reconcile/spec"),
         ("durableagents", "resume:reconcile"),
         ("durableagents", "timer:health"),
+        ("durableagents", "resume:rollback/metadata.annotations.durable-agents.dev/rollback"),  # on.field
         ("durableagents", "create:schedules"),
         ("durableagents", "update:schedules/spec"),
         ("durableagents", "resume:schedules"),

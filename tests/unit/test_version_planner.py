@@ -40,6 +40,8 @@ class Case:
     roles: dict[str, str] | None = None
     waiting: str | None = None
     blocked: str | None = None
+    forced: bool = False
+    """A rollback asked for by annotation holds the target."""
 
 
 def promote(build_id: str, reason: str) -> RoutingChange:
@@ -220,6 +222,24 @@ CASES: dict[str, Case] = {
         roles={"v1": "target", "v2": "current"},
         waiting="version v1 has no ready, registered worker yet",
     ),
+    "rollback by annotation: current at once even with strategy Manual, the spec's version drains": Case(
+        versions=(ready("v1", pinned_open_runs=0), ready("v2", pinned_open_runs=1)),
+        routing=RoutingState(current="v2"),
+        policy=RolloutPolicy(strategy="Manual", replicas=2),
+        target="v1",
+        forced=True,
+        routing_change=promote("v1", "rollback asked for by annotation"),
+        roles={"v1": "current", "v2": "draining"},
+    ),
+    "rollback by annotation still waits for a ready worker of the version": Case(
+        versions=(ObservedVersion("v1", replicas=0, registered=True, pinned_open_runs=0), ready("v2")),
+        routing=RoutingState(current="v2"),
+        target="v1",
+        forced=True,
+        routing_change=None,
+        scale={"v1": 2},
+        waiting="version v1 has no ready, registered worker yet",
+    ),
     "the target already current with a stale ramp: the ramp is cleared": Case(
         versions=(ready("v2"),),
         routing=RoutingState(current="v2", ramping="v3", ramp_percentage=10),
@@ -230,7 +250,8 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_version_plan(case: Case) -> None:
-    plan = plan_versions(case.target, {v.build_id: v for v in case.versions}, case.routing, case.policy, NOW)
+    versions = {v.build_id: v for v in case.versions}
+    plan = plan_versions(case.target, versions, case.routing, case.policy, NOW, forced=case.forced)
 
     if case.routing_change != "none":
         assert plan.routing == case.routing_change

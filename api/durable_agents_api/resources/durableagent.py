@@ -215,7 +215,8 @@ class DurableAgentVersioningSpec(Spec):
         default="AllAtOnce",
         description="How a new version takes new runs once its workers are ready and its replay gate "
         "passed: `AllAtOnce`, `Progressive` (the `steps`, then all), or `Manual` (`temporal worker "
-        "deployment set-current-version`). Reverting the spec to a version still around is immediate.",
+        "deployment set-current-version`). Reverting the spec to a version still around, or the annotation "
+        "durable-agents.dev/rollback=previous|<buildId>, is immediate.",
     )
     steps: list[RolloutStepSpec] = Field(
         default_factory=list, description="Progressive: the share of new runs per step and its pause."
@@ -369,6 +370,27 @@ class VersionStatus(Spec):
     drained_since: datetime | None = Field(default=None, description="When it was first seen drained.")
 
 
+class RollbackStatus(Spec):
+    """A rollback asked for with the annotation `durable-agents.dev/rollback`, held until the spec changes."""
+
+    build_id: str = Field(description="The version rolled back to: it stays the target.")
+    spec_build_id: str = Field(
+        description="The spec's version when the rollback was asked for; a spec with another version ends "
+        "the hold."
+    )
+
+
+class RetiringVersionStatus(Spec):
+    """A sunset version whose deletion in Temporal has failed so far (it is retried)."""
+
+    build_id: str = Field(description="The version's build id.")
+    failing_since: datetime = Field(description="When the first attempt failed.")
+    last_attempt: datetime = Field(description="When it was last tried.")
+    attempts: int = Field(description="Attempts so far.")
+    message: str = Field(default="", description="The server's answer to the last attempt.")
+    warned: bool = Field(default=False, description="A VersionDeleteFailed Warning Event was recorded.")
+
+
 class DurableAgentStatus(Spec):
     """Observed state, including real workflow health read from Temporal."""
 
@@ -400,6 +422,20 @@ class DurableAgentStatus(Spec):
     )
     versions: list[VersionStatus] | None = Field(
         default=None, description="Every version with a worker Deployment (spec.versioning.enabled)."
+    )
+    previous_version: str | None = Field(
+        default=None,
+        description="Build id of the version that was current before the current one (what the annotation "
+        "durable-agents.dev/rollback=previous rolls back to).",
+    )
+    rollback: RollbackStatus | None = Field(
+        default=None, description="The rollback the annotation asked for, held until the spec changes."
+    )
+    retired_versions: list[str] | None = Field(
+        default=None, description="The last build ids deleted in Temporal after their sunset, newest last."
+    )
+    retiring_versions: list[RetiringVersionStatus] | None = Field(
+        default=None, description="Sunset versions whose deletion in Temporal failed so far (retried)."
     )
     schedules: list[AgentScheduleStatus] | None = Field(
         default=None, description="Each schedule of spec.schedules as Temporal reports it."

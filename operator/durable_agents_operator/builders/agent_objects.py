@@ -104,7 +104,7 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
     if agent.spec.versioning.enabled:
         return _versioned_objects(agent, config, temporal=temporal, owner=owner, default_image=default_image)
     digest = config_hash(config)
-    candidates = (
+    worker = (
         build_configmap(agent=name, namespace=namespace, config=config, owner=owner),
         build_deployment(
             agent=agent,
@@ -114,17 +114,28 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
             owner=owner,
             default_image=default_image,
         ),
-        build_service(agent=name, namespace=namespace, config=config, owner=owner),
-        build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
-        build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
     )
-    manifests = tuple(m for m in candidates if m is not None)
+    manifests = (*worker, *_shared_objects(agent, config, temporal=temporal, owner=owner))
     return AgentObjects(
         config=config,
         config_hash=digest,
         manifests=manifests,
         observed_keys=_observed(name, namespace, manifests),
     )
+
+
+def _shared_objects(
+    agent: DurableAgent, config: RuntimeConfig, *, temporal: WorkerTemporal, owner: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """What every config of the agent shares, versioned or not: the Service, the PDB and the
+    default-connection Secret (each when wanted)."""
+    name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
+    candidates = (
+        build_service(agent=name, namespace=namespace, config=config, owner=owner),
+        build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
+        build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
+    )
+    return tuple(m for m in candidates if m is not None)
 
 
 def _observed(name: str, namespace: str, manifests: tuple[dict[str, Any], ...]) -> tuple[ObjectKey, ...]:
@@ -153,12 +164,7 @@ def _versioned_objects(
         build_id=build,
     )
     configmap = build_configmap(agent=name, namespace=namespace, config=config, owner=owner, build_id=build)
-    shared = (
-        build_service(agent=name, namespace=namespace, config=config, owner=owner),
-        build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
-        build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
-    )
-    manifests = tuple(m for m in shared if m is not None)
+    manifests = _shared_objects(agent, config, temporal=temporal, owner=owner)
     return AgentObjects(
         config=config,
         config_hash=digest,

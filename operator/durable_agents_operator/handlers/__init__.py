@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from durable_agents_api.resources import API_GROUP, VERSION
+from durable_agents_operator.naming import ANNOTATION_ROLLBACK
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.settings import OperatorSettings
 
@@ -20,6 +21,7 @@ __all__ = ["operator_of", "plain", "register"]
 
 AGENTS = (API_GROUP, VERSION, "durableagents")
 RUNS = (API_GROUP, VERSION, "agentruns")
+ROLLBACK_FIELD = ("metadata", "annotations", ANNOTATION_ROLLBACK)
 CONNECTIONS = (API_GROUP, VERSION, "temporalconnections")
 APPROVALS = (API_GROUP, VERSION, "toolapprovals")
 
@@ -52,6 +54,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.create(*AGENTS, id="reconcile", registry=registry)
     @kopf.on.update(*AGENTS, field="spec", id="reconcile", registry=registry)
     async def durableagent_reconcile(body: kopf.Body, memo: Any, **_: Any) -> None:
+        await durableagent.reconcile(operator_of(memo), plain(body))
+
+    # A rollback annotation is acted on at once, not at the next health tick (the operator removes it).
+    @kopf.on.field(*AGENTS, field=ROLLBACK_FIELD, new=kopf.PRESENT, id="rollback", registry=registry)
+    async def durableagent_rollback(body: kopf.Body, memo: Any, **_: Any) -> None:
         await durableagent.reconcile(operator_of(memo), plain(body))
 
     @kopf.timer(*AGENTS, interval=settings.health_interval, id="health", registry=registry)
