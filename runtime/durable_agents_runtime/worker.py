@@ -24,7 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, format_duration
+from durable_agents_api.config import RuntimeConfig, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
 from durable_agents_runtime import served_agents, versioning, worker_gate
@@ -64,12 +64,8 @@ def create_worker(
     served_version = versioning.worker_version(config)
     served_agents.register(
         task_queue,
-        served_agents.ServedAgent(
-            agent,
-            event_topic(agent),
-            model_streams(agent.model),
-            config.sessions or SessionsSpec(),
-            approvals=config.approvals or ApprovalsSpec(),
+        served_agents.ServedAgent.of(
+            agent, config, event_topic=event_topic(agent), model_streams=model_streams(agent.model)
         ),
         served_version.build_id if served_version is not None else None,
     )

@@ -1,0 +1,144 @@
+"""Agents that call agents, and usage budgets: a real dev server, real `durable-agents worker` processes,
+the `test` model (which calls every tool once, then answers with their results)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from slow_tools import agent_config, executions, wait_for_entry, worker_env
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
+
+from durable_agents_api.budget import UsageBudget
+from durable_agents_api.config import RuntimeConfig
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_runtime.failures import failure_message
+
+pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
+
+SLOW_SECONDS = 3.0
+COMPLETION_BOUND = 60.0
+
+
+def caller_config(temporal: Any, name: str, callee_queue: str, **agent: Any) -> RuntimeConfig:
+    """A `test`-model agent whose one tool calls the agent serving `callee_queue`."""
+    queue = f"{name}-{uuid.uuid4().hex[:8]}"
+    # No callee queue: the agent calls itself.
+    sub_agent = {
+        "name": "ask_helper",
+        "agentRef": "helper" if callee_queue else name,
+        "taskQueue": callee_queue or queue,
+    }
+    return RuntimeConfig.model_validate(
+        {
+            "agent": {"name": name, "model": "test", "subAgents": [sub_agent], **agent},
+            "temporal": {"address": temporal.address, "namespace": temporal.namespace, "taskQueue": queue},
+        }
+    )
+
+
+async def failure_of(client: Client, config: RuntimeConfig, **input: Any) -> str:
+    """The run's final error as the CLI and AgentRun status show it."""
+    began = time.monotonic()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.execute_workflow(
+            WORKFLOW_NAME,
+            RunInput(prompt="go", **input),
+            id=f"fail-{uuid.uuid4()}",
+            task_queue=config.temporal.task_queue,
+            result_type=RunOutput,
+            execution_timeout=timedelta(seconds=COMPLETION_BOUND),
+        )
+    print(f"\nfailed in {time.monotonic() - began:.2f}s")
+    return failure_message(failed.value)
+
+
+async def test_a_call_survives_both_workers_killed_and_starts_the_child_once(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "tools.log"
+    env = worker_env(log, SLOW_SECONDS)
+    child = agent_config(temporal_dev_server, "helper")
+    parent = caller_config(temporal_dev_server, "lead", child.temporal.task_queue)
+    child_worker = start_worker(child, wait=False, **env)
+    parent_worker = start_worker(parent, wait=False, **env)
+    child_worker.wait_ready(60)
+    parent_worker.wait_ready(60)
+
+    parent_id = f"lead-{uuid.uuid4()}"
+    handle = await temporal_client.start_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt="Delegate."),
+        id=parent_id,
+        task_queue=parent.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    await wait_for_entry(log, ("start", "slow_step", child_worker.pid), timeout=30)
+    # Mid-call: the parent waits on its child, the child is inside its slow tool. Both workers die.
+    parent_worker.kill()
+    child_worker.kill()
+    killed_at = time.monotonic()
+    start_worker(child, wait=False, **env)
+    start_worker(parent, wait=False, **env)
+    with anyio.fail_after(COMPLETION_BOUND):
+        result = await handle.result()
+    print(f"\nparent+child SIGKILL → parent completed in {time.monotonic() - killed_at:.1f}s")
+
+    assert "slow:" in result.output_text and "fast:" in result.output_text, result.output_text
+    [child_run] = result.children
+    assert child_run.workflow_id.startswith(f"{parent_id}/call-")
+    assert child_run.task_queue == child.temporal.task_queue
+    children = [w async for w in temporal_client.list_workflows(f"ParentWorkflowId = '{parent_id}'")]
+    assert [w.id for w in children] == [child_run.workflow_id], "the child was started more than once"
+    history = [event async for event in handle.fetch_history_events()]
+    initiated = EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    assert sum(1 for event in history if event.event_type == initiated) == 1
+    child_result = await temporal_client.get_workflow_handle(
+        child_run.workflow_id, result_type=RunOutput
+    ).result()
+    # The parent's own two model requests (the tool call, the answer) plus the child's.
+    assert result.usage.requests == 2 + child_result.usage.requests
+    assert result.usage.input_tokens > child_result.usage.input_tokens > 0
+    assert result.usage.output_tokens > child_result.usage.output_tokens > 0
+    starts = [pid for event, tool, pid in executions(log) if event == "start" and tool == "slow_step"]
+    assert len(starts) == 2, "the child's in-flight tool runs again on the child's new worker"
+
+
+async def test_limits_end_runs_with_the_limit_named(
+    temporal_dev_server: Any, temporal_client: Client, start_worker: Any
+) -> None:
+    looper = caller_config(temporal_dev_server, "looper", "", maxSubAgentDepth=2)
+    budgeted = RuntimeConfig.model_validate(
+        {
+            "agent": {"name": "budgeted", "model": "test"},
+            "temporal": {
+                "address": temporal_dev_server.address,
+                "namespace": temporal_dev_server.namespace,
+                "taskQueue": f"budgeted-{uuid.uuid4().hex[:8]}",
+            },
+            "budget": {"totalTokens": 10},
+        }
+    )
+    workers = [start_worker(looper, wait=False), start_worker(budgeted, wait=False)]
+    for worker in workers:
+        worker.wait_ready(60)
+
+    # An agent calling itself: the third level is refused, and the outermost run fails saying so.
+    message = await failure_of(temporal_client, looper)
+    assert "looper -> looper -> looper -> looper would be 3 calls deep, over the limit of 2" in message
+    assert "maxSubAgentDepth" in message
+
+    # The agent's budget applies; a run's larger budget cannot loosen it; a run's own limit tightens it.
+    agents_limit = await failure_of(temporal_client, budgeted)
+    assert agents_limit.startswith("UsageBudgetExceeded: totalTokens "), agents_limit
+    assert "> limit 10 " in agents_limit
+    not_looser = await failure_of(temporal_client, budgeted, budget=UsageBudget(total_tokens=1_000_000))
+    assert "> limit 10 " in not_looser
+    tighter = await failure_of(temporal_client, budgeted, budget=UsageBudget(requests=0))
+    assert "UsageBudgetExceeded: requests 1 (the next request) > limit 0" in tighter, tighter
