@@ -23,11 +23,14 @@ from durable_agents_runtime.failures import failure_message
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
 SLOW_SECONDS = 3.0
+# Worker processes import the test code agents from this directory.
+CODE_AGENTS_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent)}
 COMPLETION_BOUND = 60.0
 
 
 def caller_config(temporal: Any, name: str, callee_queue: str, **agent: Any) -> RuntimeConfig:
-    """A `test`-model agent whose one tool calls the agent serving `callee_queue`."""
+    """An agent (by default with the `test` model) whose one sub-agent, `ask_helper`, is the agent
+    serving `callee_queue`."""
     queue = f"{name}-{uuid.uuid4().hex[:8]}"
     # No callee queue: the agent calls itself.
     sub_agent = {
@@ -37,7 +40,7 @@ def caller_config(temporal: Any, name: str, callee_queue: str, **agent: Any) -> 
     }
     return RuntimeConfig.model_validate(
         {
-            "agent": {"name": name, "model": "test", "subAgents": [sub_agent], **agent},
+            "agent": {"name": name, "subAgents": [sub_agent], **(agent or {"model": "test"})},
             "temporal": {"address": temporal.address, "namespace": temporal.namespace, "taskQueue": queue},
         }
     )
@@ -49,7 +52,7 @@ async def failure_of(client: Client, config: RuntimeConfig, **input: Any) -> str
     with pytest.raises(WorkflowFailureError) as failed:
         await client.execute_workflow(
             WORKFLOW_NAME,
-            RunInput(prompt="go", **input),
+            RunInput(**{"prompt": "go", **input}),
             id=f"fail-{uuid.uuid4()}",
             task_queue=config.temporal.task_queue,
             result_type=RunOutput,
@@ -113,32 +116,47 @@ async def test_a_call_survives_both_workers_killed_and_starts_the_child_once(
 async def test_limits_end_runs_with_the_limit_named(
     temporal_dev_server: Any, temporal_client: Client, start_worker: Any
 ) -> None:
-    looper = caller_config(temporal_dev_server, "looper", "", maxSubAgentDepth=2)
-    budgeted = RuntimeConfig.model_validate(
+    looper = caller_config(
+        temporal_dev_server, "looper", "", entrypoint="sub_agent_code:looper", maxSubAgentDepth=2
+    )
+    priced = RuntimeConfig.model_validate(
         {
-            "agent": {"name": "budgeted", "model": "test"},
+            "agent": {"name": "priced", "entrypoint": "sub_agent_code:priced"},
             "temporal": {
                 "address": temporal_dev_server.address,
                 "namespace": temporal_dev_server.namespace,
-                "taskQueue": f"budgeted-{uuid.uuid4().hex[:8]}",
+                "taskQueue": f"priced-{uuid.uuid4().hex[:8]}",
             },
-            "budget": {"totalTokens": 10},
+            "budget": {"totalTokens": 500},
         }
     )
-    workers = [start_worker(looper, wait=False), start_worker(budgeted, wait=False)]
+    workers = [start_worker(c, wait=False, **CODE_AGENTS_ENV) for c in (looper, priced)]
     for worker in workers:
         worker.wait_ready(60)
 
-    # An agent calling itself: the third level is refused, and the outermost run fails saying so.
+    # A code agent calling itself through call_agent: the third level is refused, and the outermost run
+    # fails saying so.
     message = await failure_of(temporal_client, looper)
     assert "looper -> looper -> looper -> looper would be 3 calls deep, over the limit of 2" in message
     assert "maxSubAgentDepth" in message
 
-    # The agent's budget applies; a run's larger budget cannot loosen it; a run's own limit tightens it.
-    agents_limit = await failure_of(temporal_client, budgeted)
-    assert agents_limit.startswith("UsageBudgetExceeded: totalTokens "), agents_limit
-    assert "> limit 10 " in agents_limit
-    not_looser = await failure_of(temporal_client, budgeted, budget=UsageBudget(total_tokens=1_000_000))
-    assert "> limit 10 " in not_looser
-    tighter = await failure_of(temporal_client, budgeted, budget=UsageBudget(requests=0))
-    assert "UsageBudgetExceeded: requests 1 (the next request) > limit 0" in tighter, tighter
+    # Within budget: the run's estimated cost is reported (the model is priced as gpt-4o).
+    result = await temporal_client.execute_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt="go"),
+        id=f"priced-{uuid.uuid4()}",
+        task_queue=priced.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    assert result.cost_usd is not None and result.cost_usd > 0
+    # A run's own limit tightens the agent's; a looser one cannot lift the agent's 500 tokens.
+    tighter = await failure_of(temporal_client, priced, budget=UsageBudget(total_tokens=10))
+    assert tighter.startswith("UsageBudgetExceeded: totalTokens "), tighter
+    assert "> limit 10 " in tighter
+    no_request = await failure_of(temporal_client, priced, budget=UsageBudget(requests=0))
+    assert "UsageBudgetExceeded: requests 1 (the next request) > limit 0" in no_request, no_request
+    long_prompt = " ".join(["word"] * 600)
+    agents_limit = await failure_of(
+        temporal_client, priced, prompt=long_prompt, budget=UsageBudget(total_tokens=1_000_000)
+    )
+    assert "> limit 500 " in agents_limit, agents_limit
