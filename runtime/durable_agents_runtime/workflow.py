@@ -16,7 +16,6 @@ finishes at once. `LIVE_EVENTS_QUERY` tells a subscriber what it will see.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
@@ -50,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents_runtime.approvals import ApprovalGate, DecisionHandlers
     from durable_agents_runtime.budgets import budget_exceeded, over_budget, response_cost, usage_limits
     from durable_agents_runtime.sub_agents import CallTree
+    from durable_agents_runtime.usage_metrics import record_usage
 
 __all__ = [
     "EVENT_TOPIC_QUERY",
@@ -159,18 +159,20 @@ class AgentRunWorkflow(DecisionHandlers):
             ) from error
         finally:
             await self._close_events()
+        responses = [m for m in result.new_messages() if isinstance(m, ModelResponse)]
+        record_usage(self.call_tree.agent_name, responses)
         output = turn_output(result).model_copy(
             update={
                 "decided_calls": list(self.approval_gate.log),
                 "children": list(self.call_tree.children),
-                "cost_usd": self._cost(result.new_messages()),
+                "cost_usd": self._cost(responses),
             }
         )
         check_size(output, "the run's output")
         return output
 
-    def _cost(self, messages: list[Any]) -> float | None:
-        own = response_cost(m for m in messages if isinstance(m, ModelResponse))
+    def _cost(self, responses: list[ModelResponse]) -> float | None:
+        own = response_cost(responses)
         children = self.call_tree.child_costs
         if own is None or None in children:
             return None

@@ -3,7 +3,9 @@ the `test` model (which calls every tool once, then answers with their results).
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -149,6 +151,12 @@ async def test_limits_end_runs_with_the_limit_named(
         result_type=RunOutput,
     )
     assert result.cost_usd is not None and result.cost_usd > 0
+    with urllib.request.urlopen(workers[1].metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    tokens = r'^durable_agents_tokens\S*\{[^}]*agent="priced"[^}]*kind="input"[^}]*model="gpt-4o"[^}]*\} [1-9]'
+    assert re.search(tokens, metrics, re.MULTILINE), metrics[-3000:]
+    cost = r'^durable_agents_cost_microdollars\S*\{[^}]*agent="priced"[^}]*model="gpt-4o"[^}]*\} [1-9]'
+    assert re.search(cost, metrics, re.MULTILINE), metrics[-3000:]
     # A run's own limit tightens the agent's; a looser one cannot lift the agent's 500 tokens.
     tighter = await failure_of(temporal_client, priced, budget=UsageBudget(total_tokens=10))
     assert tighter.startswith("UsageBudgetExceeded: totalTokens "), tighter
