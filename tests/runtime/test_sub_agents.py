@@ -153,7 +153,8 @@ async def test_limits_end_runs_with_the_limit_named(
     assert result.cost_usd is not None and result.cost_usd > 0
     with urllib.request.urlopen(workers[1].metrics_url, timeout=5) as response:
         metrics = response.read().decode()
-    tokens = r'^durable_agents_tokens\S*\{[^}]*agent="priced"[^}]*kind="input"[^}]*model="gpt-4o"[^}]*\} [1-9]'
+    labels = r'\{[^}]*agent="priced"[^}]*kind="input"[^}]*model="gpt-4o"[^}]*\}'
+    tokens = rf"^durable_agents_tokens\S*{labels} [1-9]"
     assert re.search(tokens, metrics, re.MULTILINE), metrics[-3000:]
     cost = r'^durable_agents_cost_microdollars\S*\{[^}]*agent="priced"[^}]*model="gpt-4o"[^}]*\} [1-9]'
     assert re.search(cost, metrics, re.MULTILINE), metrics[-3000:]
