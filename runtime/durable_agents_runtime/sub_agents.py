@@ -4,7 +4,9 @@ child workflow on the callee's task queue.
 The callee's workers run the child with its own activity settings, approvals and versions; the caller's
 workflow only waits for the result, so either side's worker can die without losing the call. The child's
 id derives from the caller's workflow id and the tool call id (`child_workflow_id`): a replayed call
-finds the child it started, and `REJECT_DUPLICATE` refuses to run a finished child a second time. The
+finds the child it started, and `REJECT_DUPLICATE` refuses to run a finished child a second time: a
+start that finds the id taken (a reset parent, a retried parent run) waits for that run's result instead
+(`existing_child_result`, an activity, since workflow code cannot wait on a workflow it did not start). The
 child's usage is added into the caller's run usage, so the caller's budget counts it and its result
 reports it; the child gets what is left of the caller's budget, and the depth of the call tree is bounded
 (`agent.maxSubAgentDepth`), which also bounds a cycle of agents calling each other.
@@ -19,11 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 
 from durable_agents_api.budget import BUDGET_EXCEEDED, UsageBudget, remaining
 from durable_agents_api.config import DEFAULT_MAX_SUB_AGENT_DEPTH, SubAgentSpec
@@ -33,9 +42,11 @@ __all__ = [
     "SUB_AGENTS_TOOLSET_ID",
     "SUB_AGENT_DEPTH_EXCEEDED",
     "SUB_AGENT_FAILED",
+    "SUB_AGENT_RESULT_ACTIVITY",
     "CallTree",
     "call_agent",
     "depth_error",
+    "existing_child_result",
     "sub_agents_toolset",
 ]
 
@@ -45,6 +56,24 @@ SUB_AGENT_DEPTH_EXCEEDED = "SubAgentDepthExceeded"
 """Error type of a call that would make the call tree deeper than its limit."""
 SUB_AGENT_FAILED = "SubAgentFailed"
 """Error type of a call whose child run failed (the child's error is in the message)."""
+SUB_AGENT_RESULT_ACTIVITY = "durable-agents.sub-agent-result"
+"""Activity waiting for the result of a child run that was already started (part of the contract)."""
+_RESULT_HEARTBEAT = timedelta(seconds=10)
+"""The worker heartbeats every running activity (`heartbeats`): a dead one is noticed this soon."""
+
+
+@activity.defn(name=SUB_AGENT_RESULT_ACTIVITY)
+async def existing_child_result(workflow_id: str) -> RunOutput:
+    """The result of the agent run `workflow_id`, once it finishes; its failure is final."""
+    from temporalio.client import WorkflowFailureError
+
+    from durable_agents_runtime.failures import failure_message
+
+    handle = activity.client().get_workflow_handle(workflow_id, result_type=RunOutput)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as error:
+        raise ApplicationError(failure_message(error), type=SUB_AGENT_FAILED, non_retryable=True) from None
 
 
 @dataclass
@@ -172,9 +201,31 @@ async def call_agent(
         )
     except ChildWorkflowError as error:
         raise _child_failed(spec.name, child_id, error) from error
+    except WorkflowAlreadyStartedError:
+        output = await _attach(spec, child_id)
     _add_usage(usage, output)
     tree.child_costs.append(output.cost_usd)
     return output
+
+
+async def _attach(spec: SubAgentSpec, child_id: str) -> RunOutput:
+    try:
+        return await workflow.execute_activity(
+            existing_child_result,
+            child_id,
+            start_to_close_timeout=spec.timeout,
+            heartbeat_timeout=_RESULT_HEARTBEAT,
+            summary=f"wait for sub-agent run {child_id}",
+        )
+    except ActivityError as error:
+        cause = error.cause
+        if isinstance(cause, FailureError):
+            raise ApplicationError(
+                f"sub-agent {spec.name!r} (workflow {child_id}) failed: {cause.message}",
+                type=SUB_AGENT_FAILED,
+                non_retryable=True,
+            ) from None
+        raise
 
 
 def _add_usage(usage: Any, output: RunOutput) -> None:

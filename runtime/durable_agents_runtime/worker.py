@@ -37,6 +37,7 @@ from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.probe_server import ProbeServer
 from durable_agents_runtime.session_history import summarize_turns
 from durable_agents_runtime.session_workflow import AgentSessionWorkflow
+from durable_agents_runtime.sub_agents import existing_child_result
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve", "workflow_runner"]
@@ -75,7 +76,7 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentRunWorkflow, AgentSessionWorkflow],
-        activities=[summarize_turns],
+        activities=[summarize_turns, existing_child_result],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats],
         workflow_runner=workflow_runner(config),

@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config import RuntimeConfig
-from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput, child_workflow_id
 from durable_agents_runtime.failures import failure_message
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
@@ -115,7 +115,7 @@ async def test_a_call_survives_both_workers_killed_and_starts_the_child_once(
     assert len(starts) == 2, "the child's in-flight tool runs again on the child's new worker"
 
 
-async def test_limits_end_runs_with_the_limit_named(
+async def test_limits_name_themselves_costs_are_counted_and_a_taken_child_id_is_reused(
     temporal_dev_server: Any, temporal_client: Client, start_worker: Any
 ) -> None:
     looper = caller_config(
@@ -132,7 +132,8 @@ async def test_limits_end_runs_with_the_limit_named(
             "budget": {"totalTokens": 500},
         }
     )
-    workers = [start_worker(c, wait=False, **CODE_AGENTS_ENV) for c in (looper, priced)]
+    lead = caller_config(temporal_dev_server, "lead", priced.temporal.task_queue)
+    workers = [start_worker(c, wait=False, **CODE_AGENTS_ENV) for c in (looper, priced, lead)]
     for worker in workers:
         worker.wait_ready(60)
 
@@ -158,6 +159,25 @@ async def test_limits_end_runs_with_the_limit_named(
     assert re.search(tokens, metrics, re.MULTILINE), metrics[-3000:]
     cost = r'^durable_agents_cost_microdollars\S*\{[^}]*agent="priced"[^}]*model="gpt-4o"[^}]*\} [1-9]'
     assert re.search(cost, metrics, re.MULTILINE), metrics[-3000:]
+    # A call whose child id is taken (here: started beforehand, as a reset or retried parent finds it)
+    # takes that run's result instead of starting a second one. The `test` model's call ids are fixed.
+    parent_id = f"lead-{uuid.uuid4()}"
+    child_id = child_workflow_id(parent_id, "pyd_ai_tool_call_id__ask_helper")
+    await temporal_client.execute_workflow(
+        WORKFLOW_NAME, RunInput(prompt="first"), id=child_id, task_queue=priced.temporal.task_queue
+    )
+    attached = await temporal_client.execute_workflow(
+        WORKFLOW_NAME,
+        RunInput(prompt="go"),
+        id=parent_id,
+        task_queue=lead.temporal.task_queue,
+        result_type=RunOutput,
+    )
+    assert "done" in attached.output_text and [c.workflow_id for c in attached.children] == [child_id]
+    runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{child_id}'")]
+    assert len(runs) == 1, "the child ran a second time"
+    assert attached.usage.requests == 2 + result.usage.requests
+
     # A run's own limit tightens the agent's; a looser one cannot lift the agent's 500 tokens.
     tighter = await failure_of(temporal_client, priced, budget=UsageBudget(total_tokens=10))
     assert tighter.startswith("UsageBudgetExceeded: totalTokens "), tighter
