@@ -90,6 +90,9 @@ class CallTree:
     max_depth: int = DEFAULT_MAX_SUB_AGENT_DEPTH
     budget: UsageBudget | None = None
     children: list[ChildRun] = field(default_factory=list[ChildRun])
+    call_scope: str | None = None
+    """What child ids derive from, with the tool call id: the workflow id (None), or the workflow id and
+    the turn in a session, where tool call ids need only be unique within a turn."""
     child_costs: list[float | None] = field(default_factory=list[float | None])
     """The estimated cost of each child that finished (None: a price was unknown)."""
 
@@ -144,7 +147,7 @@ def _call_tree(name_or_ref: str) -> tuple[CallTree, SubAgentSpec]:
         )
     tree = getattr(workflow.instance(), "call_tree", None)
     if not isinstance(tree, CallTree):
-        raise UserError("call_agent works in agent runs (durable-agents run, AgentRun), not in session turns")
+        raise UserError("call_agent works in agent runs and session turns only")
     spec = next((s for s in tree.sub_agents if s.name == name_or_ref), None) or next(
         (s for s in tree.sub_agents if s.agent_ref == name_or_ref), None
     )
@@ -170,7 +173,7 @@ async def call_agent(
     chain = [*tree.callers, tree.agent_name]
     if len(chain) > tree.max_depth:
         raise depth_error([*chain, spec.agent_ref], tree.max_depth)
-    child_id = child_workflow_id(workflow.info().workflow_id, ctx.tool_call_id)
+    child_id = child_workflow_id(tree.call_scope or workflow.info().workflow_id, ctx.tool_call_id)
     usage = ctx.usage
     child_input = RunInput(
         prompt=prompt,

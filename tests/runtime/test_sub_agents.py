@@ -19,15 +19,24 @@ from temporalio.client import Client, WorkflowFailureError
 
 from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config import RuntimeConfig
-from durable_agents_api.contract import WORKFLOW_NAME, RunInput, RunOutput, child_workflow_id
+from durable_agents_api.contract import (
+    WORKFLOW_NAME,
+    RunInput,
+    RunOutput,
+    SessionMessage,
+    child_workflow_id,
+)
 from durable_agents_runtime.failures import failure_message
+from durable_agents_runtime.session_client import send_message
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
 SLOW_SECONDS = 3.0
 # Worker processes import the test code agents from this directory.
 CODE_AGENTS_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent)}
-COMPLETION_BOUND = 60.0
+COMPLETION_BOUND = 120.0
+READY_BOUND = 180.0
+"""Worker start-up on a busy machine (imports dominate)."""
 
 
 def caller_config(temporal: Any, name: str, callee_queue: str, **agent: Any) -> RuntimeConfig:
@@ -73,8 +82,8 @@ async def test_a_call_survives_both_workers_killed_and_starts_the_child_once(
     parent = caller_config(temporal_dev_server, "lead", child.temporal.task_queue)
     child_worker = start_worker(child, wait=False, **env)
     parent_worker = start_worker(parent, wait=False, **env)
-    child_worker.wait_ready(60)
-    parent_worker.wait_ready(60)
+    child_worker.wait_ready(READY_BOUND)
+    parent_worker.wait_ready(READY_BOUND)
 
     parent_id = f"lead-{uuid.uuid4()}"
     handle = await temporal_client.start_workflow(
@@ -135,7 +144,7 @@ async def test_limits_name_themselves_costs_are_counted_and_a_taken_child_id_is_
     lead = caller_config(temporal_dev_server, "lead", priced.temporal.task_queue)
     workers = [start_worker(c, wait=False, **CODE_AGENTS_ENV) for c in (looper, priced, lead)]
     for worker in workers:
-        worker.wait_ready(60)
+        worker.wait_ready(READY_BOUND)
 
     # A code agent calling itself through call_agent: the third level is refused, and the outermost run
     # fails saying so.
@@ -177,6 +186,18 @@ async def test_limits_name_themselves_costs_are_counted_and_a_taken_child_id_is_
     runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{child_id}'")]
     assert len(runs) == 1, "the child ran a second time"
     assert attached.usage.requests == 2 + result.usage.requests
+
+    # A session turn calls sub-agents too (child ids derive from the session and the turn).
+    reply = await send_message(
+        temporal_client,
+        agent="lead",
+        task_queue=lead.temporal.task_queue,
+        session_id=f"s-{uuid.uuid4().hex[:8]}",
+        message=SessionMessage(prompt="go"),
+    )
+    [turn_child] = reply.children
+    assert "/turn-1/call-" in turn_child.workflow_id and "done" in reply.output_text
+    assert reply.usage.requests == 2 + result.usage.requests
 
     # A run's own limit tightens the agent's; a looser one cannot lift the agent's 500 tokens.
     tighter = await failure_of(temporal_client, priced, budget=UsageBudget(total_tokens=10))
