@@ -3,6 +3,7 @@ the `test` model (which calls every tool once, then answers with their results).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 from slow_tools import agent_config, executions, wait_for_entry, worker_env
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
+from test_dev import cli
 
 from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config import RuntimeConfig
@@ -186,6 +188,19 @@ async def test_limits_name_themselves_costs_are_counted_and_a_taken_child_id_is_
     runs = [w async for w in temporal_client.list_workflows(f"WorkflowId = '{child_id}'")]
     assert len(runs) == 1, "the child ran a second time"
     assert attached.usage.requests == 2 + result.usage.requests
+
+    # The CLI: `runs` shows the parent/child link; `run --budget` counts the child's usage in the parent's
+    # budget (1 request each, then the parent's next request would be its third).
+    where = ["--task-queue", lead.temporal.task_queue, "--address", temporal_dev_server.address]
+    over_id = f"over-{uuid.uuid4()}"
+    over = cli("run", "lead", "go", "--budget", "requests=2", "--id", over_id, *where)
+    assert over.returncode == 1, over.stdout + over.stderr
+    assert "UsageBudgetExceeded: requests 3 (the next request) > limit 2" in over.stdout + over.stderr
+    over_child = child_workflow_id(over_id, "pyd_ai_tool_call_id__ask_helper")
+    listed = cli("runs", "lead", "--json", *where)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [r for r in json.loads(listed.stdout) if r["id"] == over_id]
+    assert (row["status"], row["children"]) == ("failed", [over_child])
 
     # A session turn calls sub-agents too (child ids derive from the session and the turn).
     reply = await send_message(
