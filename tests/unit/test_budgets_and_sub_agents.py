@@ -10,7 +10,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from durable_agents_api.budget import UsageBudget, parse_budget, remaining, tighten
 from durable_agents_api.config import AgentSpec, TemporalSpec
 from durable_agents_api.contract import child_workflow_id
-from durable_agents_api.resources import DurableAgentSpec
+from durable_agents_api.resources import AgentRunSpec, DurableAgentSpec
 from durable_agents_runtime.budgets import budget_exceeded, usage_limits
 from durable_agents_runtime.sub_agents import SUB_AGENT_DEPTH_EXCEEDED, depth_error
 
@@ -107,3 +107,10 @@ def test_a_manifest_derives_each_sub_agents_task_queue_from_its_namespace() -> N
                 "subAgents": [{"name": "t", "agentRef": "a"}, {"name": "t", "agentRef": "b"}],
             }
         )
+
+
+def test_a_session_turn_cannot_carry_a_budget_of_its_own() -> None:
+    spec = {"agentRef": {"name": "a"}, "prompt": "hi", "budget": {"requests": 1}}
+    assert AgentRunSpec.model_validate(spec).budget == UsageBudget(requests=1)
+    with pytest.raises(ValidationError, match="runs within the agent's spec.budget"):
+        AgentRunSpec.model_validate({**spec, "session": "s1"})

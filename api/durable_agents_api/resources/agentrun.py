@@ -66,6 +66,12 @@ class AgentRunSpec(Spec):
                 "a session turn has no timeout of its own (the session ends after the agent's "
                 "spec.sessions.idleTimeout): remove timeout, or session",
             )
+        if self.session is not None and self.budget is not None:
+            raise field_error(
+                "budget",
+                "a session turn runs within the agent's spec.budget and has no budget of its own: remove "
+                "budget, or session",
+            )
         return self
 
 
