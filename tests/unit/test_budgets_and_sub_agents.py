@@ -112,5 +112,5 @@ def test_a_manifest_derives_each_sub_agents_task_queue_from_its_namespace() -> N
 def test_a_session_turn_cannot_carry_a_budget_of_its_own() -> None:
     spec = {"agentRef": {"name": "a"}, "prompt": "hi", "budget": {"requests": 1}}
     assert AgentRunSpec.model_validate(spec).budget == UsageBudget(requests=1)
-    with pytest.raises(ValidationError, match="runs within the agent's spec.budget"):
+    with pytest.raises(ValidationError, match=r"runs within the agent's spec\.budget"):
         AgentRunSpec.model_validate({**spec, "session": "s1"})
