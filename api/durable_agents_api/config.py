@@ -30,12 +30,16 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from durable_agents_api.budget import UsageBudget
+
 __all__ = [
     "AGENT_NAME_PATTERN",
     "DEFAULT_HEALTH_PORT",
     "DEFAULT_MAXIMUM_ATTEMPTS",
+    "DEFAULT_MAX_SUB_AGENT_DEPTH",
     "DEFAULT_METRICS_PORT",
     "DEFAULT_REPLAY_HISTORIES",
+    "DEFAULT_SUB_AGENT_TIMEOUT",
     "DURATION_PATTERN",
     "ActivitiesSpec",
     "ActivitySpec",
@@ -52,6 +56,7 @@ __all__ = [
     "RuntimeConfig",
     "SessionHistorySpec",
     "SessionsSpec",
+    "SubAgentSpec",
     "TemporalSpec",
     "TemporalTLSSpec",
     "ToolFilterSpec",
@@ -335,6 +340,37 @@ class ToolsetSpec(Spec):
     )
 
 
+DEFAULT_SUB_AGENT_TIMEOUT = timedelta(hours=1)
+"""How long a call of a sub-agent may take unless `subAgents[].timeout` says otherwise."""
+DEFAULT_MAX_SUB_AGENT_DEPTH = 4
+"""How deep agents may call agents unless `agent.maxSubAgentDepth` says otherwise."""
+SUB_AGENT_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$"
+"""A tool name the model providers accept."""
+
+
+class SubAgentSpec(Spec):
+    """Another DurableAgent this agent uses as a tool: each call runs it as a child workflow on the
+    callee's task queue (its own workers, activity settings, approvals and versions apply)."""
+
+    name: Annotated[str, Field(pattern=SUB_AGENT_NAME_PATTERN)] = Field(
+        description="The tool's name, as the model sees it (code agents: the name `call_agent` takes)."
+    )
+    agent_ref: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        description="The DurableAgent called (its metadata.name, same namespace)."
+    )
+    description: str | None = Field(
+        default=None, description="What the tool does, for the model (default: names the agent)."
+    )
+    task_queue: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="The callee's task queue; default `<namespace>.<agentRef>`, the callee's default. Set "
+        "it when the callee sets spec.temporal.taskQueue.",
+    )
+    timeout: Duration = Field(
+        default=DEFAULT_SUB_AGENT_TIMEOUT, description="How long one call may take (the child's timeout)."
+    )
+
+
 class OutputSpec(Spec):
     """What the agent returns: plain text, or JSON matching a schema (structured output)."""
 
@@ -387,6 +423,18 @@ class AgentSpec(Spec):
         description="Code agents: `package.module:attribute` naming a pydantic-ai Agent (made durable "
         "here) or an already durable one.",
     )
+    sub_agents: list[SubAgentSpec] | None = Field(
+        default=None,
+        description="Other DurableAgents this agent calls as tools, each call a child workflow. Code "
+        "agents call them with `durable_agents_runtime.call_agent` from a tool.",
+    )
+    max_sub_agent_depth: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description=f"How deep a call tree started by this agent may go (default "
+        f"{DEFAULT_MAX_SUB_AGENT_DEPTH}); bounds cycles of agents calling each other.",
+    )
 
     @property
     def is_code(self) -> bool:
@@ -423,7 +471,17 @@ class AgentSpec(Spec):
                     "toolsets, so rename one",
                 )
             seen.add(toolset_id)
+        names = [s.name for s in self.sub_agents or []]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise field_error(f"subAgents[{index}].name", f"{name!r} is already used: rename one")
         return self
+
+    def sub_agent(self, name_or_ref: str) -> SubAgentSpec | None:
+        """The sub-agent named `name_or_ref` (its `name`, else its `agentRef`), or None."""
+        entries = self.sub_agents or []
+        by_name = [s for s in entries if s.name == name_or_ref]
+        return (by_name or [s for s in entries if s.agent_ref == name_or_ref] or [None])[0]
 
 
 # --- model provider -------------------------------------------------------------------------------------
@@ -742,10 +800,17 @@ class RuntimeConfig(Spec):
     sessions: SessionsSpec | None = Field(
         default=None, description="Conversation settings; the defaults of `SessionsSpec` when unset."
     )
+    budget: UsageBudget | None = Field(default=None, description="What each run of the agent may use.")
 
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
         check_toolset_ids(self.agent, self.activities)
+        for index, sub_agent in enumerate(self.agent.sub_agents or []):
+            if sub_agent.task_queue is None:
+                raise field_error(
+                    f"agent.subAgents[{index}].taskQueue",
+                    "required in a runtime config (a manifest derives it from agentRef): set it",
+                )
         return self
 
     def to_json(self) -> str:

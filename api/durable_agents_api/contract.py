@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config_location import CONFIG_FILE_KEY, CONFIG_MOUNT_DIR, ENV_CONFIG
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "SESSION_WORKFLOW_NAME",
     "SUBSCRIBE_SIGNAL",
     "WORKFLOW_NAME",
+    "ChildRun",
     "DecidedCall",
     "Decision",
     "DecisionOutcome",
@@ -57,6 +59,7 @@ __all__ = [
     "SessionReply",
     "SessionStart",
     "ToolCallRecord",
+    "child_workflow_id",
     "session_id_of",
     "session_memo",
     "session_workflow_id",
@@ -117,6 +120,12 @@ def session_id_of(workflow_id: str) -> str:
     return workflow_id.rsplit(":", 1)[-1]
 
 
+def child_workflow_id(parent_workflow_id: str, tool_call_id: str) -> str:
+    """The workflow id of the child agent run a tool call starts: derived from the caller's run and the
+    call, so a replayed or retried call finds the child it started instead of starting a second one."""
+    return f"{parent_workflow_id}/call-{tool_call_id}"
+
+
 PYTHON_MODEL_PREFIX = "python:"
 """`model: python:pkg.mod:attr` names a pydantic-ai `Model` instance in code instead of a provider model."""
 
@@ -143,6 +152,14 @@ class RunInput(BaseModel):
     """The run's deps as a JSON value (an object for a dataclass or model deps type, a string for `str`);
     None when the run passes none."""
     model: str | None = Field(None, description="Model override for this run.")
+    budget: UsageBudget | None = None
+    """This run's own budget; it can only tighten the agent's (`budget.tighten`). A child run gets what
+    was left of its caller's budget when it was called."""
+    callers: list[str] = Field(default_factory=list)
+    """The agents that called this run, outermost first (empty for a run started from outside)."""
+    max_sub_agent_depth: int | None = None
+    """The depth limit of the call tree, set by the outermost run's agent (`agent.maxSubAgentDepth`) and
+    passed down to its children; None in a run started from outside (its agent's limit applies)."""
 
 
 class LiveEvents(BaseModel):
@@ -184,6 +201,15 @@ class DecidedCall(BaseModel):
     """The decide Update's id (a ToolApproval's is `toolapproval-<uid>`); None for the decision timeout."""
 
 
+class ChildRun(BaseModel):
+    """An agent run started by a tool call of this run (a child workflow)."""
+
+    workflow_id: str
+    agent: str
+    """The sub-agent's name in the caller's manifest (`agent.subAgents[].name`)."""
+    task_queue: str
+
+
 class RunOutput(BaseModel):
     """Workflow result."""
 
@@ -195,6 +221,11 @@ class RunOutput(BaseModel):
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     decided_calls: list[DecidedCall] = Field(default_factory=list)
     """The calls that waited for a decision in this run, and who decided them (the last `DECIDED_KEPT`)."""
+    children: list[ChildRun] = Field(default_factory=list)
+    """The agent runs this run's tool calls started; their usage is included in `usage`."""
+    cost_usd: float | None = None
+    """Estimated cost of the run's model requests (its children's included) in US dollars, where the
+    models' prices are known; None when a price is not."""
 
 
 PendingKind = Literal["approval", "external", "question"]

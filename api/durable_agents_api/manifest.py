@@ -86,6 +86,8 @@ def runtime_config(manifest: LoadedManifest, *, address: str, namespace: str = "
         {"address": address, "namespace": namespace, "taskQueue": manifest.task_queue}
     )
     try:
-        return manifest.agent.spec.runtime_config(temporal=temporal)
+        return manifest.agent.spec.runtime_config(
+            temporal=temporal, namespace=manifest.agent.metadata.namespace or "default"
+        )
     except ValueError as exc:
         raise ConfigError.from_validation(exc, source=manifest.source, prefix="spec") from None

@@ -49,6 +49,8 @@ def _run_json(run: RunSummary) -> dict[str, Any]:
         "startTime": run.started.isoformat() if run.started else None,
         "closeTime": run.closed.isoformat() if run.closed else None,
         "pendingCalls": [_pending_json(c) for c in run.pending] if run.pending is not None else None,
+        "parent": run.parent,
+        "children": run.children,
     }
 
 
@@ -69,9 +71,13 @@ async def runs_verb(args: argparse.Namespace, out: Renderer) -> int:
         waiting = ""
         if run.status == "running":
             waiting = " · pending: ?" if run.pending is None else f" · pending: {len(run.pending)}"
-        out.line(f"  {run.run_id}  {run.status}  started {started}{waiting}")
+        called = f" · children: {len(run.children)}" if run.children else ""
+        by = f" · called by {run.parent}" if run.parent else ""
+        out.line(f"  {run.run_id}  {run.status}  started {started}{waiting}{called}{by}")
         for call in run.pending or []:
             out.line(f"      {pending_line(call)}", style="yellow")
+        for child in run.children:
+            out.line(f"      └ {child}", style="cyan")
     return 0
 
 

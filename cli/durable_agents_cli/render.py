@@ -68,9 +68,12 @@ class Renderer:
         usage = output.usage
         self.line(
             f"Usage: {usage.requests} requests, {usage.input_tokens} input tokens, "
-            f"{usage.output_tokens} output tokens, {usage.tool_calls} tool calls",
+            f"{usage.output_tokens} output tokens, {usage.tool_calls} tool calls"
+            + (f", estimated cost ${output.cost_usd:.6f}" if output.cost_usd is not None else ""),
             style="dim",
         )
+        for child in output.children:
+            self.line(f"  called {child.agent}: run {child.workflow_id} (usage included above)", style="dim")
 
     def event(self, event: Any) -> None:
         """One live run event: tool calls and results on their own lines, text as it streams."""

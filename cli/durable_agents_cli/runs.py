@@ -42,10 +42,11 @@ async def run_verb(args: argparse.Namespace, out: Renderer) -> int:
 
     target = resolve_target(args.agent, manifest=args.file, task_queue=args.task_queue)
     deps = parse_deps(args.deps)
+    budget = _budget(args.budget)
     client = await connect_client(args, target.task_queue)
     handle = await client.start_workflow(
         WORKFLOW_NAME,
-        RunInput(prompt=args.prompt, deps=deps, model=args.model),
+        RunInput(prompt=args.prompt, deps=deps, model=args.model, budget=budget),
         id=args.id or f"run-{uuid.uuid4()}",
         task_queue=target.task_queue,
         result_type=RunOutput,
@@ -98,6 +99,18 @@ async def run_verb(args: argparse.Namespace, out: Renderer) -> int:
     return 0
 
 
+def _budget(text: str | None) -> Any:
+    from durable_agents_api.budget import parse_budget
+    from durable_agents_api.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise ConfigError(f"--budget: {exc}") from None
+
+
 async def _stream(client: Client, handle: Any, out: Renderer) -> bool:
     """Show the run's live events; False when it publishes no live tool calls and text (they are shown
     with the result instead)."""
@@ -147,6 +160,8 @@ def _result_json(run_id: str, status: str, result: Any = None, error: str | None
             "outputTokens": usage.output_tokens,
             "toolCalls": usage.tool_calls,
         }
+        data["costUsd"] = result.cost_usd
+        data["children"] = [child.workflow_id for child in result.children]
         data["toolCalls"] = [{"toolName": c.tool_name, "args": c.args} for c in result.tool_calls]
     data["error"] = error
     return json.dumps(data, default=str, indent=2)
@@ -231,6 +246,12 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--model", help="model override for this run")
     run.add_argument("--deps", metavar="JSON", help=DEPS_HELP)
+    run.add_argument(
+        "--budget",
+        metavar="KEY=VALUE,...",
+        help="what this run may use, e.g. totalTokens=1000,requests=5 (keys: requests, inputTokens, "
+        "outputTokens, totalTokens, toolCalls); it can only tighten the agent's spec.budget",
+    )
     run.add_argument("--id", help="workflow id (default run-<uuid>)")
     worker_timeout_flag(run)
     connection_flags(run)

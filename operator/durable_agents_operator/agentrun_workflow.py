@@ -25,11 +25,13 @@ __all__ = [
 MAX_OUTPUT_BYTES = 4096
 """Status keeps at most this much output: objects live in etcd, whose values should stay small."""
 MAX_MESSAGE_BYTES = 1024
+MAX_CHILD_IDS = 20
+"""Child workflow ids kept in an AgentRun's status (`children` counts them all)."""
 
 
 def run_input(run: AgentRun) -> RunInput:
     """The workflow input for `run`."""
-    return RunInput(prompt=run.spec.prompt, deps=run.spec.deps, model=run.spec.model)
+    return RunInput(prompt=run.spec.prompt, deps=run.spec.deps, model=run.spec.model, budget=run.spec.budget)
 
 
 def session_message(run: AgentRun) -> SessionMessage:
@@ -79,6 +81,9 @@ def succeeded_status(output: RunOutput, *, completed: datetime) -> dict[str, Any
         "outputSize": size,
         "outputTruncated": truncated,
         "usage": RunUsage.of(output.usage).model_dump(by_alias=True),
+        "costUsd": output.cost_usd,
+        "children": len(output.children),
+        "childWorkflowIds": [child.workflow_id for child in output.children[:MAX_CHILD_IDS]],
         "completionTime": timestamp(completed),
         "message": None,
     }

@@ -28,14 +28,17 @@ with workflow.unsafe.imports_passed_through():
         ModelQuotaExceededError,
         ModelRateLimitError,
         ModelRequestRejectedError,
+        UsageLimitExceeded,
         UserError,
     )
     from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
     from pydantic_ai.run import AgentRunResult
     from pydantic_core import to_jsonable_python
 
+    from durable_agents_api.budget import UsageBudget
     from durable_agents_api.contract import RunOutput, RunUsageSummary, ToolCallRecord
     from durable_agents_runtime import pydantic_ai_internals
+    from durable_agents_runtime.budgets import budget_exceeded, usage_limits
     from durable_agents_runtime.payload_limits import MAX_PAYLOAD_BYTES, PAYLOAD_TOO_LARGE
 
 __all__ = ["check_deps", "check_size", "explain_model_error", "run_turn", "turn_output"]
@@ -140,14 +143,23 @@ async def run_turn(
     deps: Any,
     model: str | None,
     message_history: Sequence[ModelMessage],
+    budget: UsageBudget | None = None,
 ) -> AgentRunResult[Any]:
-    """Run `agent` on `prompt` after `message_history`.
+    """Run `agent` on `prompt` after `message_history`, within `budget`.
 
     Every failure comes out as a non-retryable `ApplicationError` (or the activity failure that caused
     it) saying what to change, so a failed turn fails its caller (an Update) rather than the workflow task.
     """
     try:
-        return await agent.run(prompt, deps=deps, model=model, message_history=list(message_history))
+        return await agent.run(
+            prompt,
+            deps=deps,
+            model=model,
+            message_history=list(message_history),
+            usage_limits=usage_limits(budget),
+        )
+    except UsageLimitExceeded as error:
+        raise budget_exceeded(error, budget) from None
     except ModelAPIError as error:
         raise ApplicationError(
             explain_model_error(error),

@@ -34,6 +34,7 @@ from durable_agents_runtime.models import (
     run_time_model_resolver,
     without_sdk_retries,
 )
+from durable_agents_runtime.sub_agents import SUB_AGENTS_TOOLSET_ID, sub_agents_toolset
 from durable_agents_runtime.toolsets import mcp_toolset, python_toolset, tool_metadata_capabilities
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def _declarative_agent(config: RuntimeConfig) -> AbstractAgent[Any, Any]:
     toolsets = [requiring_approval(python_toolset(t), t.id, rules) for t in spec.toolsets] + [
         mcp_toolset(s, approval_rules=rules) for s in spec.mcp_servers
     ]
+    sub_agents = sub_agents_toolset(spec.sub_agents or [])
+    if sub_agents is not None:
+        toolsets.append(requiring_approval(sub_agents, SUB_AGENTS_TOOLSET_ID, rules))
     options: dict[str, Any] = {"retries": spec.retries} if spec.retries is not None else {}
     try:
         return Agent(

@@ -73,6 +73,10 @@ def _rpc_error(run_id: str, exc: RPCError, doing: str) -> DecisionError:
     return DecisionError(f"cannot {doing} for run {run_id}: {exc.message}")
 
 
+MAX_CHILDREN_LISTED = 50
+"""Child runs `durable-agents runs` lists under each run."""
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """One run of an agent, as `durable-agents runs` lists it."""
@@ -84,6 +88,10 @@ class RunSummary:
     closed: datetime | None
     pending: list[PendingCall] | None = field(default=None)
     """The calls a running run waits on; None when no worker answered the query (or the run is closed)."""
+    parent: str | None = None
+    """The run that called this one as a sub-agent (its workflow id), if any."""
+    children: list[str] = field(default_factory=list[str])
+    """The workflow ids of the agent runs this run called (child workflows), oldest first."""
 
 
 def status_name(status: WorkflowExecutionStatus | None) -> str:
@@ -98,7 +106,8 @@ async def list_runs(
     client: Client, task_queue: str, *, limit: int = 20, workflow_type: str = WORKFLOW_NAME
 ) -> list[RunSummary]:
     """The newest `limit` runs on `task_queue` (session workflows with `SESSION_WORKFLOW_NAME`), with the
-    pending calls of those still running (read in parallel, each bounded by `RPC_TIMEOUT`)."""
+    pending calls of those still running (read in parallel, each bounded by `RPC_TIMEOUT`), the run that
+    called each (if any) and the runs each called."""
     query = f"TaskQueue = '{task_queue}' AND WorkflowType = '{workflow_type}'"
     executions = [execution async for execution in client.list_workflows(query, limit=limit)]
 
@@ -110,11 +119,25 @@ async def list_runs(
                 pending = await pending_calls(client.get_workflow_handle(execution.id))
             except DecisionError:
                 pending = None
+        children = await _children(client, execution.id)
         return RunSummary(
-            execution.id, status_name(execution.status), execution.start_time, execution.close_time, pending
+            execution.id,
+            status_name(execution.status),
+            execution.start_time,
+            execution.close_time,
+            pending,
+            parent=execution.parent_id,
+            children=children,
         )
 
     return list(await asyncio.gather(*(summary(e) for e in executions)))
+
+
+async def _children(client: Client, workflow_id: str) -> list[str]:
+    escaped = workflow_id.replace("'", "\\'")
+    query = f"ParentWorkflowId = '{escaped}'"
+    found = [(e.start_time, e.id) async for e in client.list_workflows(query, limit=MAX_CHILDREN_LISTED)]
+    return [workflow_id for _, workflow_id in sorted(found)]
 
 
 def awaiting(runs: Sequence[RunSummary]) -> int:

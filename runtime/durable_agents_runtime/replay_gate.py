@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Replayer
 
-from durable_agents_api.config import DEFAULT_REPLAY_HISTORIES, ApprovalsSpec, RuntimeConfig
+from durable_agents_api.config import DEFAULT_REPLAY_HISTORIES, RuntimeConfig
 from durable_agents_api.contract import WORKFLOW_NAME
 from durable_agents_runtime import served_agents
 from durable_agents_runtime.agents import build_agent, event_topic, model_streams
@@ -143,11 +143,8 @@ async def replay(config: RuntimeConfig, histories: list[WorkflowHistory]) -> Rep
     replay_queue = replayer_task_queue(_REPLAY_BUILD_ID)
     served_agents.register(
         replay_queue,
-        served_agents.ServedAgent(
-            agent,
-            event_topic(agent),
-            model_streams(agent.model),
-            approvals=config.approvals or ApprovalsSpec(),
+        served_agents.ServedAgent.of(
+            agent, config, event_topic=event_topic(agent), model_streams=model_streams(agent.model)
         ),
     )
     try:

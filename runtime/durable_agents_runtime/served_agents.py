@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic_ai.agent.abstract import AbstractAgent
 
-from durable_agents_api.config import ApprovalsSpec, SessionsSpec
+from durable_agents_api.budget import UsageBudget
+from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, SubAgentSpec
 from durable_agents_api.errors import ConfigError
 from durable_agents_runtime.errors import AgentNotServedError
 
@@ -26,13 +27,37 @@ __all__ = ["ServedAgent", "lookup", "register"]
 class ServedAgent:
     """A durable agent, the event stream topic its runs publish to (None: it publishes none), and whether
     its own model can stream (a watched run's model requests are streamed), its session settings, and how
-    its runs wait for decisions on tool calls."""
+    its runs wait for decisions on tool calls, the agents it calls and what its runs may use."""
 
     agent: AbstractAgent[Any, Any]
     event_topic: str | None
     model_streams: bool = True
     sessions: SessionsSpec = field(default_factory=lambda: SessionsSpec())
     approvals: ApprovalsSpec = field(default_factory=ApprovalsSpec)
+    sub_agents: tuple[SubAgentSpec, ...] = ()
+    max_sub_agent_depth: int | None = None
+    budget: UsageBudget | None = None
+
+    @classmethod
+    def of(
+        cls,
+        agent: AbstractAgent[Any, Any],
+        config: RuntimeConfig,
+        *,
+        event_topic: str | None,
+        model_streams: bool,
+    ) -> ServedAgent:
+        """The served form of `agent`, built from `config`."""
+        return cls(
+            agent,
+            event_topic,
+            model_streams,
+            config.sessions or SessionsSpec(),
+            approvals=config.approvals or ApprovalsSpec(),
+            sub_agents=tuple(config.agent.sub_agents or ()),
+            max_sub_agent_depth=config.agent.max_sub_agent_depth,
+            budget=config.budget,
+        )
 
 
 _agents: dict[tuple[str, str | None], ServedAgent] = {}

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
 
     # `import a.b as c`: the form that reaches the sandbox's pass-through (see workflow.py).
     import durable_agents_runtime.served_agents as served_agents
-    from durable_agents_api.config import format_duration
+    from durable_agents_api.config import DEFAULT_MAX_SUB_AGENT_DEPTH, format_duration
     from durable_agents_api.contract import (
         EVENT_TOPIC_QUERY,
         SESSION_ENDED,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents_runtime import session_history
     from durable_agents_runtime.agent_turn import check_deps, check_size, run_turn, turn_output
     from durable_agents_runtime.approvals import ApprovalGate, DecisionHandlers
+    from durable_agents_runtime.sub_agents import CallTree
     from durable_agents_runtime.temporal_internals import stream_offset
 
 __all__ = ["AgentSessionWorkflow"]
@@ -93,6 +94,8 @@ class AgentSessionWorkflow(DecisionHandlers):
         self._live = False
         self._ended: SessionEnd | None = None
         self.approval_gate = ApprovalGate(self._served.approvals)
+        self.call_tree: CallTree | None = None
+        """The current turn's place in a tree of agent calls (read by the sub-agent tools)."""
         """Read by the agent's `WaitForDecisions` capability when a turn's tool call needs a decision; a
         waiting turn is decided like a run (`DecisionHandlers`), the calls marked with the turn's id."""
 
@@ -136,14 +139,31 @@ class AgentSessionWorkflow(DecisionHandlers):
         await self._bound_history()
         self._start_stream_turn()
         self._live = message.stream
+        served = self._served
+        # Each turn is a run of its own: the agent's budget, and the sub-agents it calls.
+        self.call_tree = CallTree(
+            agent.name or "agent",
+            served.sub_agents,
+            max_depth=served.max_sub_agent_depth or DEFAULT_MAX_SUB_AGENT_DEPTH,
+            budget=served.budget,
+            call_scope=f"{workflow.info().workflow_id}/turn-{self._turns + 1}",
+        )
         try:
             result = await run_turn(
-                agent, message.prompt, deps=deps, model=message.model, message_history=self._messages
+                agent,
+                message.prompt,
+                deps=deps,
+                model=message.model,
+                message_history=self._messages,
+                budget=served.budget,
             )
         finally:
             self._live = False
         reply = SessionReply(
-            **turn_output(result).model_dump(), session_id=self._session_id, turn=self._turns + 1
+            **turn_output(result).model_dump(exclude={"children"}),
+            children=list(self.call_tree.children),
+            session_id=self._session_id,
+            turn=self._turns + 1,
         )
         check_size(reply, f"the reply to turn {reply.turn}")
         self._messages = result.all_messages()

@@ -24,7 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from durable_agents_api.config import ApprovalsSpec, RuntimeConfig, SessionsSpec, format_duration
+from durable_agents_api.config import RuntimeConfig, format_duration
 from durable_agents_api.contract import ENV_BIND_HOST, ENV_HEALTH_PORT, ENV_METRICS_PORT
 from durable_agents_api.errors import ConfigError
 from durable_agents_runtime import run_spans, served_agents, versioning, worker_gate
@@ -37,6 +37,7 @@ from durable_agents_runtime.payload_limits import PayloadLimits
 from durable_agents_runtime.probe_server import ProbeServer
 from durable_agents_runtime.session_history import summarize_turns
 from durable_agents_runtime.session_workflow import AgentSessionWorkflow
+from durable_agents_runtime.sub_agents import existing_child_result
 from durable_agents_runtime.workflow import AgentRunWorkflow
 
 __all__ = ["create_worker", "endpoint_settings", "serve", "workflow_runner"]
@@ -64,12 +65,8 @@ def create_worker(
     served_version = versioning.worker_version(config)
     served_agents.register(
         task_queue,
-        served_agents.ServedAgent(
-            agent,
-            event_topic(agent),
-            model_streams(agent.model),
-            config.sessions or SessionsSpec(),
-            approvals=config.approvals or ApprovalsSpec(),
+        served_agents.ServedAgent.of(
+            agent, config, event_topic=event_topic(agent), model_streams=model_streams(agent.model)
         ),
         served_version.build_id if served_version is not None else None,
     )
@@ -79,7 +76,7 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentRunWorkflow, AgentSessionWorkflow],
-        activities=[summarize_turns],
+        activities=[summarize_turns, existing_child_result],
         plugins=[AgentPlugin(agent)],
         interceptors=[PayloadLimits(), heartbeats, *run_spans.interceptors(config)],
         workflow_runner=workflow_runner(config),

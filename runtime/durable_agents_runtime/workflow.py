@@ -25,12 +25,15 @@ with workflow.unsafe.imports_passed_through():
     from pydantic_ai.exceptions import (
         AgentRunError,
         ModelAPIError,
+        UsageLimitExceeded,
         UserError,
     )
+    from pydantic_ai.messages import ModelResponse
 
     # `import a.b as c` (not `from a import b`): only this form reaches the sandbox's pass-through, so the
     # workflow sees the registry the worker filled in rather than a fresh copy.
     import durable_agents_runtime.served_agents as served_agents
+    from durable_agents_api.budget import tighten
     from durable_agents_api.contract import (
         EVENT_TOPIC_QUERY,
         LIVE_EVENTS_QUERY,
@@ -44,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents_runtime import pydantic_ai_internals
     from durable_agents_runtime.agent_turn import check_deps, check_size, explain_model_error, turn_output
     from durable_agents_runtime.approvals import ApprovalGate, DecisionHandlers
+    from durable_agents_runtime.budgets import budget_exceeded, over_budget, response_cost, usage_limits
+    from durable_agents_runtime.sub_agents import CallTree
+    from durable_agents_runtime.usage_metrics import record_usage
 
 __all__ = [
     "EVENT_TOPIC_QUERY",
@@ -73,6 +79,15 @@ class AgentRunWorkflow(DecisionHandlers):
         self._no_live_text = self._why_no_live_text(run)
         self.approval_gate = ApprovalGate(self._served.approvals)
         """Read by the agent's `WaitForDecisions` capability when a tool call needs a decision."""
+        served = self._served
+        self.call_tree = CallTree.of_run(
+            run,
+            agent_name=served.agent.name or "agent",
+            sub_agents=served.sub_agents,
+            max_depth=served.max_sub_agent_depth,
+        )
+        self.call_tree.budget = tighten(served.budget, run.budget)
+        """Read by the sub-agent tools (`sub_agents.call_agent`): this run's place in a tree of calls."""
 
     def _why_no_live_text(self, run: RunInput) -> str | None:
         if run.model is not None and run.model.startswith(PYTHON_MODEL_PREFIX):
@@ -125,12 +140,17 @@ class AgentRunWorkflow(DecisionHandlers):
             how="durable-agents run --deps JSON, or spec.deps of the AgentRun",
             passed_by="the run",
         )
+        budget = self.call_tree.budget
         try:
             result = await agent.run(
-                run.prompt,
-                deps=deps,
-                model=run.model,
+                run.prompt, deps=deps, model=run.model, usage_limits=usage_limits(budget)
             )
+        except (UsageLimitExceeded, FailureError) as error:
+            limit = over_budget(error)
+            if limit is None:
+                raise
+            # Not chained: the message says it all, and the cause would be the innermost error shown.
+            raise budget_exceeded(limit, budget) from None
         except ModelAPIError as error:
             raise ApplicationError(
                 explain_model_error(error),
@@ -139,9 +159,24 @@ class AgentRunWorkflow(DecisionHandlers):
             ) from error
         finally:
             await self._close_events()
-        output = turn_output(result).model_copy(update={"decided_calls": list(self.approval_gate.log)})
+        responses = [m for m in result.new_messages() if isinstance(m, ModelResponse)]
+        record_usage(self.call_tree.agent_name, responses)
+        output = turn_output(result).model_copy(
+            update={
+                "decided_calls": list(self.approval_gate.log),
+                "children": list(self.call_tree.children),
+                "cost_usd": self._cost(responses),
+            }
+        )
         check_size(output, "the run's output")
         return output
+
+    def _cost(self, responses: list[ModelResponse]) -> float | None:
+        own = response_cost(responses)
+        children = self.call_tree.child_costs
+        if own is None or None in children:
+            return None
+        return own + sum(c for c in children if c is not None)
 
     async def _close_events(self) -> None:
         if self._events is None:

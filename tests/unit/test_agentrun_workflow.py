@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from durable_agents_api.contract import RunOutput, RunUsageSummary
+from durable_agents_api.contract import ChildRun, RunOutput, RunUsageSummary
 from durable_agents_api.resources import AgentRun, AgentRunStatus, RunUsage
 from durable_agents_operator.agentrun_workflow import (
     MAX_MESSAGE_BYTES,
@@ -24,26 +24,40 @@ def output(text: str = "done", **usage: int) -> RunOutput:
     return RunOutput(output=text, output_text=text, usage=RunUsageSummary(**usage))
 
 
-def test_the_workflow_input_carries_the_prompt_deps_and_model_override() -> None:
+def test_the_workflow_input_carries_the_prompt_deps_model_override_and_budget() -> None:
     run = AgentRun.model_validate(
         {
             "metadata": {"name": "r", "namespace": "ns"},
-            "spec": {"agentRef": {"name": "a"}, "prompt": "hi", "deps": {"city": "Paris"}, "model": "test"},
+            "spec": {
+                "agentRef": {"name": "a"},
+                "prompt": "hi",
+                "deps": {"city": "Paris"},
+                "model": "test",
+                "budget": {"totalTokens": 1000},
+            },
         }
     )
-    assert run_input(run).model_dump() == {"prompt": "hi", "deps": {"city": "Paris"}, "model": "test"}
+    assert run_input(run).model_dump(exclude_defaults=True) == {
+        "prompt": "hi",
+        "deps": {"city": "Paris"},
+        "model": "test",
+        "budget": {"total_tokens": 1000},
+    }
 
 
-def test_a_succeeded_run_records_output_usage_and_completion_in_whole_seconds() -> None:
-    status = succeeded_status(
-        output(requests=2, input_tokens=10, output_tokens=5, tool_calls=1), completed=NOW
-    )
+def test_a_succeeded_run_records_output_usage_children_and_completion_in_whole_seconds() -> None:
+    child = ChildRun(workflow_id="agentrun-1/call-c1", agent="billing", task_queue="ns.billing")
+    result = output(requests=2, input_tokens=10, output_tokens=5, tool_calls=1)
+    status = succeeded_status(result.model_copy(update={"children": [child], "cost_usd": 0.5}), completed=NOW)
     assert status == {
         "phase": "Succeeded",
         "output": "done",
         "outputSize": 4,
         "outputTruncated": False,
         "usage": {"requests": 2, "inputTokens": 10, "outputTokens": 5, "toolCalls": 1},
+        "costUsd": 0.5,
+        "children": 1,
+        "childWorkflowIds": ["agentrun-1/call-c1"],
         "completionTime": "2026-11-26T12:00:30Z",
         "message": None,
     }

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from temporalio.client import ScheduleOverlapPolicy
 
 from durable_agents_api.config import TemporalSpec
-from durable_agents_api.contract import WORKFLOW_NAME
+from durable_agents_api.contract import WORKFLOW_NAME, RunInput
 from durable_agents_api.errors import format_validation
 from durable_agents_api.resources import DurableAgent
 from durable_agents_api.schedules import MEMO_SPEC_HASH, AgentSchedule, check_cron, schedule_id
@@ -209,7 +209,8 @@ def test_a_schedule_starts_the_agents_run_workflow_with_its_prompt_on_its_task_q
         "schedule:ns/hello/nightly",
         "ns.hello",
     )
-    assert action.args == [{"prompt": "Summarise.", "deps": {"user": "ada"}, "model": "test"}]  # type: ignore[attr-defined]
+    [args] = action.args  # type: ignore[attr-defined]
+    assert RunInput.model_validate(args) == RunInput(prompt="Summarise.", deps={"user": "ada"}, model="test")
     assert action.execution_timeout == timedelta(minutes=5)  # type: ignore[attr-defined]
     assert action.memo[MEMO_SPEC_HASH] == spec_hash(schedule, OWNER)  # type: ignore[attr-defined]
     assert built.spec.cron_expressions == ["0 3 * * *"] and built.spec.time_zone_name == "Europe/Paris"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
+from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config import Duration, Spec, field_error
 from durable_agents_api.contract import SESSION_ID_PATTERN, RunUsageSummary
 
@@ -45,6 +46,11 @@ class AgentRunSpec(Spec):
         default=None, description="Model override for this run, e.g. `openai-chat:gpt-4.1-mini`."
     )
     timeout: Duration | None = Field(default=None, description="Workflow execution timeout, e.g. `10m`.")
+    budget: UsageBudget | None = Field(
+        default=None,
+        description="What this run may use, the agents it calls included; it can only tighten the agent's "
+        "spec.budget (each limit is the lower of the two).",
+    )
     session: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = Field(
         default=None,
         description="A session id: the run is the next turn of that conversation with the agent (the "
@@ -59,6 +65,12 @@ class AgentRunSpec(Spec):
                 "timeout",
                 "a session turn has no timeout of its own (the session ends after the agent's "
                 "spec.sessions.idleTimeout): remove timeout, or session",
+            )
+        if self.session is not None and self.budget is not None:
+            raise field_error(
+                "budget",
+                "a session turn runs within the agent's spec.budget and has no budget of its own: remove "
+                "budget, or session",
             )
         return self
 
@@ -138,7 +150,17 @@ class AgentRunStatus(Spec):
     output: str | None = Field(default=None, description="The output (truncated; see outputSize).")
     output_size: int | None = Field(default=None, description="Size of the full output in bytes.")
     output_truncated: bool | None = Field(default=None, description="Whether `output` was truncated.")
-    usage: RunUsage | None = Field(default=None, description="Token usage.")
+    usage: RunUsage | None = Field(
+        default=None, description="Token usage (of the agent runs this run called, too)."
+    )
+    cost_usd: float | None = Field(
+        default=None,
+        description="Estimated cost in US dollars where the models' prices are known (genai-prices).",
+    )
+    children: int | None = Field(default=None, description="Agent runs this run called (child workflows).")
+    child_workflow_ids: list[str] = Field(
+        default_factory=list, description="Workflow ids of the agent runs this run called (the first 20)."
+    )
     start_time: datetime | None = Field(default=None, description="When the workflow started.")
     completion_time: datetime | None = Field(default=None, description="When the workflow finished.")
     message: str | None = Field(default=None, description="What went wrong, when phase is Failed.")

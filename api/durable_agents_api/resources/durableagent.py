@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, JsonValue, model_validator
 
+from durable_agents_api.budget import UsageBudget
 from durable_agents_api.config import (
     DEFAULT_REPLAY_HISTORIES,
     ActivitiesSpec,
@@ -289,18 +290,35 @@ class DurableAgentSpec(Spec):
         "this list and deleted with the agent.",
     )
 
+    budget: UsageBudget | None = Field(
+        default=None,
+        description="What each run of the agent may use (requests, tokens, tool calls), the agents it calls "
+        "included; a run's own budget can only tighten it. A run over budget fails, naming the limit.",
+    )
+
     @model_validator(mode="after")
     def _tool_settings_name_known_toolsets(self) -> Self:
         check_toolset_ids(self.agent, self.activities)
         return self
 
-    def runtime_config(self, *, temporal: TemporalSpec) -> RuntimeConfig:
-        """The contract the worker reads, given the resolved Temporal connection (with task queue)."""
+    def _resolved_agent(self, namespace: str) -> AgentSpec:
+        """`agent` with each sub-agent's task queue filled in (the callee's default when unset)."""
+        if not self.agent.sub_agents:
+            return self.agent
+        resolved = [
+            s.model_copy(update={"task_queue": s.task_queue or default_task_queue(namespace, s.agent_ref)})
+            for s in self.agent.sub_agents
+        ]
+        return self.agent.model_copy(update={"sub_agents": resolved})
+
+    def runtime_config(self, *, temporal: TemporalSpec, namespace: str = "default") -> RuntimeConfig:
+        """The contract the worker reads, given the resolved Temporal connection (with task queue) and
+        the agent's Kubernetes namespace (where its sub-agents are)."""
         observability = ObservabilitySpec.model_validate(
             self.observability.model_dump(exclude={"logfire": {"token_secret_ref"}})
         )
         return RuntimeConfig(
-            agent=self.agent,
+            agent=self._resolved_agent(namespace),
             temporal=temporal,
             activities=self.activities,
             worker=self.worker,
@@ -308,6 +326,7 @@ class DurableAgentSpec(Spec):
             model=ModelSpec(base_url=self.model.base_url),
             observability=observability,
             sessions=self.sessions,
+            budget=self.budget,
         )
 
 

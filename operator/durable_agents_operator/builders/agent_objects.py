@@ -89,7 +89,9 @@ def runtime_config(agent: DurableAgent, temporal: WorkerTemporal) -> RuntimeConf
             f"Kubernetes limits to {MAX_AGENT_NAME}: use a shorter name"
         )
     try:
-        return agent.spec.runtime_config(temporal=temporal.spec)
+        return agent.spec.runtime_config(
+            temporal=temporal.spec, namespace=agent.metadata.namespace or "default"
+        )
     except ValidationError as exc:
         raise InvalidSpec(f"invalid DurableAgent spec:\n{format_validation(exc, prefix='spec')}") from None
 
