@@ -39,7 +39,7 @@ from durable_agents_runtime.errors import (
 from durable_agents_runtime.gateway.auth import Access, Authorizer, Forbidden, Principal, Unauthenticated
 from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog
 from durable_agents_runtime.gateway.events import event_view, sse
-from durable_agents_runtime.gateway.limits import DEFAULT_BODY_LIMIT, BodyLimit, RateLimiter
+from durable_agents_runtime.gateway.limits import DEFAULT_BODY_LIMIT, BodyLimit, BodyTooLarge, RateLimiter
 from durable_agents_runtime.gateway.models import (
     AgentView,
     ApprovalView,
@@ -91,6 +91,8 @@ def problem_of(exc: Exception) -> Problem:
     """The answer for an error of the runtime (the message is the runtime's, written for the caller)."""
     if isinstance(exc, Problem):
         return exc
+    if isinstance(exc, BodyTooLarge):
+        return Problem(413, "too_large", exc.message)
     if isinstance(exc, RunNotFoundError | SessionNotFoundError):
         return Problem(404, "not_found", str(exc))
     if isinstance(exc, RunFailedError):

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_BODY_LIMIT", "BodyLimit", "RateLimiter", "error_response_body"]
+__all__ = ["DEFAULT_BODY_LIMIT", "BodyLimit", "BodyTooLarge", "RateLimiter", "error_response_body"]
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
 """Largest request body accepted, in bytes (1 MiB)."""
@@ -89,7 +89,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    raise BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -99,18 +99,20 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = error_response_body(
-            "too_large", f"the request body is larger than {self.limit} bytes, the gateway's limit: send less"
-        )
+        body = error_response_body("too_large", BodyTooLarge(self.limit).message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """A streamed request body passed the limit while the application read it (413)."""
+
+    def __init__(self, limit: int) -> None:
+        self.message = f"the request body is larger than {limit} bytes, the gateway's limit: send less"
+        super().__init__(self.message)
