@@ -32,12 +32,13 @@ crds: env
 	$(BIN)/durable-agents crds --write
 
 # Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy; nginx
-# (the TLS terminator of the connection tests).
+# (the TLS terminator of the connection tests); chromium (the console test).
 tools: env
 	bash scripts/install-helm.sh >/dev/null
 	bash scripts/install-kube-score.sh >/dev/null
 	bash scripts/install-node-packages.sh
 	bash scripts/install-tls-proxy.sh
+	bash scripts/install-browser.sh >/dev/null
 	bash tests/cluster/build.sh >/dev/null
 	bash tests/cluster/build.sh kubelet >/dev/null
 	bash tests/cluster/build.sh kube-proxy >/dev/null
