@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +23,7 @@ import pytest
 from test_client import queues  # noqa: F401 (the module's workers)
 
 from durable_agents_runtime.client import AgentsClient
+from durable_agents_runtime.devserver import free_port
 from durable_agents_runtime.gateway import (
     AgentEntry,
     Gateway,
@@ -27,6 +35,7 @@ from durable_agents_runtime.gateway import (
 
 pytestmark = [pytest.mark.runtime, pytest.mark.anyio]
 
+REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-for-tests"
 VIEWER = "viewer-token-for-tests"
 WAIT = 60.0
@@ -202,3 +211,40 @@ async def test_the_openai_sdk_talks_to_an_agent_streamed_and_not(gateway_url: st
     # The session carries the conversation: the second message is its second prompt.
     assert text.strip() == "reply to 'what is my name?' after 2 prompts"
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_dev_serves_the_gateway_with_the_token_it_prints_and_stops_it(tmp_path: Path) -> None:
+    log = tmp_path / "dev.log"
+    command = [sys.executable, "-m", "durable_agents_cli", "dev", str(REPO / "examples/hello.yaml")]
+    command += ["--port", str(free_port()), "--ui-port", str(free_port()), "--gateway-port", "0"]
+    command += ["--state-dir", str(tmp_path / "state")]
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "LOGFIRE_", "DURABLE_AGENTS_"))
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**env, "NO_COLOR": "1"}
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C to stop." not in (text := log.read_text(errors="replace")):
+            assert process.poll() is None and time.monotonic() < deadline, text
+            time.sleep(0.1)
+        [console] = re.findall(r"Console: (http://127\.0\.0\.1:\d+)/console/#token=(\S+)", text)
+        url, token = console
+        headers = {"Authorization": f"Bearer {token}"}
+        agents = httpx.get(f"{url}/api/agents", headers=headers, timeout=WAIT).json()
+        refused = httpx.get(f"{url}/api/agents", timeout=WAIT)
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "hello", "messages": [{"role": "user", "content": "Weather in Paris?"}]},
+            headers=headers,
+            timeout=WAIT,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert [(a["name"], a["ready"]) for a in agents] == [("hello", True)]
+    assert refused.status_code == 401
+    assert "Paris" in reply.json()["choices"][0]["message"]["content"]
+    assert code == 0, log.read_text()
