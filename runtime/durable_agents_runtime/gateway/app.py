@@ -36,7 +36,14 @@ from durable_agents_runtime.errors import (
     SessionNotFoundError,
     TemporalConnectError,
 )
-from durable_agents_runtime.gateway.auth import Access, Authorizer, Forbidden, Principal, Unauthenticated
+from durable_agents_runtime.gateway.auth import (
+    Access,
+    Authorizer,
+    AuthUnavailable,
+    Forbidden,
+    Principal,
+    Unauthenticated,
+)
 from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog
 from durable_agents_runtime.gateway.events import event_view, sse
 from durable_agents_runtime.gateway.limits import DEFAULT_BODY_LIMIT, BodyLimit, BodyTooLarge, RateLimiter
@@ -91,6 +98,8 @@ def problem_of(exc: Exception) -> Problem:
     """The answer for an error of the runtime (the message is the runtime's, written for the caller)."""
     if isinstance(exc, Problem):
         return exc
+    if isinstance(exc, AuthUnavailable):
+        return Problem(503, "unavailable", "cannot check the token right now: try again shortly")
     if isinstance(exc, BodyTooLarge):
         return Problem(413, "too_large", exc.message)
     if isinstance(exc, RunNotFoundError | SessionNotFoundError):

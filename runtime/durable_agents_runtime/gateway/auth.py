@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 __all__ = [
     "READ_VERBS",
     "Access",
+    "AuthUnavailable",
     "Authorizer",
     "Forbidden",
     "LocalTokens",
@@ -59,6 +60,10 @@ class Unauthenticated(Exception):
 
 class Forbidden(Exception):
     """A valid token that lacks the right the request needs (403)."""
+
+
+class AuthUnavailable(Exception):
+    """The authoriser could not decide now (e.g. the apiserver did not answer): 503, try again."""
 
 
 class Authorizer(Protocol):
