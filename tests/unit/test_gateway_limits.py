@@ -83,6 +83,8 @@ async def test_a_viewer_token_may_read_but_not_start_or_decide(http: httpx.Async
     assert start.json() == chat.json()
     assert start.json()["error"]["code"] == "forbidden"
     assert unknown.status_code == 404 and "serves files" in unknown.json()["error"]["message"]
+    limit = await http.get("/api/agents/files/runs?limit=lots", headers=bearer(ADMIN))
+    assert limit.status_code == 422 and "from 1 to 200" in limit.json()["error"]["message"]
 
 
 async def test_a_body_over_the_limit_is_413_whether_announced_or_streamed(http: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,6 +62,8 @@ from durable_agents_runtime.gateway.models import (
 __all__ = ["Gateway", "GatewaySettings", "Problem", "build_app"]
 
 CONSOLE_DIR = Path(__file__).parent / "console"
+
+_log = logging.getLogger("durable_agents.gateway")
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -292,7 +295,10 @@ async def start_run(gateway: Gateway, request: Request) -> Response:
 
 async def list_agent_runs(gateway: Gateway, request: Request) -> Response:
     _, agent = await gateway.agent_access(request, "list", "agentruns")
-    limit = min(int(request.query_params.get("limit", "20")), 200)
+    text = request.query_params.get("limit", "20")
+    if not text.isdigit() or not 1 <= int(text) <= 200:
+        raise Problem(422, "invalid", f"limit={text!r}: give a number of runs from 1 to 200")
+    limit = int(text)
     runs = await gateway.client.list_runs(agent.task_queue, limit=limit)
     views = [
         RunView(
@@ -467,7 +473,7 @@ def _route(gateway: Gateway, path: str, handler: _Handler, method: str) -> Route
         except Exception as exc:
             problem = problem_of(exc)
             if problem.status == 500:
-                raise
+                _log.exception("%s %s failed", request.method, request.url.path)
             return problem.response()
 
     return Route(path, endpoint, methods=[method], name=handler.__name__)
