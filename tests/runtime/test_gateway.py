@@ -98,6 +98,17 @@ async def pending_approvals(http: httpx.AsyncClient, run_id: str) -> list[dict[s
     return await asyncio.wait_for(poll(), WAIT)
 
 
+async def finished(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    """The run once it has closed (its result event can reach a watcher just before the run closes)."""
+
+    async def poll() -> dict[str, Any]:
+        while (run := (await http.get(f"/api/runs/{run_id}")).json())["status"] == "running":
+            await asyncio.sleep(0.2)
+        return run
+
+    return await asyncio.wait_for(poll(), WAIT)
+
+
 async def test_a_run_is_started_watched_and_approved_over_http_by_the_right_tokens(
     http: httpx.AsyncClient, gateway_url: str
 ) -> None:
@@ -139,7 +150,7 @@ async def test_a_run_is_started_watched_and_approved_over_http_by_the_right_toke
     names = [name for name, _ in seen]
     assert names[-2:] == ["result", "end"] and "toolCall" in names and "toolResult" in names
     assert seen[-2][1] == {"output": "model was told: deleted a.txt"}
-    run = (await http.get(f"/api/runs/{run_id}")).json()
+    run = await finished(http, run_id)
     assert (run["status"], run["output"]) == ("completed", "model was told: deleted a.txt")
     # Deciding again is refused with the runtime's reason; the run's history names who decided.
     again = await http.post(f"/api/runs/{run_id}/decisions", json=decision)
