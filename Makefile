@@ -32,7 +32,8 @@ crds: env
 	$(BIN)/durable-agents crds --write
 
 # Built once per machine, then reused: helm, the control plane, the node's kubelet and kube-proxy; nginx
-# (the TLS terminator of the connection tests); Phoenix (the trace backend of the trace tests).
+# (the TLS terminator of the connection tests); Phoenix (the trace backend of the trace
+# tests); chromium (the console test).
 # `host-tools` are packages and small downloads; `go-tools` are the slow Go builds.
 tools: host-tools go-tools
 
@@ -42,6 +43,7 @@ host-tools: env
 	bash scripts/install-node-packages.sh
 	bash scripts/install-tls-proxy.sh
 	bash scripts/install-trace-backend.sh >/dev/null
+	bash scripts/install-browser.sh >/dev/null
 
 go-tools:
 	bash tests/cluster/build.sh >/dev/null

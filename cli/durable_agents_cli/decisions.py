@@ -55,11 +55,11 @@ def _run_json(run: RunSummary) -> dict[str, Any]:
 
 
 async def runs_verb(args: argparse.Namespace, out: Renderer) -> int:
-    from durable_agents_runtime.decisions import list_runs
+    from durable_agents_runtime.client import AgentsClient
 
     target = resolve_target(args.agent, manifest=args.file, task_queue=args.task_queue)
-    client = await connect_client(args, target.task_queue)
-    runs = await list_runs(client, target.task_queue, limit=args.limit)
+    agents = AgentsClient(await connect_client(args, target.task_queue))
+    runs = await agents.list_runs(target.task_queue, limit=args.limit)
     if args.json:
         print(json.dumps([_run_json(r) for r in runs], indent=2), flush=True)
         return 0
@@ -81,21 +81,18 @@ async def runs_verb(args: argparse.Namespace, out: Renderer) -> int:
     return 0
 
 
-async def _handle(args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
-    client = await connect_client(args)
-    return client.get_workflow_handle(args.run_id)
-
-
 async def _send(args: argparse.Namespace, out: Renderer, decisions: list[Decision], **choice: Any) -> int:
     from durable_agents_api.contract import Decisions
-    from durable_agents_runtime.decisions import decide
+    from durable_agents_runtime.client import AgentsClient
 
-    handle = await _handle(args)
-    outcome = await decide(handle, Decisions(decisions=decisions, decided_by=decider(args), **choice))
+    agents = AgentsClient(await connect_client(args))
+    outcome = await agents.decide(
+        args.run_id, Decisions(decisions=decisions, decided_by=decider(args), **choice)
+    )
     if args.json:
         print(outcome.model_dump_json(indent=2), flush=True)
         return 0
-    out.line(f"Run {handle.id}: decided {', '.join(outcome.decided)}", style="green")
+    out.line(f"Run {args.run_id}: decided {', '.join(outcome.decided)}", style="green")
     if outcome.pending:
         out.line(f"  still pending: {', '.join(outcome.pending)} (the run goes on once all are decided)")
     return 0

@@ -150,7 +150,9 @@ def dev_verb(args: argparse.Namespace, out: Renderer) -> int:
         if stopper.signum is not None:
             return _stopped_code(stopper, one_shot)
         if not one_shot:
-            return asyncio.run(_dev_rollout(server, manifests, configs, agents, out, stopper, args.manifests))
+            return asyncio.run(
+                _dev_rollout(server, manifests, configs, agents, out, stopper, args.manifests, args)
+            )
         return asyncio.run(_dev_serve(server, configs, agents, deps, args, out, stopper))
     finally:
         stopper.detach()
@@ -219,6 +221,7 @@ async def _dev_rollout(
     out: Renderer,
     stopper: _DevStopper,
     paths: list[str],
+    args: argparse.Namespace,
 ) -> int:
     """Long-running `dev`: versioned workers, and a changed manifest rolled out next to the old version;
     the manifests' schedules on the embedded server, synced again when a manifest changes."""
@@ -236,6 +239,7 @@ async def _dev_rollout(
         say=lambda text: out.line(text, style="bold"),
         warn=lambda text: out.line(f"warning: {text}", style="bold red"),
     )
+    gateway = None
     try:
         await rollout.start(manifests, configs, agents)
         out.line(f"Temporal dev server: {server.address} (namespace {server.namespace})", style="bold")
@@ -244,6 +248,24 @@ async def _dev_rollout(
         for line in rollout.describe():
             out.line(line)
         await schedules.dev_sync(client, manifests, out.line)
+        if not args.no_gateway:
+            from durable_agents_cli.gateway import start_gateway
+            from durable_agents_runtime.client import AgentsClient
+
+            async def agents_client() -> AgentsClient:
+                return AgentsClient(client)
+
+            try:
+                gateway = await start_gateway(
+                    agents_client, manifests, host=args.gateway_host, port=args.gateway_port, out=out
+                )
+            except OSError as exc:
+                # The workers matter more than the console: say why there is none and go on.
+                out.line(
+                    f"warning: no gateway: cannot listen on {args.gateway_host}:{args.gateway_port} "
+                    f"({exc.strerror}): pass --gateway-port PORT (0: a free one) or --no-gateway",
+                    style="bold red",
+                )
         out.line("Watching the manifests: a change starts a new version; the old one drains.", style="dim")
         out.line("Press Ctrl-C to stop.", style="dim")
         watching = asyncio.ensure_future(schedules.dev_watch(client, paths, stopping, out.line))
@@ -258,6 +280,10 @@ async def _dev_rollout(
         )
         return 0
     finally:
+        if gateway is not None:
+            from durable_agents_cli.gateway import stop_gateway
+
+            await stop_gateway(*gateway)
         await rollout.shutdown()
 
 
@@ -328,4 +354,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "--state-dir",
         help="directory of the server's sqlite state (default: $DURABLE_AGENTS_STATE_DIR or .state)",
     )
+    from durable_agents_cli.gateway import gateway_flags
+
+    gateway_flags(dev, dev=True)
     dev.set_defaults(handler=dev_verb)

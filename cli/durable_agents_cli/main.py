@@ -1,5 +1,5 @@
 """`durable-agents`: dev · worker · run · result · status · runs · approve · deny · answer · replay ·
-chat · sessions · history · schedules · trigger · operator · crds.
+chat · sessions · history · schedules · trigger · gateway · operator · crds.
 
 The top layer: it may import the API layer, the runtime and the operator. Each verb lives in its own module
 (`dev`, `worker`, `runs`, `status`, `decisions`, `replay`, `chat`) with its parser; heavy modules
@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from durable_agents_cli import chat, decisions, dev, replay, runs, schedules, status, worker
+from durable_agents_cli import chat, decisions, dev, gateway, replay, runs, schedules, status, worker
 from durable_agents_cli.targeting import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(verbs)
     chat.add_parsers(verbs)
     schedules.add_parsers(verbs)
+    gateway.add_parser(verbs)
     verbs.add_parser("operator", help="run the kopf operator", add_help=False)
     verbs.add_parser("crds", help="print (or --write) the generated CRDs", add_help=False)
     return parser

@@ -114,21 +114,11 @@ def _budget(text: str | None) -> Any:
 async def _stream(client: Client, handle: Any, out: Renderer) -> bool:
     """Show the run's live events; False when it publishes no live tool calls and text (they are shown
     with the result instead)."""
-    from datetime import timedelta
+    from durable_agents_runtime.client import AgentsClient
 
-    from pydantic_ai.durable_exec.temporal import stream_agent_events
-    from temporalio.client import WorkflowQueryFailedError
-    from temporalio.service import RPCError
-
-    from durable_agents_api.contract import EVENT_TOPIC, LIVE_EVENTS_QUERY, LiveEvents
-
-    try:
-        # The run knows its topic (a durable code agent may have chosen its own) and what it can show.
-        info = await handle.query(
-            LIVE_EVENTS_QUERY, result_type=LiveEvents, rpc_timeout=timedelta(seconds=20)
-        )
-    except (RPCError, WorkflowQueryFailedError):
-        info = LiveEvents(topic=EVENT_TOPIC)  # no worker answered yet: the runtime's own topic is likely
+    agents = AgentsClient(client)
+    # The run knows its topic (a durable code agent may have chosen its own) and what it can show.
+    info = await agents.live_events(handle.id)
     if info.topic is None:
         out.line("(this agent publishes no live events; waiting for the result)", style="dim")
         return False
@@ -138,7 +128,7 @@ async def _stream(client: Client, handle: Any, out: Renderer) -> bool:
             style="dim",
         )
     # Read to the final event even when nothing is live: a watched run waits for its subscriber.
-    async for event in stream_agent_events(client, handle, info.topic):
+    async for event in agents.run_events(handle.id, topic=info.topic):
         out.event(event)
     return info.no_live_text is None
 

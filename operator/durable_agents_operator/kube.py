@@ -368,6 +368,19 @@ class KubeClient:
         status = response.json().get("status") or {}
         return bool(status.get("allowed")), status.get("reason") or ""
 
+    async def create_review(self, path: str, review: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a review (TokenReview, SubjectAccessReview) at `path`; the review with its status."""
+        response = await self._request(
+            "POST",
+            path,
+            content=json.dumps(review),
+            headers={"Content-Type": "application/json"},
+            what=f"create a {review.get('kind', 'review')}",
+            missing_ok=False,
+        )
+        assert response is not None
+        return response.json()
+
     async def _request(
         self,
         method: str,

@@ -14,6 +14,8 @@ __all__ = [
     "DecisionError",
     "DevServerError",
     "ReplayGateError",
+    "RunFailedError",
+    "RunNotFoundError",
     "ScheduleError",
     "ScheduleNotFoundError",
     "ScheduleRejectedError",
@@ -47,6 +49,20 @@ class AgentNotServedError(DurableAgentsError):
 class DecisionError(DurableAgentsError):
     """A decision on a run's tool calls could not be made: no such run or call, the run has finished, the
     call was decided already, or no worker answered. A refused decision changed nothing."""
+
+
+class RunNotFoundError(DurableAgentsError):
+    """No run with this id exists in the namespace."""
+
+
+class RunFailedError(DurableAgentsError):
+    """The run ended without a result: it failed, was cancelled or terminated, or timed out.
+
+    `status` is its final status as the CLI prints it (`failed`, `canceled`, ...)."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class VersioningError(DurableAgentsError):

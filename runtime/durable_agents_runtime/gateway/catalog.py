@@ -1,0 +1,44 @@
+"""Which agents a gateway serves: a `Catalog` lists them. Locally they come from the manifests
+(`StaticCatalog`); in a cluster the operator layer can list the DurableAgents instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["AgentEntry", "Catalog", "StaticCatalog"]
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """One agent: its resource name and namespace (for authorisation), its task queue, and the name its
+    sessions know it by (`spec.agent.name`)."""
+
+    name: str
+    namespace: str
+    task_queue: str
+    agent_name: str
+
+    @classmethod
+    def of_manifest(cls, loaded: Any) -> AgentEntry:
+        """The entry of a `durable_agents_api.manifest.LoadedManifest`."""
+        metadata = loaded.agent.metadata
+        name = metadata.name or loaded.name
+        return cls(name, metadata.namespace or "default", loaded.task_queue, loaded.name)
+
+
+class Catalog(Protocol):
+    async def agents(self) -> Sequence[AgentEntry]:
+        """Every agent served, in display order."""
+        ...
+
+
+class StaticCatalog:
+    """A fixed list of agents."""
+
+    def __init__(self, entries: Iterable[AgentEntry]) -> None:
+        self._entries = list(entries)
+
+    async def agents(self) -> Sequence[AgentEntry]:
+        return self._entries
