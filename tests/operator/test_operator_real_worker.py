@@ -70,3 +70,53 @@ async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_complet
     assert set(json.loads(finished["output"])) == {"get_weather", "get_local_time"}
     assert finished["usage"]["requests"] == 2
     assert finished["usage"]["toolCalls"] == 2
+
+
+async def test_an_agent_run_calling_a_sub_agent_counts_its_child_and_sums_the_usage(
+    kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    ops = make_real_operator(kube, clock=clock, temporal_address=dev_server.address)
+    researcher = agent_manifest("researcher", temporal={"taskQueue": f"researcher-{suffix}"})
+    researcher["spec"]["agent"].update(model="python:durable_agents_runtime.demo:model")
+    researcher["spec"]["agent"]["toolsets"] = [
+        {"id": "demo", "entrypoint": "durable_agents_runtime.demo:toolset"}
+    ]
+    lead = agent_manifest("lead", temporal={"taskQueue": f"lead-{suffix}"})
+    lead["spec"]["agent"]["subAgents"] = [
+        {
+            "name": "ask_researcher",
+            "agentRef": "researcher",
+            "description": "Ask the researcher about a city.",
+            "taskQueue": f"researcher-{suffix}",
+        }
+    ]
+    workers = []
+    for manifest in (researcher, lead):
+        await durableagent.reconcile(ops, kube.put(manifest))
+        name = manifest["metadata"]["name"]
+        rendered = kube.objects[ObjectKey("v1", "ConfigMap", "ns", f"{name}-runtime")]["data"]["runtime.json"]
+        workers.append(await asyncio.to_thread(start_worker, RuntimeConfig.model_validate_json(rendered)))
+
+    run = kube.put(
+        {
+            "apiVersion": API,
+            "kind": "AgentRun",
+            "metadata": {"name": "delegated", "namespace": "ns", "uid": str(uuid.uuid4())},
+            "spec": {"agentRef": {"name": "lead"}, "prompt": "Weather in Paris?"},
+        }
+    )
+    key = ObjectKey(API, "AgentRun", "ns", "delegated")
+    await agentrun.start(ops, run)
+    for _ in range(600):
+        await agentrun.poll(ops, kube.body(key))
+        if kube.objects[key]["status"]["phase"] != "Running":
+            break
+        await asyncio.sleep(0.1)
+    finished = kube.objects[key]["status"]
+    assert finished["phase"] == "Succeeded", f"{finished}\n" + "\n".join(w.tail() for w in workers)
+    assert finished["children"] == 1
+    (child,) = finished["childWorkflowIds"]
+    assert child.startswith(f"{finished['workflowId']}/call-"), finished
+    # The lead's own two requests (call the tool, answer) plus the researcher's two (tools, answer).
+    assert finished["usage"]["requests"] == 4, finished["usage"]
