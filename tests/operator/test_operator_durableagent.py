@@ -221,6 +221,30 @@ async def test_a_new_agents_first_status_does_not_wait_for_temporal(kube: FakeKu
     assert conditions(kube)["TemporalReachable"] == ("True", "Connected")
 
 
+async def test_a_health_tick_racing_the_first_reconcile_leaves_its_conflict_in_status(
+    kube: FakeKube, clock: Clock
+) -> None:
+    # kopf starts an agent's timer when the agent appears: its first tick holds a body with no status
+    # yet, and its write (after a slow Temporal read) used to replace the ObjectConflict reconcile reported.
+    ops = make_operator(kube, clock=clock)
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "hello-metrics",
+                "namespace": "ns",
+                "ownerReferences": [{"uid": "x", "kind": "HelmRelease", "name": "other", "controller": True}],
+            },
+        }
+    )
+    fresh = kube.put(agent_manifest())
+    with pytest.raises(kopf.TemporaryError):
+        await durableagent.reconcile(ops, fresh)
+    await durableagent.check_health(ops, fresh)  # the stale body of the tick that raced it
+    assert conditions(kube)["Ready"] == ("False", "ObjectConflict")
+
+
 async def test_a_new_agent_is_applied_without_reading_its_objects_first(kube: FakeKube, clock: Clock) -> None:
     ops = make_operator(kube, clock=clock)
     await durableagent.reconcile(ops, kube.put(agent_manifest()))

@@ -131,9 +131,13 @@ async def check_health(ops: Operator, body: Mapping[str, Any]) -> None:
 def _not_observed(ops: Operator, body: Mapping[str, Any]) -> bool:
     """Agents the health timer leaves alone: being deleted, in a namespace being deleted, or with a
     status only reconcile may write (a spec it has not reported on yet)."""
+    status = body.get("status") or {}
     return bool(
         body["metadata"].get("deletionTimestamp")
-        or reconcile_owns_status(body.get("status") or {})
+        # A tick racing the agent's first reconcile would overwrite what that reports (an ObjectConflict,
+        # say) with a status computed from a body that has none yet.
+        or "observedGeneration" not in status
+        or reconcile_owns_status(status)
         or ops.terminating.holds(body)
     )
 
