@@ -182,8 +182,8 @@ async def test_a_missing_temporal_connection_is_retried_later_with_a_clear_condi
     assert conditions(kube)["Ready"] == ("False", "TemporalConnectionNotFound")
 
 
-async def test_an_object_owned_by_someone_else_is_not_taken_over(kube: FakeKube, clock: Clock) -> None:
-    ops = make_operator(kube, clock=clock)
+def put_foreign_service(kube: FakeKube) -> None:
+    """The agent's metrics Service, already there and controlled by something else."""
     kube.put(
         {
             "apiVersion": "v1",
@@ -195,6 +195,11 @@ async def test_an_object_owned_by_someone_else_is_not_taken_over(kube: FakeKube,
             },
         }
     )
+
+
+async def test_an_object_owned_by_someone_else_is_not_taken_over(kube: FakeKube, clock: Clock) -> None:
+    ops = make_operator(kube, clock=clock)
+    put_foreign_service(kube)
     with pytest.raises(kopf.TemporaryError, match="Service ns/hello-metrics already exists"):
         await durableagent.reconcile(ops, kube.put(agent_manifest()))
     # A new agent applies without reading first; what it made before meeting the Service is removed
@@ -227,17 +232,7 @@ async def test_a_health_tick_racing_the_first_reconcile_leaves_its_conflict_in_s
     # kopf starts an agent's timer when the agent appears: its first tick holds a body with no status
     # yet, and its write (after a slow Temporal read) used to replace the ObjectConflict reconcile reported.
     ops = make_operator(kube, clock=clock)
-    kube.put(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {
-                "name": "hello-metrics",
-                "namespace": "ns",
-                "ownerReferences": [{"uid": "x", "kind": "HelmRelease", "name": "other", "controller": True}],
-            },
-        }
-    )
+    put_foreign_service(kube)
     fresh = kube.put(agent_manifest())
     with pytest.raises(kopf.TemporaryError):
         await durableagent.reconcile(ops, fresh)

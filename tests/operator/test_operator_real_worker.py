@@ -28,6 +28,18 @@ from durable_agents_operator.object_identity import ObjectKey
 pytestmark = [pytest.mark.anyio, pytest.mark.runtime]
 
 
+async def run_to_end(ops: Any, kube: FakeKube, run: dict[str, Any], *, polls: int) -> dict[str, Any]:
+    """Start the AgentRun and poll it (every 0.1 s, at most `polls` times) until it leaves Running."""
+    key = ObjectKey(API, "AgentRun", "ns", run["metadata"]["name"])
+    await agentrun.start(ops, run)
+    for _ in range(polls):
+        await agentrun.poll(ops, kube.body(key))
+        if kube.objects[key]["status"]["phase"] != "Running":
+            break
+        await asyncio.sleep(0.1)
+    return kube.objects[key]["status"]
+
+
 async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_completes_a_run(
     kube: FakeKube, clock: Clock, dev_server: DevServer, start_worker: Any
 ) -> None:
@@ -58,14 +70,7 @@ async def test_a_worker_on_the_rendered_config_polls_reports_healthy_and_complet
             "spec": {"agentRef": {"name": "hello"}, "prompt": "What is the weather in Paris?"},
         }
     )
-    key = ObjectKey(API, "AgentRun", "ns", "paris")
-    await agentrun.start(ops, run)
-    for _ in range(200):
-        await agentrun.poll(ops, kube.body(key))
-        if kube.objects[key]["status"]["phase"] != "Running":
-            break
-        await asyncio.sleep(0.1)
-    finished = kube.objects[key]["status"]
+    finished = await run_to_end(ops, kube, run, polls=200)
     assert finished["phase"] == "Succeeded", f"{finished}\n{worker.tail()}"
     assert set(json.loads(finished["output"])) == {"get_weather", "get_local_time"}
     assert finished["usage"]["requests"] == 2
@@ -106,14 +111,7 @@ async def test_an_agent_run_calling_a_sub_agent_counts_its_child_and_sums_the_us
             "spec": {"agentRef": {"name": "lead"}, "prompt": "Weather in Paris?"},
         }
     )
-    key = ObjectKey(API, "AgentRun", "ns", "delegated")
-    await agentrun.start(ops, run)
-    for _ in range(600):
-        await agentrun.poll(ops, kube.body(key))
-        if kube.objects[key]["status"]["phase"] != "Running":
-            break
-        await asyncio.sleep(0.1)
-    finished = kube.objects[key]["status"]
+    finished = await run_to_end(ops, kube, run, polls=600)
     assert finished["phase"] == "Succeeded", f"{finished}\n" + "\n".join(w.tail() for w in workers)
     assert finished["children"] == 1
     (child,) = finished["childWorkflowIds"]
