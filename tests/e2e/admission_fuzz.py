@@ -136,7 +136,18 @@ def value_of(draw: st.DrawFn, node: dict[str, Any], depth: int = 0) -> Json:
         return result
     if kind == "array":
         low = node.get("minItems", 0)
-        return draw(st.lists(value_of(node["items"], depth + 1), min_size=low, max_size=max(low, 2)))
+        items = value_of(node["items"], depth + 1)
+        if node.get("x-kubernetes-list-type") == "map":  # a valid base has each key once
+            keys = node.get("x-kubernetes-list-map-keys") or []
+            return draw(
+                st.lists(
+                    items,
+                    min_size=low,
+                    max_size=max(low, 2),
+                    unique_by=lambda item: tuple(repr(item.get(k)) for k in keys),
+                )
+            )
+        return draw(st.lists(items, min_size=low, max_size=max(low, 2)))
     if kind == "string":
         return draw(_string(node))
     if kind == "integer":
