@@ -67,6 +67,14 @@ async def test_run_in_flight_finishes_on_its_version_with_the_old_instructions(
     # The old run stays inside its tool until released: the change lands mid-tool, whatever the load.
     new = start_worker(v2, **env)
     await promote(temporal_client, version2)
+
+    async def routing() -> tuple[str | None, bool] | None:
+        state = await describe_deployment(temporal_client, version2.deployment_name)
+        return None if state is None else (state.current, state.propagating)
+
+    # Until Temporal has handed the routing change to the task queue, a new run may still start on v1
+    # (the operator's Rollout condition waits for the same thing before it says Complete).
+    await _until_async(routing, (version2.build_id, False), "v2 current and routed")
     fresh = await _start(temporal_client, v1.temporal.task_queue, "new run")
     await _until(lambda: gated_starts(model_log) == [old.pid, new.pid], "the new run reached its tool")
     assert await pinned_open_runs(temporal_client, version1) == 1
