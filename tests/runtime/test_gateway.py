@@ -207,10 +207,11 @@ async def test_the_openai_sdk_talks_to_an_agent_streamed_and_not(gateway_url: st
             extra_headers=headers,
         )
         chunks = [chunk async for chunk in stream]
-        with pytest.raises(openai.AuthenticationError):
-            await openai.AsyncOpenAI(
-                base_url=f"{gateway_url}/v1", api_key="wrong", max_retries=0
-            ).models.list()
+        # Closed here, in this loop: an SDK client left to the garbage collector closes itself in
+        # whatever loop is running then, and fails a later test with "Event loop is closed".
+        async with openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="wrong", max_retries=0) as wrong:
+            with pytest.raises(openai.AuthenticationError):
+                await wrong.models.list()
         with pytest.raises(openai.NotFoundError):
             await sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     finally:
