@@ -2,7 +2,12 @@
 and the same gateway `durable-agents dev` starts next to its workers (`--gateway-port`, `--no-gateway`).
 
 Locally the gateway takes one bearer token: `$DURABLE_AGENTS_GATEWAY_TOKEN`, or a new one printed at
-start (with the console's URL, which carries it in the fragment, never sent to a server)."""
+start (with the console's URL, which carries it in the fragment, never sent to a server).
+
+`durable-agents gateway --in-cluster` (the chart's gateway Deployment) serves the DurableAgents the
+apiserver lists instead of manifests, on the operator's default Temporal connection (its
+`DURABLE_AGENTS_*` settings), and lets Kubernetes decide who may do what (TokenReview and
+SubjectAccessReview: `durable_agents_operator.gateway_auth`)."""
 
 from __future__ import annotations
 
@@ -71,20 +76,75 @@ async def stop_gateway(server: GatewayServer, task: asyncio.Task[None]) -> None:
 
 
 async def gateway_verb(args: argparse.Namespace, out: Renderer) -> int:
+    from durable_agents_api.errors import ConfigError
     from durable_agents_api.manifest import load_manifests
     from durable_agents_runtime.client import AgentsClient
 
+    if args.in_cluster:
+        if args.manifests or args.address or args.namespace:
+            raise ConfigError(
+                "--in-cluster serves the cluster's DurableAgents on the operator's Temporal settings "
+                "(DURABLE_AGENTS_TEMPORAL_*): leave out MANIFEST, --address and --namespace"
+            )
+        return await _serve_in_cluster(args, out)
+    if not args.manifests:
+        raise ConfigError("name the MANIFEST files of the agents to serve (or --in-cluster in a cluster)")
     manifests = load_manifests(args.manifests)
 
     async def connect() -> AgentsClient:
         return await AgentsClient.connect(address=args.address, namespace=args.namespace)
 
-    stopping = _stop_event()
     server, task = await start_gateway(connect, manifests, host=args.host, port=args.port, out=out)
+    await _serve_until_stopped(server, task, out)
+    return 0
+
+
+async def _serve_in_cluster(args: argparse.Namespace, out: Renderer) -> int:
+    from durable_agents_api.errors import ConfigError
+    from durable_agents_operator.connection_params import DEFAULT_CONNECTION_SETTINGS
+    from durable_agents_operator.gateway_auth import KubeAuthorizer
+    from durable_agents_operator.gateway_catalog import KubeCatalog, default_temporal_spec
+    from durable_agents_operator.kube import KubeClient, load_kube_configuration
+    from durable_agents_operator.settings import settings_from_environment
+    from durable_agents_runtime.client import AgentsClient
+    from durable_agents_runtime.gateway import Gateway, GatewayServer
+    from durable_agents_runtime.gateway.app import build_app
+
+    settings = settings_from_environment()
+    spec = default_temporal_spec(settings)
+    try:
+        configuration = load_kube_configuration()
+    except Exception as exc:  # the kubernetes package raises its own ConfigException or OSError
+        raise ConfigError(
+            f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG."
+        ) from None
+    kube = KubeClient.from_configuration(configuration, field_manager="durable-agents-gateway")
+
+    async def connect() -> AgentsClient:
+        return await AgentsClient.connect(spec, settings=DEFAULT_CONNECTION_SETTINGS)
+
+    try:
+        catalog = KubeCatalog(kube, settings.watch_namespaces)
+        app = build_app(Gateway(connect, catalog, KubeAuthorizer(kube)))
+        server = GatewayServer(app, host=args.host, port=args.port)
+        task = asyncio.ensure_future(server.serve())
+        await server.wait_started(task)
+        where = ", ".join(settings.watch_namespaces) or "all namespaces"
+        out.line(
+            f"Gateway: {server.url} (OpenAPI: {server.url}/openapi.json; console: {server.url}/console/)"
+        )
+        out.line(f"Agents: the DurableAgents in {where}; Temporal: {spec.address} namespace {spec.namespace}")
+        await _serve_until_stopped(server, task, out)
+    finally:
+        await kube.aclose()
+    return 0
+
+
+async def _serve_until_stopped(server: GatewayServer, task: asyncio.Task[None], out: Renderer) -> None:
+    stopping = _stop_event()
     out.line("Press Ctrl-C to stop.", style="dim")
     await asyncio.wait([task, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     await stop_gateway(server, task)
-    return 0
 
 
 def _stop_event() -> asyncio.Event:
@@ -123,7 +183,14 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         description="Serve the HTTP API and the web console for the agents of MANIFEST files, on a Temporal "
         f"that runs their workers. The bearer token is ${ENV_TOKEN}, or a new one printed at start.",
     )
-    parser.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    parser.add_argument("manifests", nargs="*", metavar="MANIFEST")
+    parser.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="serve the cluster's DurableAgents (those of DURABLE_AGENTS_WATCH_NAMESPACES when set) "
+        "on the operator's Temporal settings; tokens are checked by the apiserver (TokenReview) and every "
+        "request by RBAC (SubjectAccessReview). Agents with a connectionRef are not served.",
+    )
     gateway_flags(parser, dev=False)
     connection_flags(parser, agent=False)
     parser.set_defaults(handler=gateway_verb)

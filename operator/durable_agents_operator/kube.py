@@ -39,6 +39,7 @@ __all__ = [
     "Resource",
     "execute",
     "execute_new",
+    "load_kube_configuration",
     "observe",
     "resource_for",
 ]
@@ -102,9 +103,9 @@ class Kube(Protocol):
         ...
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, *, label_selector: str | None = None
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        """Objects of a kind in a namespace."""
+        """Objects of a kind in a namespace (None: in every namespace)."""
         ...
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +184,18 @@ MAX_IN_FLIGHT = 32
 """Kubernetes API requests the operator keeps in flight at once (and connections it keeps open)."""
 
 
+def load_kube_configuration() -> Any:
+    """In-cluster service-account credentials, else the current KUBECONFIG context."""
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
 class KubeClient:
     """`Kube` over HTTP. One instance per operator process, created in the entrypoint."""
 
@@ -234,13 +247,15 @@ class KubeClient:
         return None if response is None else response.json()
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, *, label_selector: str | None = None
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        """Objects of a kind in a namespace (each with apiVersion and kind filled in)."""
+        """Objects of a kind in a namespace, or in every namespace for None (each with apiVersion and kind
+        filled in)."""
         resource = resource_for(api_version, kind)
         params = {"labelSelector": label_selector} if label_selector else None
+        where = f"in {namespace}" if namespace is not None else "in all namespaces"
         response = await self._request(
-            "GET", resource.path(namespace), params=params, what=f"list {resource.plural} in {namespace}"
+            "GET", resource.path(namespace), params=params, what=f"list {resource.plural} {where}"
         )
         items = [] if response is None else response.json().get("items", [])
         return [{"apiVersion": api_version, "kind": kind, **item} for item in items]

@@ -13,20 +13,20 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from pydantic import ValidationError
 
+from durable_agents_api.errors import ConfigError
 from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.handlers import register
 from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
 from durable_agents_operator.http_endpoint import serving
-from durable_agents_operator.kube import KubeClient
+from durable_agents_operator.kube import KubeClient, load_kube_configuration
 from durable_agents_operator.metrics import metrics_server
 from durable_agents_operator.operator_state import Operator
 from durable_agents_operator.preflight import check_permissions
-from durable_agents_operator.settings import OperatorSettings
+from durable_agents_operator.settings import OperatorSettings, settings_from_environment
 from durable_agents_operator.temporal_clients import TemporalPool, default_params
 
-__all__ = ["kopf_settings", "load_kube_configuration", "quiet_logs", "run", "serve"]
+__all__ = ["kopf_settings", "quiet_logs", "run", "serve"]
 
 logger = logging.getLogger("durable_agents_operator")
 
@@ -46,10 +46,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     try:
-        settings = OperatorSettings()  # pyright: ignore[reportCallIssue]  # fields come from the environment
-    except ValidationError as exc:
-        lines = [f"  DURABLE_AGENTS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
-        sys.exit("invalid operator settings:\n" + "\n".join(lines))
+        settings = settings_from_environment()
+    except ConfigError as exc:
+        sys.exit(str(exc))
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         quiet_logs()
@@ -91,18 +90,6 @@ def quiet_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").addFilter(_DropTimerSuccess())
-
-
-def load_kube_configuration() -> Any:
-    """In-cluster service-account credentials, else the current KUBECONFIG context."""
-    import kubernetes
-
-    configuration = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    return configuration
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:

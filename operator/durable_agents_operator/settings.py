@@ -85,3 +85,16 @@ class OperatorSettings(BaseSettings):
                 self.temporal_tls_key_file,
             )
         )
+
+
+def settings_from_environment() -> OperatorSettings:
+    """The settings of the `DURABLE_AGENTS_*` environment; a `ConfigError` names each bad variable."""
+    from pydantic import ValidationError
+
+    from durable_agents_api.errors import ConfigError
+
+    try:
+        return OperatorSettings()  # pyright: ignore[reportCallIssue]  # fields come from the environment
+    except ValidationError as exc:
+        lines = [f"  DURABLE_AGENTS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid operator settings:\n" + "\n".join(lines)) from None

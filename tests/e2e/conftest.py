@@ -404,7 +404,8 @@ def operator_release(
     e2e_temporal: ShortPollDevServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Release:
-    """The chart installed once for the session: a cluster-wide operator on `e2e_temporal`."""
+    """The chart installed once for the session: a cluster-wide operator on `e2e_temporal`, and the
+    gateway next to it (test_gateway_chart.py)."""
     release = install_release(
         helm,
         kubectl,
@@ -412,7 +413,7 @@ def operator_release(
         tmp_path_factory.mktemp("helm"),
         name=OPERATOR_RELEASE,
         namespace=OPERATOR_NAMESPACE,
-        values=operator_values(e2e_temporal.address),
+        values=operator_values(e2e_temporal.address, gateway={"enabled": True}),
     )
     release.operator_pod()
     return release

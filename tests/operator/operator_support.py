@@ -92,13 +92,13 @@ class FakeKube:
         return copy.deepcopy(obj) if obj is not None else None
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, *, label_selector: str | None = None
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        self._record("list", ObjectKey(api_version, kind, namespace, "*"))
+        self._record("list", ObjectKey(api_version, kind, namespace or "*", "*"))
         return [
             copy.deepcopy(o)
             for k, o in self.objects.items()
-            if (k.api_version, k.kind, k.namespace) == (api_version, kind, namespace)
+            if (k.api_version, k.kind) == (api_version, kind) and namespace in (None, k.namespace)
         ]
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,16 @@ async def test_list_fills_in_kind_and_api_version_of_each_item() -> None:
     assert item["kind"] == "DurableAgent" and item["apiVersion"] == "durable-agents.dev/v1alpha1"
 
 
+async def test_listing_without_a_namespace_lists_across_all_namespaces() -> None:
+    seen: list[httpx.Request] = []
+    kube = client(ok({"items": [{"metadata": {"name": "a", "namespace": "x"}}]}), seen)
+    (item,) = await kube.list("durable-agents.dev/v1alpha1", "DurableAgent", None)
+    assert item["metadata"]["namespace"] == "x"
+    assert [r.url.path for r in seen] == ["/apis/durable-agents.dev/v1alpha1/durableagents"]
+    await kube.list("durable-agents.dev/v1alpha1", "DurableAgent", "ns")
+    assert seen[-1].url.path == "/apis/durable-agents.dev/v1alpha1/namespaces/ns/durableagents"
+
+
 async def test_forbidden_names_the_call_and_how_to_grant_it() -> None:
     kube = client(
         status(403, 'deployments.apps "hello-worker" is forbidden: User "system:sa" cannot patch'), []

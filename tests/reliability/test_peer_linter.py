@@ -32,13 +32,14 @@ INSTALL = REPO / "scripts" / "install-kube-score.sh"
 # kube-score grades: 1 critical, 5 warning, 7 almost OK, 10 OK.
 PASSING_GRADE = 7
 
-OPERATOR, TEMPORAL, HELM_TEST, WORKER = (
+OPERATOR, TEMPORAL, HELM_TEST, GATEWAY, WORKER = (
     "da-durable-agents",
     "da-durable-agents-temporal",
     "da-durable-agents-test-healthz",
+    "da-durable-agents-gateway",
     "hello-worker",
 )
-CHART_PODS = (OPERATOR, TEMPORAL, HELM_TEST)
+CHART_PODS = (OPERATOR, TEMPORAL, HELM_TEST, GATEWAY)
 ALL_PODS = (*CHART_PODS, WORKER)
 NO_CPU_LIMIT = (
     "CPU limits are left out on purpose: a throttled worker or operator misses heartbeats and health "
@@ -68,6 +69,11 @@ WAIVERS: dict[tuple[str, str, str], str] = {
         "(kopf's liveness, the dev server's system info); a single replica has no traffic to route away"
         for name in (OPERATOR, TEMPORAL)
     },
+    (GATEWAY, "pod-probes-identical", "same readiness and liveness"): "/healthz answers while the gateway "
+    "serves; a Temporal or apiserver outage is answered per request (503 naming the cause), which a "
+    "failing readiness probe would hide behind a Service with no endpoints",
+    (GATEWAY, "deployment-replicas", "few replicas"): "one by default so a trial install stays small; the "
+    "gateway keeps no state, so gateway.replicas scales it",
     **{
         (name, "deployment-strategy", "update strategy"): "Recreate on purpose: kopf runs standalone (two "
         "operators must never overlap) and two dev servers must never share one sqlite file"
@@ -83,7 +89,7 @@ WAIVERS: dict[tuple[str, str, str], str] = {
 # Scanned as a hardened install runs it: with the chart's NetworkPolicies (off by default, since only a CNI
 # that enforces them makes them mean anything).
 VALUE_SETS: dict[str, dict[str, Any]] = {
-    "default": {"networkPolicy": {"enabled": True}},
+    "default": {"networkPolicy": {"enabled": True}, "gateway": {"enabled": True}},
     "external-temporal": {
         "temporal": {"dev": {"enabled": False}, "address": "temporal.example:7233"},
         "networkPolicy": {"enabled": True},

@@ -36,6 +36,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"repository": "registry.example.com/da/operator", "digest": "sha256:" + "a" * 64},
         "runtimeImage": {"repository": "registry.example.com/da/runtime", "tag": "0.1.0"},
     },
+    "gateway": {"gateway": {"enabled": True}, "networkPolicy": {"enabled": True}},
+    "gateway-namespaced": {
+        "gateway": {"enabled": True, "port": 9000},
+        "watchNamespaces": ["team-a", "team-b"],
+    },
+    "gateway-mtls": {
+        "gateway": {"enabled": True},
+        "temporal": {
+            "address": "temporal-frontend.temporal:7233",
+            "tls": {
+                "enabled": True,
+                "secretName": "temporal-client",
+                "caFile": "ca.crt",
+                "clientCertFile": "tls.crt",
+                "clientKeyFile": "tls.key",
+            },
+        },
+    },
     "mtls": {
         "temporal": {
             "address": "temporal-frontend.temporal:7233",
@@ -150,6 +168,8 @@ def test_crds_ship_in_the_chart_crds_directory(tmp_path: Path) -> None:
         ("operator.livenessPort=http", "livenessPort"),
         ("temporal.adress=temporal:7233", "adress"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("gateway.port=http", "port"),
+        ("gateway.enabeld=true", "enabeld"),
     ],
 )
 def test_values_schema_rejects_bad_values(set_value: str, complaint: str, tmp_path: Path) -> None:
@@ -287,6 +307,7 @@ KOPF_AND_OWNER_REFERENCES = {
 
 
 USER_ROLES = ("approver", "viewer")
+OTHER_ROLES = (*USER_ROLES, "gateway")
 
 
 def operator_cluster_roles(name: str) -> list[dict[str, Any]]:
@@ -294,7 +315,7 @@ def operator_cluster_roles(name: str) -> list[dict[str, Any]]:
     return [
         r
         for r in objects(name, "ClusterRole")
-        if r["metadata"]["labels"].get("app.kubernetes.io/component") not in USER_ROLES
+        if r["metadata"]["labels"].get("app.kubernetes.io/component") not in OTHER_ROLES
     ]
 
 
@@ -417,6 +438,100 @@ def test_the_decider_policy_refuses_another_name_and_the_filling_policy_follows_
     ]
     assert "request.userInfo.username" in mutating["spec"]["mutations"][0]["jsonPatch"]["expression"]
     assert mutating["spec"]["matchConditions"][0]["expression"] == "!has(object.spec.decidedBy)"
+
+
+# --- the gateway ----------------------------------------------------------------------------------------
+
+
+def gateway_grants(name: str) -> dict[str | None, set[tuple[str, str, str]]]:
+    """What the gateway's service account is granted: cluster-wide (None) and per namespace."""
+    account = one(name, "ServiceAccount", "gateway")["metadata"]["name"]
+    found: dict[str | None, set[tuple[str, str, str]]] = {}
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        for binding in objects(name, kind):
+            if {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE} not in binding["subjects"]:
+                continue
+            namespace = binding["metadata"].get("namespace")
+            (role,) = [
+                r
+                for r in objects(name, role_kind)
+                if r["metadata"]["name"] == binding["roleRef"]["name"]
+                and r["metadata"].get("namespace") == namespace
+            ]
+            found.setdefault(namespace, set()).update(grants(role["rules"]))
+    return found
+
+
+REVIEWS = {
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
+}
+LIST_AGENTS = ("durable-agents.dev", "durableagents", "list")
+
+
+def test_the_gateway_is_off_by_default() -> None:
+    assert not [d for d in rendered("default") if "gateway" in d["metadata"]["name"]]
+
+
+def test_the_gateway_may_check_tokens_and_access_and_list_agents_nothing_else() -> None:
+    assert gateway_grants("gateway") == {None: REVIEWS | {LIST_AGENTS}}
+    # Namespaced: the reviews stay cluster-scoped (they are), listing agents only where the operator watches.
+    assert gateway_grants("gateway-namespaced") == {
+        None: REVIEWS,
+        "team-a": {LIST_AGENTS},
+        "team-b": {LIST_AGENTS},
+    }
+
+
+def test_the_gateway_serves_the_operators_default_connection_on_its_pod_ip() -> None:
+    deployment = one("gateway-mtls", "Deployment", "gateway")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == one("gateway-mtls", "ServiceAccount", "gateway")["metadata"]["name"]
+    (container,) = spec["containers"]
+    command = container["command"]
+    assert command[:3] == ["durable-agents", "gateway", "--in-cluster"]
+    assert command[command.index("--host") + 1] == "$(POD_IP)"
+    assert command[command.index("--port") + 1] == "8780"
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env.pop("POD_IP") == {"fieldRef": {"fieldPath": "status.podIP"}}
+    operator = operator_env("gateway-mtls")
+    # The same default connection as the operator's, every DURABLE_AGENTS_TEMPORAL_* variable of it.
+    assert env == {k: v for k, v in operator.items() if k.startswith("DURABLE_AGENTS_TEMPORAL_")} | {
+        "DURABLE_AGENTS_WATCH_NAMESPACES": ""
+    }
+    assert env["DURABLE_AGENTS_TEMPORAL_TLS_KEY_FILE"].startswith(
+        next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "temporal-tls")
+    )
+    assert {"name": "temporal-tls", "secret": {"secretName": "temporal-client"}} in spec["volumes"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = one("gateway-mtls", "Service", "gateway")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8780, "targetPort": "http", "protocol": "TCP"}
+    ]
+    ports = container["ports"]
+    assert ports == [{"name": "http", "containerPort": 8780, "protocol": "TCP"}]
+
+
+def test_a_namespaced_gateway_serves_the_watched_namespaces_on_its_own_port() -> None:
+    container = one("gateway-namespaced", "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DURABLE_AGENTS_WATCH_NAMESPACES"] == "team-a,team-b"
+    assert container["command"][container["command"].index("--port") + 1] == "9000"
+    assert container["ports"][0]["containerPort"] == 9000
+
+
+def test_the_gateway_network_policy_lets_requests_in_and_reaches_the_apiserver_and_temporal() -> None:
+    policy = next(
+        p for p in objects("gateway", "NetworkPolicy") if p["metadata"]["name"].endswith("-gateway")
+    )
+    deployment = one("gateway", "Deployment", "gateway")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": 8780, "protocol": "TCP"}]}]
+    egress_ports = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP"), (7233, "TCP")}
 
 
 # --- helm test and NOTES --------------------------------------------------------------------------------

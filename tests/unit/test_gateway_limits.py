@@ -1,6 +1,7 @@
 """The gateway's limits and token checks, in process (no Temporal: every answer here comes before the
 gateway would call it): 401 for a missing or wrong token, 403 for a viewer's write, 413 for a large
-body, 429 per token with Retry-After, each as a JSON error; and the token bucket itself."""
+body, 429 per token with Retry-After, each as a JSON error; the token bucket itself; and how a name
+served from two namespaces is addressed."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ async def test_a_viewer_token_may_read_but_not_start_or_decide(http: httpx.Async
     assert (start.status_code, chat.status_code) == (403, 403)
     assert start.json() == chat.json()
     assert start.json()["error"]["code"] == "forbidden"
-    assert unknown.status_code == 404 and "serves files" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404 and "serves team-a/files" in unknown.json()["error"]["message"]
     limit = await http.get("/api/agents/files/runs?limit=lots", headers=bearer(ADMIN))
     assert limit.status_code == 422 and "from 1 to 200" in limit.json()["error"]["message"]
 
@@ -131,3 +132,45 @@ def test_the_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
     assert limiter.take("a", 100.0) is not None
     with pytest.raises(ValueError, match="per_second > 0"):
         RateLimiter(per_second=0, burst=1)
+
+
+async def test_a_name_served_from_two_namespaces_needs_its_namespace(clock: Clock) -> None:
+    gateway = Gateway(
+        _never_connects,
+        StaticCatalog(
+            [
+                AgentEntry("files", "team-a", "team-a.files", "files"),
+                AgentEntry("files", "team-b", "b", "files"),
+            ]
+        ),
+        LocalTokens({ADMIN: "admin", VIEWER: "viewer"}, principal="ada"),
+        clock=clock,
+    )
+    transport = httpx.ASGITransport(app=build_app(gateway))
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        ambiguous = await http.post("/api/agents/files/runs", json={"prompt": "hi"}, headers=bearer(VIEWER))
+        ambiguous_chat = await http.post(
+            "/v1/chat/completions", json={"model": "files", **chat}, headers=bearer(ADMIN)
+        )
+        # Named with its namespace, the agent is found: the viewer is then refused, as for one namespace.
+        named = await http.post(
+            "/api/agents/files/runs?namespace=team-b", json={"prompt": "hi"}, headers=bearer(VIEWER)
+        )
+        named_chat = await http.post(
+            "/v1/chat/completions", json={"model": "team-b/files", **chat}, headers=bearer(VIEWER)
+        )
+        elsewhere = await http.get("/api/agents/files?namespace=team-c", headers=bearer(VIEWER))
+
+    for answer in (ambiguous, ambiguous_chat):
+        assert answer.status_code == 409
+        assert answer.json()["error"] == {
+            "code": "ambiguous",
+            "message": "agent 'files' is served from the namespaces team-a, team-b: name one "
+            "(?namespace=NAME, or NAMESPACE/NAME as a chat-completions model)",
+        }
+    assert (named.status_code, named_chat.status_code) == (403, 403)
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["error"]["message"] == (
+        "no agent 'files' in namespace 'team-c' here: the gateway serves team-a/files, team-b/files"
+    )

@@ -112,3 +112,65 @@ seccompProfile:
 {{- fail "temporal.tls.caFile/clientCertFile name keys of temporal.tls.secretName: set secretName" }}
 {{- end }}
 {{- end }}
+
+{{/* Where the Secret temporal.tls.secretName is mounted in the operator and gateway pods. */}}
+{{- define "durable-agents.temporalTLSDir" -}}
+/etc/durable-agents/temporal-tls
+{{- end }}
+
+{{/* The default Temporal connection as DURABLE_AGENTS_TEMPORAL_* variables: the operator and the gateway
+read the same ones (OperatorSettings). */}}
+{{- define "durable-agents.temporalEnv" -}}
+{{- $tls := .Values.temporal.tls }}
+{{- $dir := include "durable-agents.temporalTLSDir" . }}
+- name: DURABLE_AGENTS_TEMPORAL_ADDRESS
+  value: {{ include "durable-agents.temporalAddress" . | quote }}
+- name: DURABLE_AGENTS_TEMPORAL_NAMESPACE
+  value: {{ .Values.temporal.namespace | quote }}
+{{- with .Values.temporal.apiKeySecret }}
+{{- if .name }}
+- name: DURABLE_AGENTS_TEMPORAL_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- if $tls.enabled }}
+- name: DURABLE_AGENTS_TEMPORAL_TLS
+  value: "true"
+{{- with $tls.serverName }}
+- name: DURABLE_AGENTS_TEMPORAL_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with $tls.caFile }}
+- name: DURABLE_AGENTS_TEMPORAL_TLS_CA_FILE
+  value: {{ printf "%s/%s" $dir . | quote }}
+{{- end }}
+{{- if $tls.clientCertFile }}
+- name: DURABLE_AGENTS_TEMPORAL_TLS_CERT_FILE
+  value: {{ printf "%s/%s" $dir $tls.clientCertFile | quote }}
+- name: DURABLE_AGENTS_TEMPORAL_TLS_KEY_FILE
+  value: {{ printf "%s/%s" $dir $tls.clientKeyFile | quote }}
+{{- end }}
+{{- end }}
+- name: DURABLE_AGENTS_WATCH_NAMESPACES
+  value: {{ join "," .Values.watchNamespaces | quote }}
+{{- end }}
+
+{{/* The volume mount and the volume of temporal.tls.secretName (nothing without one). */}}
+{{- define "durable-agents.temporalTLSMount" -}}
+{{- if .Values.temporal.tls.secretName }}
+- name: temporal-tls
+  mountPath: {{ include "durable-agents.temporalTLSDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "durable-agents.temporalTLSVolume" -}}
+{{- if .Values.temporal.tls.secretName }}
+- name: temporal-tls
+  secret:
+    secretName: {{ .Values.temporal.tls.secretName }}
+{{- end }}
+{{- end }}

@@ -185,17 +185,29 @@ class Gateway:
                 403, "forbidden", "this token is not allowed to do that: ask for a role that grants it"
             ) from None
 
-    async def agent(self, name: str) -> AgentEntry:
-        for entry in await self.catalog.agents():
-            if entry.name == name:
-                return entry
-        names = ", ".join(e.name for e in await self.catalog.agents()) or "none"
-        raise Problem(404, "not_found", f"no agent {name!r} here: the gateway serves {names}")
+    async def agent(self, name: str, namespace: str | None = None) -> AgentEntry:
+        """The agent `name` (of `namespace`, which only a name served from several namespaces needs)."""
+        entries = await self.catalog.agents()
+        found = [e for e in entries if e.name == name and namespace in (None, e.namespace)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            where = ", ".join(sorted(e.namespace for e in found))
+            raise Problem(
+                409,
+                "ambiguous",
+                f"agent {name!r} is served from the namespaces {where}: name one (?namespace=NAME, or "
+                "NAMESPACE/NAME as a chat-completions model)",
+            )
+        names = ", ".join(f"{e.namespace}/{e.name}" for e in entries) or "none"
+        where = f" in namespace {namespace!r}" if namespace is not None else ""
+        raise Problem(404, "not_found", f"no agent {name!r}{where} here: the gateway serves {names}")
 
     async def agent_access(self, request: Request, verb: str, resource: str) -> tuple[Principal, AgentEntry]:
-        """The principal and the agent named by the path, once the principal may `verb` `resource`."""
+        """The principal and the agent named by the path (and `?namespace=`), once the principal may `verb`
+        `resource`."""
         principal = await self.principal(request)
-        agent = await self.agent(request.path_params["agent"])
+        agent = await self.agent(request.path_params["agent"], request.query_params.get("namespace"))
         await self.allow(principal, Access(verb, resource, agent.namespace, agent.name))
         return principal, agent
 
@@ -276,6 +288,7 @@ async def _views(gateway: Gateway, entries: list[AgentEntry]) -> list[AgentView]
                 running=h.running,
                 failed=h.failed,
                 message=why,
+                operator_status=entry.operator_status,
             )
         )
     return views

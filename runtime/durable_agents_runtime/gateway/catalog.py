@@ -19,6 +19,8 @@ class AgentEntry:
     namespace: str
     task_queue: str
     agent_name: str
+    operator_status: str | None = None
+    """In a cluster: the Ready condition the operator wrote (`Ready`, or `Reason: message`)."""
 
     @classmethod
     def of_manifest(cls, loaded: Any) -> AgentEntry:

@@ -59,6 +59,9 @@ class AgentView(_Wire):
     failed: int = 0
     message: str | None = None
     """Why it is not ready, when it is not."""
+    operator_status: str | None = None
+    """In a cluster: the DurableAgent's Ready condition as the operator wrote it (`Ready`, or
+    `Reason: message`)."""
 
 
 class StartRunRequest(_Wire):

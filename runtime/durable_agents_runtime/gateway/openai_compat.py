@@ -1,5 +1,6 @@
 """An OpenAI-compatible chat-completions endpoint, so chat front-ends and OpenAI SDK clients talk to a
-durable agent unchanged: `model` is the agent's name, the last user message is the prompt.
+durable agent unchanged: `model` is the agent's name (`NAMESPACE/NAME` where a name is served from
+several namespaces), the last user message is the prompt.
 
 With a session id (the `X-Session-Id` header, or `session_id` in the body: `extra_body` in the SDKs) the
 message goes to that session, which carries the conversation itself (earlier messages in the request are
@@ -58,7 +59,8 @@ def _prompt(messages: list[ChatMessage]) -> str:
 async def chat_completions(gateway: Gateway, request: Request) -> Response:
     principal = await gateway.principal(request)
     body = await _body(request, ChatCompletionRequest)
-    agent = await gateway.agent(body.model)
+    namespace, _, name = body.model.rpartition("/")
+    agent = await gateway.agent(name, namespace or None)
     await gateway.allow(principal, Access("create", "agentruns", agent.namespace, agent.name))
     prompt = _prompt(body.messages)
     session_id = request.headers.get(SESSION_HEADER) or body.session_id

@@ -74,7 +74,8 @@ OPERATIONS: dict[str, tuple[str, type[BaseModel] | None, type[BaseModel] | None,
         "application/json",
     ),
     "chat_completions": (
-        "OpenAI-compatible chat completions: model is the agent's name; X-Session-Id maps to a session",
+        "OpenAI-compatible chat completions: model is the agent's name (or NAMESPACE/NAME); "
+        "X-Session-Id maps to a session",
         ChatCompletionRequest,
         ChatCompletion,
         False,
@@ -87,7 +88,8 @@ _ERRORS = {
     "401": "No valid bearer token",
     "403": "The token lacks the right this needs",
     "404": "No such agent, run or session",
-    "409": "Refused: the run finished, the call was decided, the session ended",
+    "409": "Refused: the run finished, the call was decided, the session ended; or the agent's name is "
+    "served from several namespaces (name one with ?namespace=)",
     "413": "The request body is too large",
     "422": "The request body is not valid",
     "429": "Too many requests for this token; see Retry-After",
@@ -125,6 +127,16 @@ def _operation(name: str, method: str, path: str) -> dict[str, Any]:
             if part.startswith("{")
         ],
     }
+    if "{agent}" in path:
+        operation["parameters"].append(
+            {
+                "name": "namespace",
+                "in": "query",
+                "required": False,
+                "description": "The agent's namespace: needed only when its name is served from several",
+                "schema": {"type": "string"},
+            }
+        )
     if request is not None:
         operation["requestBody"] = {
             "required": True,

@@ -60,6 +60,13 @@ function describeEvent(name, data) {
   return null;
 }
 
+// "NAMESPACE/NAME" (a select's value) and a sub-path → the agent's API path.
+function agentPath(chosen, rest) {
+  const cut = chosen.indexOf("/");
+  const namespace = chosen.slice(0, cut), name = chosen.slice(cut + 1);
+  return `/api/agents/${encodeURIComponent(name)}${rest}?namespace=${encodeURIComponent(namespace)}`;
+}
+
 async function loadAgents() {
   const agents = await (await api("/api/agents")).json();
   const body = $("agents").querySelector("tbody");
@@ -68,14 +75,16 @@ async function loadAgents() {
     const row = element("tr");
     row.append(element("th", agent.name, { scope: "row" }), element("td", agent.namespace));
     const health = element("td", agent.ready ? "Ready" : "Not ready", { class: agent.ready ? "ready" : "not-ready" });
-    if (agent.message) health.title = agent.message;
+    const why = [agent.message, agent.operator_status && `operator: ${agent.operator_status}`].filter(Boolean);
+    if (why.length) health.title = why.join("; ");
     row.append(health, element("td", String(agent.workers)), element("td", String(agent.running)));
     body.append(row);
   }
   for (const id of ["run-agent", "chat-agent"]) {
     const select = $(id);
     const chosen = select.value;
-    select.replaceChildren(...agents.map((a) => element("option", a.name, { value: a.name })));
+    // The value names the namespace too: one name may be served from several namespaces.
+    select.replaceChildren(...agents.map((a) => element("option", a.name, { value: `${a.namespace}/${a.name}` })));
     if (chosen) select.value = chosen;
   }
 }
@@ -121,12 +130,13 @@ function approvalItem(approval, key) {
 
 async function startRun(event) {
   event.preventDefault();
-  const agent = $("run-agent").value;
+  const chosen = $("run-agent").value;
+  const agent = chosen.slice(chosen.indexOf("/") + 1);
   const prompt = $("run-prompt").value;
   $("events").replaceChildren();
   $("answer").textContent = "";
   try {
-    const run = await (await api(`/api/agents/${encodeURIComponent(agent)}/runs`, { method: "POST", body: { prompt, watch: true } })).json();
+    const run = await (await api(agentPath(chosen, "/runs"), { method: "POST", body: { prompt, watch: true } })).json();
     $("runs").prepend(element("li", `${run.id} · ${agent} · ${prompt}`));
     say(`Started run ${run.id}`);
     let text = "";
@@ -141,7 +151,7 @@ async function startRun(event) {
 
 async function sendMessage(event) {
   event.preventDefault();
-  const agent = $("chat-agent").value;
+  const chosen = $("chat-agent").value;
   const session = $("chat-session").value;
   const input = $("chat-message");
   const chat = $("chat");
@@ -152,7 +162,7 @@ async function sendMessage(event) {
   input.value = "";
   let text = "";
   try {
-    const path = `/api/agents/${encodeURIComponent(agent)}/sessions/${encodeURIComponent(session)}/messages`;
+    const path = agentPath(chosen, `/sessions/${encodeURIComponent(session)}/messages`);
     await events(await api(path, { method: "POST", body: { prompt, stream: true } }), (name, data) => {
       if (name === "text") { text += data.delta; reply.textContent = `agent: ${text}`; }
       else if (name === "reply" && !text) reply.textContent = `agent: ${data.output_text}`;
