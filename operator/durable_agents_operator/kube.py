@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -200,9 +200,16 @@ class KubeClient:
     """`Kube` over HTTP. One instance per operator process, created in the entrypoint."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, field_manager: str, auth: AuthHeaders | None = None
+        self,
+        http: httpx.AsyncClient,
+        *,
+        field_manager: str,
+        auth: AuthHeaders | None = None,
+        watch_http: httpx.AsyncClient | None = None,
     ) -> None:
         self._http = http
+        # Watches hold a connection each for minutes: on a pool of their own, outside MAX_IN_FLIGHT.
+        self._watch_http = watch_http or http
         self._field_manager = field_manager
         self._auth = auth or dict
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -234,11 +241,14 @@ class KubeClient:
             timeout=timeout,
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
         )
-        return cls(http, field_manager=field_manager, auth=auth)
+        watch_http = httpx.AsyncClient(base_url=configuration.host, verify=context, timeout=timeout)
+        return cls(http, field_manager=field_manager, auth=auth, watch_http=watch_http)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self._http.aclose()
+        if self._watch_http is not self._http:
+            await self._watch_http.aclose()
 
     async def get(self, key: ObjectKey) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
@@ -251,14 +261,67 @@ class KubeClient:
     ) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace, or in every namespace for None (each with apiVersion and kind
         filled in)."""
+        items, _ = await self.list_at(api_version, kind, namespace, label_selector=label_selector)
+        return items
+
+    async def list_at(
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """`list`, and the resourceVersion of the list (where a `watch` of it starts)."""
         resource = resource_for(api_version, kind)
         params = {"labelSelector": label_selector} if label_selector else None
-        where = f"in {namespace}" if namespace is not None else "in all namespaces"
         response = await self._request(
-            "GET", resource.path(namespace), params=params, what=f"list {resource.plural} {where}"
+            "GET", resource.path(namespace), params=params, what=f"list {resource.plural} {_where(namespace)}"
         )
-        items = [] if response is None else response.json().get("items", [])
-        return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+        body = {} if response is None else response.json()
+        items = [{"apiVersion": api_version, "kind": kind, **item} for item in body.get("items", [])]
+        return items, (body.get("metadata") or {}).get("resourceVersion", "")
+
+    async def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 290,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The changes ({"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object"}) after `resource_version`,
+        until the server ends the watch (after about `timeout_seconds`: watch again from the last
+        resourceVersion). An expired version raises `KubeApiError` with status 410: list again."""
+        resource = resource_for(api_version, kind)
+        what = f"watch {resource.plural} {_where(namespace)}"
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
+        try:
+            async with self._watch_http.stream(
+                "GET", resource.path(namespace), params=params, headers=self._auth(), timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise _error(response, what)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise KubeApiError(
+                            f"could not {what}: {status.get('message') or status}", status=status.get("code")
+                        )
+                    yield event
+        except httpx.TransportError as exc:
+            raise KubeUnavailable(
+                f"could not {what}: the Kubernetes API did not answer ({type(exc).__name__}: {exc})"
+            ) from None
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, forcing ownership of the fields it sets."""
@@ -424,6 +487,10 @@ class KubeClient:
         if response.is_success:
             return response
         raise _error(response, what)
+
+
+def _where(namespace: str | None) -> str:
+    return f"in {namespace}" if namespace is not None else "in all namespaces"
 
 
 def _error(response: httpx.Response, what: str) -> KubeApiError:

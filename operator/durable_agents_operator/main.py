@@ -15,6 +15,7 @@ import kopf
 from aiohttp import web
 
 from durable_agents_api.errors import ConfigError
+from durable_agents_operator.deployment_cache import DeploymentCache
 from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.handlers import register
 from durable_agents_operator.health_batching import HealthBatcher, runtime_reader
@@ -197,6 +198,9 @@ async def _watch_until_stopped(
             continue
         restart: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         checker = asyncio.create_task(_watch_permissions(kube, settings, scopes, restart, recheck))
+        deployments = DeploymentCache(kube, scopes)
+        operator.deployments = deployments
+        following = asyncio.create_task(deployments.run())
         try:
             await kopf.operator(
                 registry=registry,
@@ -211,6 +215,8 @@ async def _watch_until_stopped(
             )
         finally:
             checker.cancel()
+            following.cancel()
+            operator.deployments = None
         if not restart.done():
             return  # stopped by a signal or the caller
         logger.info("the operator's permissions changed: restarting the watches")

@@ -33,6 +33,8 @@ _OWN = ("get", "list", "watch", "patch")
 _CHILD = ("get", "create", "patch", "delete")
 _LISTED_CHILD = (*_CHILD, "list")
 """Versioned agents list their per-version ConfigMaps and Deployments by label."""
+_WATCHED_CHILD = (*_LISTED_CHILD, "watch")
+"""The worker Deployments are also watched (`deployment_cache`), so health ticks need no GET each."""
 REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "durableagents", _OWN),
     # AgentRuns arrive from kopf's watch; a ToolApproval's handler reads its run by name.
@@ -46,7 +48,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (API_GROUP, "toolapprovals/status", ("patch",)),
     ("", "configmaps", _LISTED_CHILD),
     ("", "services", _CHILD),
-    ("apps", "deployments", _LISTED_CHILD),
+    ("apps", "deployments", _WATCHED_CHILD),
     ("policy", "poddisruptionbudgets", _CHILD),
     ("", "secrets", ("get",)),
     ("", "events", ("create",)),

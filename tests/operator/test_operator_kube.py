@@ -126,6 +126,45 @@ async def test_listing_without_a_namespace_lists_across_all_namespaces() -> None
     assert seen[-1].url.path == "/apis/durable-agents.dev/v1alpha1/namespaces/ns/durableagents"
 
 
+async def test_a_list_gives_its_resource_version_and_a_watch_streams_events_after_it() -> None:
+    seen: list[httpx.Request] = []
+    lines = [
+        {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "11"}}},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+        {"type": "DELETED", "object": {"metadata": {"name": "a", "resourceVersion": "13"}}},
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("watch") == "1":
+            return httpx.Response(200, content="".join(json.dumps(e) + "\n" for e in lines).encode())
+        return httpx.Response(200, json={"metadata": {"resourceVersion": "10"}, "items": []})
+
+    kube = client(answer, seen)
+    items, version = await kube.list_at("apps/v1", "Deployment", "ns", label_selector="a=b")
+    stream = kube.watch("apps/v1", "Deployment", "ns", resource_version=version, label_selector="a=b")
+    events = [e["type"] async for e in stream]
+    assert (items, version) == ([], "10")
+    assert events == ["ADDED", "BOOKMARK", "DELETED"]
+    params = seen[-1].url.params
+    assert seen[-1].url.path == "/apis/apps/v1/namespaces/ns/deployments"
+    assert (params["watch"], params["resourceVersion"], params["labelSelector"]) == ("1", "10", "a=b")
+    assert params["allowWatchBookmarks"] == "true" and int(params["timeoutSeconds"]) > 0
+    assert seen[-1].headers["Authorization"] == "Bearer t0ken"
+
+
+async def test_an_expired_watch_raises_gone_and_a_refused_one_names_the_grant() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+    kube = client(lambda request: httpx.Response(200, content=(json.dumps(gone) + "\n").encode()), [])
+    with pytest.raises(KubeApiError) as expired:
+        async for _ in kube.watch("apps/v1", "Deployment", None, resource_version="1"):
+            pass
+    assert expired.value.status == 410 and "too old resource version" in str(expired.value)
+    kube = client(status(403, "deployments is forbidden"), [])
+    with pytest.raises(KubeForbidden, match="watch deployments in all namespaces"):
+        async for _ in kube.watch("apps/v1", "Deployment", None, resource_version="1"):
+            pass
+
+
 async def test_forbidden_names_the_call_and_how_to_grant_it() -> None:
     kube = client(
         status(403, 'deployments.apps "hello-worker" is forbidden: User "system:sa" cannot patch'), []

@@ -165,7 +165,7 @@ async def _observe(ops: Operator, agent: DurableAgent) -> _Observed:
         problem = Problem.of(exc)
     else:
         health = await ops.health.read(params, agent.task_queue)
-    return _Observed(temporal, problem, health, await ops.kube.get(_deployment_key(agent)))
+    return _Observed(temporal, problem, health, await ops.deployment(_deployment_key(agent)))
 
 
 async def _autoscale(
