@@ -60,7 +60,12 @@ def connect_options(
         from temporalio.envconfig import ClientConfigProfile
 
         profile = ClientConfigProfile.load(disable_file=not os.environ.get("TEMPORAL_CONFIG_FILE"))
-        options.update(profile.to_client_connect_config())
+        from_env = profile.to_client_connect_config()
+        # With an API key in the environment the profile says `tls: True`; the spec's TLSConfig (its CA,
+        # its server name) says more and stays.
+        if from_env.get("tls") is True and isinstance(options.get("tls"), TLSConfig):
+            del from_env["tls"]
+        options.update(from_env)
     options.update(overrides or {})
     return options
 

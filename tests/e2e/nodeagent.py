@@ -64,8 +64,9 @@ How a container maps onto a local process
   ``command``, ``args`` or env values is replaced, when the container starts,
   by the IP of a ready pod behind the Service (and the port by its target
   port); until the Service has one, the container waits with reason
-  ``CreateContainerConfigError``. Names inside files (ConfigMap volumes) are
-  not rewritten.
+  ``CreateContainerConfigError``. Service names inside files (ConfigMap
+  volumes) are not rewritten; mount paths inside them are (a runtime config
+  naming a mounted Secret's file finds it).
 * **Probes**: httpGet, tcpSocket, exec (grpc is approximated by a TCP connect)
   for startup, readiness and liveness, honouring ``initialDelaySeconds``,
   ``periodSeconds``, ``timeoutSeconds``, ``successThreshold`` and
@@ -980,6 +981,7 @@ class PodRunner:
                 self.volumes[volume["name"]] = (
                     Path(volume["hostPath"]["path"]) if "hostPath" in volume else directory
                 )
+            self._rewrite_config_files(pod)
         except (ConfigError, ApiError, httpx.HTTPError) as error:
             self._volume_error = str(error)
             for container in self.init_containers + self.containers:
@@ -989,6 +991,29 @@ class PodRunner:
         self._volumes_ready = True
         for container in self.containers if self.init_containers else []:
             container.waiting = ("PodInitializing", "")
+
+    def _rewrite_config_files(self, pod: Json) -> None:
+        """Mount paths named inside ConfigMap volume files become the local directories standing in for
+        them, as in commands and env values (once, when the pod's volumes are written): a config file
+        naming a file of a mounted Secret (a CA bundle, say) finds it."""
+        mounts = MountMap(
+            [
+                (m["mountPath"], self.volumes[m["name"]] / m.get("subPath", ""))
+                for c in self.init_containers + self.containers
+                for m in c.spec.get("volumeMounts") or []
+                if m["name"] in self.volumes
+            ]
+        )
+        for volume in pod["spec"].get("volumes") or []:
+            if "configMap" not in volume:
+                continue
+            for path in self.volumes[volume["name"]].rglob("*"):
+                try:
+                    text = path.read_text()
+                except (IsADirectoryError, UnicodeDecodeError):
+                    continue
+                if (rewritten := mounts.rewrite(text)) != text:
+                    path.write_text(rewritten)
 
     def _materialise(self, pod: Json, volume: Json, directory: Path) -> None:
         if "configMap" in volume or "secret" in volume:
