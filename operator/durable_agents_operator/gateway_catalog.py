@@ -3,10 +3,12 @@ over the operator's default connection (the same `DURABLE_AGENTS_TEMPORAL_*` set
 both Deployments one block of environment).
 
 `KubeCatalog` lists DurableAgents cluster-wide, or in the watched namespaces, at most once per
-`cache_seconds`; concurrent requests share one list. Agents with a `spec.temporal.connectionRef` live on
-another Temporal connection than the gateway's and are left out (logged once per agent). An apiserver
-failure serves the last list it got, for up to `stale_seconds`; past that, or before any list, requests
-get 503 naming the cause.
+`cache_seconds`; concurrent requests share one list. Each agent's health is the one the operator wrote
+into its status (workers, running and failed runs, Ready), so listing agents reads no Temporal; an agent
+whose status holds no Temporal reading yet is read by the gateway. Agents with a
+`spec.temporal.connectionRef` live on another Temporal connection than the gateway's and are left out
+(logged once per agent). An apiserver failure serves the last list it got, for up to `stale_seconds`; past
+that, or before any list, requests get 503 naming the cause.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from durable_agents_api.resources import API_VERSION, DurableAgent
 from durable_agents_operator.errors import KubeApiError, KubeForbidden
 from durable_agents_operator.kube import Kube
 from durable_agents_operator.settings import OperatorSettings
-from durable_agents_runtime.gateway import AgentEntry
+from durable_agents_runtime.gateway import AgentEntry, KnownHealth
 from durable_agents_runtime.gateway.app import Problem
 
 __all__ = ["API_KEY_ENV", "KubeCatalog", "default_temporal_spec"]
@@ -113,7 +115,12 @@ class KubeCatalog:
             self._skip(where, f"it runs on TemporalConnection {ref}, the gateway on the default connection")
             return None
         return AgentEntry(
-            where[1], where[0], agent.task_queue, agent.spec.agent.name, operator_status=_ready_of(obj)
+            where[1],
+            where[0],
+            agent.task_queue,
+            agent.spec.agent.name,
+            operator_status=_ready_of(obj),
+            health=_health_of(obj),
         )
 
     def _skip(self, where: tuple[str, str], why: str) -> None:
@@ -134,6 +141,25 @@ def _ready_of(obj: dict[str, Any]) -> str | None:
             reason, message = condition.get("reason") or "NotReady", condition.get("message") or ""
             return f"{reason}: {message}" if message else reason
     return None
+
+
+def _health_of(obj: dict[str, Any]) -> KnownHealth | None:
+    """The health the operator wrote into the status (every health interval), None before its first
+    Temporal read (the gateway then reads Temporal itself)."""
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready, reachable = conditions.get("Ready"), conditions.get("TemporalReachable")
+    if ready is None or reachable is None or reachable.get("status") == "Unknown" or "workers" not in status:
+        return None
+    runs = status.get("runs") or {}
+    healthy = ready.get("status") == "True"
+    return KnownHealth(
+        ready=healthy,
+        workers=int(status.get("workers") or 0),
+        running=int(runs.get("running") or 0),
+        failed=int(runs.get("failed") or 0),
+        message=None if healthy else (ready.get("message") or ready.get("reason") or "not ready"),
+    )
 
 
 def _unavailable(exc: KubeApiError) -> str:

@@ -13,7 +13,7 @@ from durable_agents_api.resources import API_VERSION
 from durable_agents_operator.errors import KubeForbidden, KubeUnavailable
 from durable_agents_operator.gateway_catalog import API_KEY_ENV, KubeCatalog, default_temporal_spec
 from durable_agents_operator.settings import OperatorSettings
-from durable_agents_runtime.gateway import AgentEntry
+from durable_agents_runtime.gateway import AgentEntry, KnownHealth
 from durable_agents_runtime.gateway.app import Problem
 
 pytestmark = pytest.mark.anyio
@@ -69,6 +69,33 @@ async def test_serves_every_agent_on_the_default_connection_with_its_task_queue_
         ),
     ]
     assert lister.calls == [None]  # one cluster-wide list
+
+
+async def test_health_comes_from_the_status_the_operator_wrote_once_it_holds_a_temporal_reading() -> None:
+    def conditions(ready: str, reachable: str, message: str = "") -> list[dict[str, str]]:
+        return [
+            {"type": "Ready", "status": ready, "reason": "R", "message": message},
+            {"type": "TemporalReachable", "status": reachable, "reason": "X"},
+        ]
+
+    read = {"workers": 2, "runs": {"running": 3, "failed": 1, "completed": 9}}
+    lister = Lister(
+        {**agent("ns", "serving"), "status": {**read, "conditions": conditions("True", "True")}},
+        {
+            **agent("ns", "rolling"),
+            "status": {**read, "workers": 0, "conditions": conditions("False", "True", "0 of 1 available")},
+        },
+        {**agent("ns", "unchecked"), "status": {"conditions": conditions("False", "Unknown")}},
+        agent("ns", "new"),
+    )
+    health = {e.name: e.health for e in await KubeCatalog(lister).agents()}
+    assert health == {
+        "serving": KnownHealth(ready=True, workers=2, running=3, failed=1, message=None),
+        "rolling": KnownHealth(ready=False, workers=0, running=3, failed=1, message="0 of 1 available"),
+        # No Temporal reading in the status yet: the gateway reads Temporal for these.
+        "unchecked": None,
+        "new": None,
+    }
 
 
 async def test_lists_only_the_watched_namespaces() -> None:

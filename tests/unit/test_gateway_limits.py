@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from durable_agents_runtime.client import AgentsClient
-from durable_agents_runtime.gateway import AgentEntry, Gateway, GatewaySettings, LocalTokens, StaticCatalog
+from durable_agents_runtime.gateway import (
+    AgentEntry,
+    Gateway,
+    GatewaySettings,
+    KnownHealth,
+    LocalTokens,
+    StaticCatalog,
+)
 from durable_agents_runtime.gateway.app import build_app
 from durable_agents_runtime.gateway.limits import RateLimiter
 
@@ -174,3 +181,33 @@ async def test_a_name_served_from_two_namespaces_needs_its_namespace(clock: Cloc
     assert elsewhere.json()["error"]["message"] == (
         "no agent 'files' in namespace 'team-c' here: the gateway serves team-a/files, team-b/files"
     )
+
+
+async def test_agents_whose_health_the_catalog_knows_are_listed_without_asking_temporal(clock: Clock) -> None:
+    known = KnownHealth(ready=False, workers=1, running=2, failed=3, message="RollingOut: 1 of 2 available")
+    gateway = Gateway(
+        _never_connects,
+        StaticCatalog(
+            [AgentEntry("files", "team-a", "team-a.files", "files", operator_status="x", health=known)]
+        ),
+        LocalTokens({VIEWER: "viewer"}, principal="ada"),
+        clock=clock,
+    )
+    transport = httpx.ASGITransport(app=build_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        listed = await http.get("/api/agents", headers=bearer(VIEWER))
+
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == [
+        {
+            "name": "files",
+            "namespace": "team-a",
+            "task_queue": "team-a.files",
+            "ready": False,
+            "workers": 1,
+            "running": 2,
+            "failed": 3,
+            "message": "RollingOut: 1 of 2 available",
+            "operator_status": "x",
+        }
+    ]

@@ -13,7 +13,7 @@ from durable_agents_runtime.gateway.auth import (
     Principal,
     Unauthenticated,
 )
-from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog, StaticCatalog
+from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog, KnownHealth, StaticCatalog
 from durable_agents_runtime.gateway.server import GatewayServer
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Gateway",
     "GatewayServer",
     "GatewaySettings",
+    "KnownHealth",
     "LocalTokens",
     "Principal",
     "StaticCatalog",

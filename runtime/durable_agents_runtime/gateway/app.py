@@ -45,7 +45,7 @@ from durable_agents_runtime.gateway.auth import (
     Principal,
     Unauthenticated,
 )
-from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog
+from durable_agents_runtime.gateway.catalog import AgentEntry, Catalog, KnownHealth
 from durable_agents_runtime.gateway.events import event_view, sse
 from durable_agents_runtime.gateway.limits import DEFAULT_BODY_LIMIT, BodyLimit, BodyTooLarge, RateLimiter
 from durable_agents_runtime.gateway.models import (
@@ -272,22 +272,27 @@ async def get_agent(gateway: Gateway, request: Request) -> Response:
 
 
 async def _views(gateway: Gateway, entries: list[AgentEntry]) -> list[AgentView]:
-    health = await gateway.client.health([e.task_queue for e in entries]) if entries else {}
+    """Each agent with its health: as the catalog knows it, else read from Temporal (one batch)."""
+    unknown = [e.task_queue for e in entries if e.health is None]
+    read = await gateway.client.health(unknown) if unknown else {}
     views = []
     for entry in entries:
-        h = health[entry.task_queue]
-        ready = h.reachable and h.workers > 0
-        why = None if ready else (h.error or f"no worker polls task queue {entry.task_queue!r}")
+        known = entry.health
+        if known is None:
+            h = read[entry.task_queue]
+            ready = h.reachable and h.workers > 0
+            why = None if ready else (h.error or f"no worker polls task queue {entry.task_queue!r}")
+            known = KnownHealth(ready, h.workers, h.running, h.failed, why)
         views.append(
             AgentView(
                 name=entry.name,
                 namespace=entry.namespace,
                 task_queue=entry.task_queue,
-                ready=ready,
-                workers=h.workers,
-                running=h.running,
-                failed=h.failed,
-                message=why,
+                ready=known.ready,
+                workers=known.workers,
+                running=known.running,
+                failed=known.failed,
+                message=known.message,
                 operator_status=entry.operator_status,
             )
         )

@@ -7,7 +7,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["AgentEntry", "Catalog", "StaticCatalog"]
+__all__ = ["AgentEntry", "Catalog", "KnownHealth", "StaticCatalog"]
+
+
+@dataclass(frozen=True)
+class KnownHealth:
+    """An agent's health as someone already read it (in a cluster: the status the operator writes every
+    health interval), so listing agents does not read Temporal again for each."""
+
+    ready: bool
+    workers: int = 0
+    running: int = 0
+    failed: int = 0
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,8 @@ class AgentEntry:
     agent_name: str
     operator_status: str | None = None
     """In a cluster: the Ready condition the operator wrote (`Ready`, or `Reason: message`)."""
+    health: KnownHealth | None = None
+    """Its health when the catalog knows it; None: the gateway reads it from Temporal."""
 
     @classmethod
     def of_manifest(cls, loaded: Any) -> AgentEntry:
