@@ -43,7 +43,14 @@ def scale_operator(kubectl: Kubectl, release: Release, replicas: int) -> None:
     if replicas == 0:
         wait_for(
             f"the operator of {release.name} to stop",
-            lambda: not release.operator_pods() and not release.node_agent.processes(release.namespace),
+            lambda: (
+                not release.operator_pods()
+                # Only the operator's: the release's gateway keeps running.
+                and not any(
+                    "operator" in containers
+                    for containers in release.node_agent.processes(release.namespace).values()
+                )
+            ),
             timeout=60,
         )
     else:
