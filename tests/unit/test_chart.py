@@ -19,6 +19,17 @@ CHART = REPO / "charts" / "durable-agents"
 KUBERNETES_VERSION = "1.37.0"
 NAMESPACE = "agents-system"
 
+MTLS_TEMPORAL = {
+    "address": "temporal-frontend.temporal:7233",
+    "tls": {
+        "enabled": True,
+        "secretName": "temporal-client",
+        "caFile": "ca.crt",
+        "clientCertFile": "tls.crt",
+        "clientKeyFile": "tls.key",
+    },
+}
+
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
@@ -41,31 +52,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "gateway": {"enabled": True, "port": 9000},
         "watchNamespaces": ["team-a", "team-b"],
     },
-    "gateway-mtls": {
-        "gateway": {"enabled": True},
-        "temporal": {
-            "address": "temporal-frontend.temporal:7233",
-            "tls": {
-                "enabled": True,
-                "secretName": "temporal-client",
-                "caFile": "ca.crt",
-                "clientCertFile": "tls.crt",
-                "clientKeyFile": "tls.key",
-            },
-        },
-    },
-    "mtls": {
-        "temporal": {
-            "address": "temporal-frontend.temporal:7233",
-            "tls": {
-                "enabled": True,
-                "secretName": "temporal-client",
-                "caFile": "ca.crt",
-                "clientCertFile": "tls.crt",
-                "clientKeyFile": "tls.key",
-            },
-        }
-    },
+    "gateway-mtls": {"gateway": {"enabled": True}, "temporal": MTLS_TEMPORAL},
+    "mtls": {"temporal": MTLS_TEMPORAL},
 }
 
 
