@@ -96,6 +96,8 @@ class Scale:
     temporal: collections.Counter[str] = field(default_factory=collections.Counter)
     event_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     """Reasons of the Events in the namespace at the end of the window (count of each, summed)."""
+    warnings: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Messages of the TemporalUnreachable Events, digits written as N (so agents' names fold together)."""
 
     @property
     def window_cpu_share(self) -> float:
@@ -332,8 +334,12 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                         await http.get(f"{plane.server_url}/api/v1/namespaces/{NAMESPACE}/events")
                     ).json()
                     reasons: collections.Counter[str] = collections.Counter()
+                    warnings: collections.Counter[str] = collections.Counter()
                     for event in events["items"]:
                         reasons[event.get("reason", "?")] += event.get("count") or 1
+                        if event.get("reason") == "TemporalUnreachable":
+                            folded = re.sub(r"\d+", "N", event.get("message") or "")[:160]
+                            warnings[folded] += event.get("count") or 1
                     results.append(
                         Scale(
                             agents=target,
@@ -346,6 +352,7 @@ async def measure(agents: list[int], replicas: int, quick: bool) -> list[Scale]:
                             apiserver=count_audit(audit, since, until),
                             temporal=after - before,
                             event_reasons=reasons,
+                            warnings=warnings,
                         )
                     )
             finally:
@@ -433,7 +440,8 @@ def operator_scale_rows(results: list[Scale]) -> list[Row]:
                 f"Temporal: {scale.formula(scale.temporal)} "
                 f"(interval {HEALTH_INTERVAL:g} s, window {scale.window_intervals:g} intervals); "
                 f"operator CPU {scale.window_cpu_share:.0%} of a core; "
-                f"Events so far by reason: {_reasons(scale.event_reasons)}",
+                f"Events so far by reason: {_reasons(scale.event_reasons)}"
+                + (f"; TemporalUnreachable said: {_reasons(scale.warnings)}" if scale.warnings else ""),
             )
         )
     return rows
