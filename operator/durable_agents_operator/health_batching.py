@@ -4,6 +4,11 @@ Every DurableAgent has a health timer. The first timer of a connection that find
 one `read_health(client, [every task queue recently asked about on that connection])`; timers firing
 while it runs, or later in the same interval, reuse its result. A read that fails or times out yields an
 unreachable `AgentHealth` for every queue of the batch: never an exception, never longer than the timeout.
+
+One failed read is not an outage: a queue whose last reading (younger than `KEEP_INTERVALS` intervals)
+was reachable keeps it for one more interval, and only a second failure in a row becomes its health. So
+`TemporalReachable` turns False one interval later than the first failure, and a read cut off once by a
+slow, overloaded server (a burst of new agents) reports nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ HealthReader = Callable[
 """Reads several task queues of one Temporal namespace in one go, given the previous read's result."""
 
 
+KEEP_INTERVALS = 3
+"""A reading older than this many intervals is not kept over a failed read (the failure is shown at once)."""
 READ_CONCURRENCY = 8
 """Temporal calls one batched health read keeps in flight."""
 CALLS_PER_QUEUE = 3
@@ -68,6 +75,8 @@ class _Connection:
     inflight_queues: frozenset[str] = frozenset()
     follow_up: asyncio.Task[Mapping[str, AgentHealth]] | None = None
     """The next read, for queues first asked about while `inflight` was running."""
+    failed_once: set[str] = field(default_factory=set)
+    """Queues whose last read failed while an earlier reachable reading was kept in its place."""
 
 
 class HealthBatcher:
@@ -117,7 +126,8 @@ class HealthBatcher:
             conn.waiting[task_queue] -= 1
             if not conn.waiting[task_queue]:
                 del conn.waiting[task_queue]
-        return result[task_queue]
+        # What `_done` kept: a reachable reading in place of a first failure.
+        return conn.result.get(task_queue, result[task_queue])
 
     def deadline(self, queues: int) -> float:
         """How long one batched read of `queues` task queues may take.
@@ -166,12 +176,29 @@ class HealthBatcher:
         if not task.cancelled():
             now = self._clock()
             for queue, health in task.result().items():
-                conn.result[queue] = health
+                if self._keeps_last(conn, queue, health, now):
+                    conn.failed_once.add(queue)
+                else:
+                    conn.result[queue] = health
+                    if health.reachable:
+                        conn.failed_once.discard(queue)
                 conn.read_at[queue] = now
         stale = set(conn.result) - set(conn.asked)
         for queue in stale:
             conn.result.pop(queue, None)
             conn.read_at.pop(queue, None)
+            conn.failed_once.discard(queue)
+
+    def _keeps_last(self, conn: _Connection, queue: str, health: AgentHealth, now: float) -> bool:
+        """Whether a failed reading of `queue` is the first after a recent reachable one (kept instead)."""
+        last = conn.result.get(queue)
+        return (
+            not health.reachable
+            and last is not None
+            and last.reachable
+            and queue not in conn.failed_once
+            and now - conn.read_at.get(queue, float("-inf")) < KEEP_INTERVALS * self._interval
+        )
 
     async def _read(
         self, params: ConnectionParams, queues: list[str], previous: Mapping[str, AgentHealth]

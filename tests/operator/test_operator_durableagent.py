@@ -328,11 +328,32 @@ async def test_temporal_down_degrades_the_agent_without_raising_and_keeps_the_la
     reader.down = "cannot read Temporal (UNAVAILABLE: connection refused)"
     clock.advance(10)
     await durableagent.check_health(ops, kube.body(agent_key()))
+    # One failed read is not an outage (a slow server under a burst): the last reading stands, no Event.
+    assert conditions(kube)["TemporalReachable"] == ("True", "Connected")
+    assert not [e for e in kube.events if e["type"] == "Warning"]
+    clock.advance(10)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    # The second in a row is.
     assert conditions(kube)["Degraded"] == ("True", "TemporalUnreachable")
     assert conditions(kube)["TemporalReachable"] == ("False", "TemporalUnreachable")
     assert kube.objects[agent_key()]["status"]["workers"] == 1
     warnings = [e for e in kube.events if e["type"] == "Warning"]
     assert warnings and all("connection refused" in e["message"] for e in warnings)
+    assert len(reader.calls) == 3  # one read per interval: the kept reading was not re-read early
+
+
+async def test_a_failure_after_a_reading_older_than_three_intervals_is_shown_at_once(
+    kube: FakeKube, clock: Clock
+) -> None:
+    reader = RecordingReader()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    roll_out(kube)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    reader.down = "cannot read Temporal (UNAVAILABLE: connection refused)"
+    clock.advance(31)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert conditions(kube)["TemporalReachable"] == ("False", "TemporalUnreachable")
 
 
 async def test_a_slow_temporal_is_cut_off_by_the_timeout(kube: FakeKube, clock: Clock) -> None:
