@@ -79,6 +79,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("v1", "Event", "events"),
         Resource("apps/v1", "Deployment", "deployments"),
         Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Resource(_CRD_VERSION, "DurableAgent", "durableagents"),
         Resource(_CRD_VERSION, "AgentRun", "agentruns"),
         Resource(_CRD_VERSION, "TemporalConnection", "temporalconnections"),

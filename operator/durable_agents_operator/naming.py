@@ -101,6 +101,11 @@ def pdb_name(agent: str) -> str:
     return child_name(agent, "worker")
 
 
+def network_policy_name(agent: str) -> str:
+    """The NetworkPolicy of the workers (when the operator makes worker policies)."""
+    return child_name(agent, "worker")
+
+
 def version_deployment_name(agent: str, build_id: str) -> str:
     """The Deployment running the workers of one version of an agent (`spec.versioning.enabled`)."""
     return child_name(agent, f"worker-{build_id}")

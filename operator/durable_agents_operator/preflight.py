@@ -59,9 +59,16 @@ SHARED_CREDENTIALS = ("", "secrets", ("create", "patch"))
 into a Secret `<agent>-temporal` next to each agent without a `connectionRef`."""
 
 
+WORKER_NETWORK_POLICIES = ("networking.k8s.io", "networkpolicies", _CHILD)
+"""Needed too when the operator gives each agent's workers a NetworkPolicy (`worker_network_policy`)."""
+
+
 def required(settings: OperatorSettings) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     """What the operator needs with these settings."""
-    return (*REQUIRED, SHARED_CREDENTIALS) if settings.temporal_shares_credentials else REQUIRED
+    extra = (SHARED_CREDENTIALS,) if settings.temporal_shares_credentials else ()
+    if settings.worker_network_policy:
+        extra = (*extra, WORKER_NETWORK_POLICIES)
+    return (*REQUIRED, *extra)
 
 
 WATCH_NEEDED = frozenset(

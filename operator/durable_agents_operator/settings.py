@@ -5,7 +5,7 @@ The Helm chart sets these variables; their names are part of the chart's contrac
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +55,16 @@ class OperatorSettings(BaseSettings):
         "0.0.0.0", description="Address the operator's /healthz and /metrics endpoints bind to."
     )
     field_manager: str = Field("durable-agents", min_length=1, description="Server-side apply field manager.")
+    worker_network_policy: bool = Field(
+        False,
+        description="Give each agent's workers a NetworkPolicy allowing only what its spec needs "
+        "(`builders.networkpolicy`); needs create/patch/delete on networkpolicies.",
+    )
+    worker_egress: tuple[dict[str, Any], ...] = Field(
+        ({"ports": [{"port": 443, "protocol": "TCP"}]},),
+        description="Egress rules (JSON list of NetworkPolicyEgressRule objects) every worker policy "
+        "gets on top of what the agent's spec needs; the default opens HTTPS for model providers.",
+    )
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod

@@ -405,7 +405,8 @@ def operator_release(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Release:
     """The chart installed once for the session: a cluster-wide operator on `e2e_temporal`, and the
-    gateway next to it (test_gateway_chart.py)."""
+    gateway next to it (test_gateway_chart.py), with the NetworkPolicies on (the control plane enforces
+    none; the operator makes each agent's worker policy)."""
     release = install_release(
         helm,
         kubectl,
@@ -413,7 +414,9 @@ def operator_release(
         tmp_path_factory.mktemp("helm"),
         name=OPERATOR_RELEASE,
         namespace=OPERATOR_NAMESPACE,
-        values=operator_values(e2e_temporal.address, gateway={"enabled": True}),
+        values=operator_values(
+            e2e_temporal.address, gateway={"enabled": True}, networkPolicy={"enabled": True}
+        ),
     )
     release.operator_pod()
     return release

@@ -62,7 +62,7 @@ def worker_pods(kubectl: Kubectl, agent: Agent) -> list[dict[str, Any]]:
 def owned_children(kubectl: Kubectl, agent: Agent, uid: str) -> dict[str, list[str]]:
     """Kind → names of the objects in the agent's namespace whose owner is the agent."""
     children: dict[str, list[str]] = {}
-    for kind in ("configmaps", "deployments", "services"):
+    for kind in ("configmaps", "deployments", "services", "networkpolicies"):
         for item in kubectl.json("get", kind, "-n", agent.namespace)["items"]:
             owners = item["metadata"].get("ownerReferences") or []
             if any(owner["uid"] == uid and owner.get("controller") for owner in owners):
@@ -91,7 +91,7 @@ def test_hello_example_becomes_ready_with_a_polling_worker(
     assert status["readyReplicas"] == 1
 
     children = owned_children(kubectl, hello, body["metadata"]["uid"])
-    assert set(children) == {"configmaps", "deployments", "services"}, children
+    assert set(children) == {"configmaps", "deployments", "services", "networkpolicies"}, children
 
     (pod,) = worker_pods(kubectl, hello)
     pid = node_agent.pid(pod["metadata"]["name"], "worker", namespace=hello.namespace)
@@ -194,12 +194,41 @@ def test_scaling_to_three_replicas_gives_three_polling_workers(
     assert {str(pid) for pid in pids} <= polling, (pids, polling)
 
 
+def test_the_workers_network_policy_selects_them_opens_what_the_spec_needs_and_follows_spec_changes(
+    hello: Agent, kubectl: Kubectl, e2e_temporal: ShortPollDevServer
+) -> None:
+    """The session's chart has networkPolicy.enabled: the operator makes `<agent>-worker` itself."""
+    replicas = hello.get(kubectl)["spec"].get("replicas", 1)  # the scaling test may have run first
+    wait_until_serving(kubectl, hello, workers=replicas)
+    policy = kubectl.json("get", "networkpolicy", f"{hello.name}-worker", "-n", hello.namespace)
+    pods = worker_pods(kubectl, hello)
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for pod in pods:
+        assert selector.items() <= pod["metadata"]["labels"].items(), (selector, pod["metadata"]["labels"])
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    temporal_port = int(e2e_temporal.address.rsplit(":", 1)[1])
+    opened = [(p["port"], p.get("protocol")) for rule in policy["spec"]["egress"] for p in rule["ports"]]
+    assert {(53, "UDP"), (53, "TCP"), (temporal_port, "TCP"), (443, "TCP")} <= set(opened), opened
+
+    extra = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}
+    patch = {"spec": {"template": {"egress": [extra]}}}
+    kubectl("patch", "da", hello.name, "-n", hello.namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def patched() -> bool:
+        live = kubectl.json("get", "networkpolicy", f"{hello.name}-worker", "-n", hello.namespace)
+        return extra in live["spec"]["egress"]
+
+    wait_for("the agent's spec.template.egress in its workers' NetworkPolicy", patched, timeout=60)
+    # An egress change is the policy's alone: the worker keeps running.
+    assert {p["metadata"]["uid"] for p in worker_pods(kubectl, hello)} == {p["metadata"]["uid"] for p in pods}
+
+
 def test_deleting_agent_removes_its_objects_and_stops_its_workers(
     hello: Agent, kubectl: Kubectl, node_agent: NodeAgent
 ) -> None:
     body = hello.get(kubectl)
     children = owned_children(kubectl, hello, body["metadata"]["uid"])
-    assert set(children) == {"configmaps", "deployments", "services"}, children
+    assert set(children) == {"configmaps", "deployments", "services", "networkpolicies"}, children
     pids = set()
     for processes in node_agent.processes(hello.namespace).values():
         pids |= set(processes.values())
@@ -214,7 +243,11 @@ def test_deleting_agent_removes_its_objects_and_stops_its_workers(
             or kubectl.json("get", "pods", "-n", hello.namespace)["items"]
         )
 
-    wait_for("garbage collection of the ConfigMap, Deployment, Service and pods", all_gone, timeout=90)
+    wait_for(
+        "garbage collection of the ConfigMap, Deployment, Service, NetworkPolicy and pods",
+        all_gone,
+        timeout=90,
+    )
     wait_for(
         "the worker processes to stop",
         lambda: not node_agent.processes(hello.namespace) and not any(map(alive, pids)),

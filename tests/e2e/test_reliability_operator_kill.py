@@ -48,7 +48,7 @@ EXTRAS = ("a0", "a1", "a2")
 CONVERGE_BOUND = 150.0
 """Seconds a round may take to converge after the kill (operator restart, worker start, health read)."""
 LABEL_AGENT = "durable-agents.dev/agent"
-CHILD_KINDS = "configmaps,deployments,services,poddisruptionbudgets"
+CHILD_KINDS = "configmaps,deployments,services,poddisruptionbudgets,networkpolicies"
 
 
 def agent_manifest(name: str, replicas: int, mark: int) -> dict[str, Any]:
@@ -200,6 +200,7 @@ def observe(fleet: Fleet, temporal_address: str) -> Observation:
             ("ConfigMap", f"{name}-runtime"),
             ("Deployment", f"{name}-worker"),
             ("Service", f"{name}-metrics"),
+            ("NetworkPolicy", f"{name}-worker"),  # the session's chart has networkPolicy.enabled
             *([("PodDisruptionBudget", f"{name}-worker")] if want.replicas >= 2 else []),
         }
         for kind, child in sorted(expected):

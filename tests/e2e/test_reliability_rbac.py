@@ -24,7 +24,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.after_all_e2
 
 Grant = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
-CHILDREN = (("", "configmaps"), ("", "services"), ("apps", "deployments"), ("policy", "poddisruptionbudgets"))
+CHILDREN = (
+    ("", "configmaps"),
+    ("", "services"),
+    ("apps", "deployments"),
+    ("policy", "poddisruptionbudgets"),
+    ("networking.k8s.io", "networkpolicies"),  # the session's chart has networkPolicy.enabled
+)
 GROUP = "durable-agents.dev"
 
 UNSEEN_NEEDS: dict[Grant, str] = {

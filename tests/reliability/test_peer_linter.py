@@ -21,7 +21,9 @@ from reliability_report import record
 from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.builders import resolve_temporal
 from durable_agents_operator.builders.agent_objects import build_agent_objects
+from durable_agents_operator.builders.networkpolicy import WorkerPolicy
 from durable_agents_operator.connection_params import ConnectionParams
+from durable_agents_operator.settings import OperatorSettings
 
 pytestmark = [pytest.mark.reliability]
 
@@ -61,9 +63,6 @@ WAIVERS: dict[tuple[str, str, str], str] = {
     **{(name, "container-image-pull-policy", "not set to Always"): PULL_POLICY for name in ALL_PODS},
     **{(name, "container-ephemeral-storage-request-and-limit", "Ephemeral"): EPHEMERAL for name in ALL_PODS},
     (HELM_TEST, "pod-networkpolicy", "NetworkPolicy"): "the `helm test` hook pod lives for one request",
-    (WORKER, "pod-networkpolicy", "NetworkPolicy"): "the operator creates no NetworkPolicy for worker pods "
-    "yet: their egress (model providers, MCP servers, Temporal) is per agent; a per-agent policy needs "
-    "networkpolicies RBAC and is left to follow-up work",
     **{
         (name, "pod-probes-identical", "same readiness and liveness"): "one health endpoint per process "
         "(kopf's liveness, the dev server's system info); a single replica has no traffic to route away"
@@ -129,7 +128,8 @@ def _rendered_chart(tmp: Path) -> list[dict[str, Any]]:
 
 
 def _worker_objects() -> list[dict[str, Any]]:
-    """What the operator applies for examples/hello.yaml with three replicas (so a PDB too)."""
+    """What the operator applies for examples/hello.yaml with three replicas (so a PDB too), as an
+    operator of a chart with `networkPolicy.enabled` does (so the workers' NetworkPolicy too)."""
     manifest = yaml.safe_load((REPO / "examples" / "hello.yaml").read_text())
     manifest["metadata"] |= {"namespace": "team-a", "uid": "0c1d4e5f-0000-4000-8000-000000000001"}
     manifest["metadata"]["generation"] = 1
@@ -138,7 +138,11 @@ def _worker_objects() -> list[dict[str, Any]]:
     temporal = resolve_temporal(
         agent, connection=None, default=ConnectionParams(address="temporal:7233", namespace="default")
     )
-    return list(build_agent_objects(agent, temporal=temporal, default_image="durable-agents:1.0").manifests)
+    policy = WorkerPolicy(egress=OperatorSettings().worker_egress)
+    objects = build_agent_objects(
+        agent, temporal=temporal, default_image="durable-agents:1.0", worker_policy=policy
+    )
+    return list(objects.manifests)
 
 
 Finding = tuple[str, str, str]  # (object name, check id, comments)

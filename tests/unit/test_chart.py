@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -545,11 +546,7 @@ def test_helm_test_pod_gets_healthz_through_the_operator_service() -> None:
 def test_network_policies_exist_only_when_enabled_and_cover_each_component() -> None:
     assert objects("default", "NetworkPolicy") == []
     policies = {p["metadata"]["name"]: p for p in objects("network-policy-digest", "NetworkPolicy")}
-    assert set(policies) == {
-        "da-durable-agents-operator",
-        "da-durable-agents-temporal-dev",
-        "da-durable-agents-workers",
-    }
+    assert set(policies) == {"da-durable-agents-operator", "da-durable-agents-temporal-dev"}
     operator = policies["da-durable-agents-operator"]["spec"]
     deployment = one("network-policy-digest", "Deployment", "operator")
     assert operator["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
@@ -560,12 +557,31 @@ def test_network_policies_exist_only_when_enabled_and_cover_each_component() -> 
     assert temporal["spec"]["egress"] == [] and temporal["spec"]["ingress"][0]["from"] == [
         {"namespaceSelector": {}}
     ]
-    workers = policies["da-durable-agents-workers"]
-    assert workers["metadata"]["namespace"] == "team-a"
-    assert workers["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/component": "worker",
-        "app.kubernetes.io/managed-by": "durable-agents",
-    }
+
+
+def test_network_policies_turn_on_the_operators_worker_policies_with_the_charts_worker_egress() -> None:
+    from durable_agents_operator.settings import OperatorSettings
+
+    assert "DURABLE_AGENTS_WORKER_NETWORK_POLICY" not in operator_env("default")
+    env = operator_env("network-policy-digest")
+    settings = OperatorSettings.model_validate(
+        {
+            "worker_network_policy": env["DURABLE_AGENTS_WORKER_NETWORK_POLICY"],
+            "worker_egress": json.loads(env["DURABLE_AGENTS_WORKER_EGRESS"]),
+        }
+    )
+    assert settings.worker_network_policy is True
+    assert settings.worker_egress == ({"ports": [{"port": 443, "protocol": "TCP"}]},)
+    # ... and exactly the rights the operator checks for with them (cluster-wide here), which it lacks
+    # without them.
+    from durable_agents_operator.preflight import required
+
+    needed = {(g, r, v) for g, r, verbs in required(settings) for v in verbs}
+    assert grants(operator_cluster_role("gateway")["rules"]) == needed | KOPF_AND_OWNER_REFERENCES
+    assert ("networking.k8s.io", "networkpolicies", "create") in needed
+    assert not any(g[1] == "networkpolicies" for g in grants(operator_cluster_role("default")["rules"]))
+    for role in objects("network-policy-digest", "Role"):  # namespaced: in each watched namespace
+        assert ("networking.k8s.io", "networkpolicies", "create") in grants(role["rules"])
 
 
 def test_an_image_digest_pins_the_image_and_wins_over_the_tag() -> None:

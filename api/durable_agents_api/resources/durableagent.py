@@ -142,6 +142,14 @@ class PodTemplateSpec(Spec):
     termination_grace_period_seconds: int | None = Field(
         default=None, ge=1, description="Pod grace period; default graceful shutdown timeout + 15s."
     )
+    egress: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Further egress of the workers' NetworkPolicy (Kubernetes NetworkPolicyEgressRule "
+        "objects, e.g. [{ports: [{port: 5432, protocol: TCP}]}] for a database a tool reads). Used only "
+        "where the operator makes worker NetworkPolicies (chart value networkPolicy.enabled); DNS, "
+        "Temporal, MCP servers, model.baseUrl and the OTLP endpoint are allowed without it.",
+        json_schema_extra={"items": {"type": "object", **_PRESERVE}},
+    )
 
 
 class AutoscalingSpec(Spec):

@@ -1,4 +1,5 @@
-"""Everything one DurableAgent owns, built together: runtime config, ConfigMap, Deployment, Service, PDB."""
+"""Everything one DurableAgent owns, built together: runtime config, ConfigMap, Deployment, Service, PDB,
+and the workers' NetworkPolicy when the operator makes them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from durable_agents_operator.naming import (
     MAX_AGENT_NAME,
     configmap_name,
     deployment_name,
+    network_policy_name,
     pdb_name,
     service_name,
     temporal_secret_name,
@@ -25,6 +27,7 @@ from durable_agents_runtime.versioning import build_id
 from .configmap import build_configmap, config_hash
 from .deployment import build_deployment, desired_replicas
 from .metadata import owner_reference
+from .networkpolicy import WorkerPolicy, build_network_policy
 from .pdb import build_pdb
 from .service import build_service
 from .temporal import WorkerTemporal, build_temporal_secret
@@ -96,15 +99,25 @@ def runtime_config(agent: DurableAgent, temporal: WorkerTemporal) -> RuntimeConf
         raise InvalidSpec(f"invalid DurableAgent spec:\n{format_validation(exc, prefix='spec')}") from None
 
 
-def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, default_image: str) -> AgentObjects:
-    """Build the agent's objects; raises `InvalidSpec` with the field to fix when the spec cannot work."""
+def build_agent_objects(
+    agent: DurableAgent,
+    *,
+    temporal: WorkerTemporal,
+    default_image: str,
+    worker_policy: WorkerPolicy | None = None,
+) -> AgentObjects:
+    """Build the agent's objects; raises `InvalidSpec` with the field to fix when the spec cannot work.
+
+    With a `worker_policy` the workers get a NetworkPolicy (and the planner observes it)."""
     name, namespace, uid = agent.metadata.name, agent.metadata.namespace, agent.metadata.uid
     if not (name and namespace and uid):
         raise ValueError("build_agent_objects needs a DurableAgent with name, namespace and uid")
     config = runtime_config(agent, temporal)
     owner = owner_reference(api_version=agent.api_version, kind=agent.kind, name=name, uid=uid)
     if agent.spec.versioning.enabled:
-        return _versioned_objects(agent, config, temporal=temporal, owner=owner, default_image=default_image)
+        return _versioned_objects(
+            agent, config, temporal=temporal, owner=owner, default_image=default_image, policy=worker_policy
+        )
     digest = config_hash(config)
     worker = (
         build_configmap(agent=name, namespace=namespace, config=config, owner=owner),
@@ -117,31 +130,50 @@ def build_agent_objects(agent: DurableAgent, *, temporal: WorkerTemporal, defaul
             default_image=default_image,
         ),
     )
-    manifests = (*worker, *_shared_objects(agent, config, temporal=temporal, owner=owner))
+    shared = _shared_objects(agent, config, temporal=temporal, owner=owner, policy=worker_policy)
+    manifests = (*worker, *shared)
     return AgentObjects(
         config=config,
         config_hash=digest,
         manifests=manifests,
-        observed_keys=_observed(name, namespace, manifests),
+        observed_keys=_observed(name, namespace, manifests, policy=worker_policy),
     )
 
 
 def _shared_objects(
-    agent: DurableAgent, config: RuntimeConfig, *, temporal: WorkerTemporal, owner: dict[str, Any]
+    agent: DurableAgent,
+    config: RuntimeConfig,
+    *,
+    temporal: WorkerTemporal,
+    owner: dict[str, Any],
+    policy: WorkerPolicy | None,
 ) -> tuple[dict[str, Any], ...]:
-    """What every config of the agent shares, versioned or not: the Service, the PDB and the
-    default-connection Secret (each when wanted)."""
+    """What every config of the agent shares, versioned or not: the Service, the PDB, the
+    default-connection Secret and the workers' NetworkPolicy (each when wanted)."""
     name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
     candidates = (
         build_service(agent=name, namespace=namespace, config=config, owner=owner),
         build_pdb(agent=name, namespace=namespace, replicas=desired_replicas(agent), owner=owner),
         build_temporal_secret(agent=name, namespace=namespace, temporal=temporal, owner=owner),
+        None
+        if policy is None
+        else build_network_policy(
+            agent=name,
+            namespace=namespace,
+            config=config,
+            owner=owner,
+            policy=policy,
+            agent_egress=agent.spec.template.egress,
+        ),
     )
     return tuple(m for m in candidates if m is not None)
 
 
-def _observed(name: str, namespace: str, manifests: tuple[dict[str, Any], ...]) -> tuple[ObjectKey, ...]:
-    return child_keys(name, namespace, temporal_secret=any(m["kind"] == "Secret" for m in manifests))
+def _observed(
+    name: str, namespace: str, manifests: tuple[dict[str, Any], ...], *, policy: WorkerPolicy | None
+) -> tuple[ObjectKey, ...]:
+    secret = any(m["kind"] == "Secret" for m in manifests)
+    return child_keys(name, namespace, temporal_secret=secret, network_policy=policy is not None)
 
 
 def _versioned_objects(
@@ -151,6 +183,7 @@ def _versioned_objects(
     temporal: WorkerTemporal,
     owner: dict[str, Any],
     default_image: str,
+    policy: WorkerPolicy | None,
 ) -> AgentObjects:
     name, namespace = agent.metadata.name or "", agent.metadata.namespace or "default"
     image = agent.spec.agent.image or agent.spec.template.image or default_image
@@ -166,24 +199,34 @@ def _versioned_objects(
         build_id=build,
     )
     configmap = build_configmap(agent=name, namespace=namespace, config=config, owner=owner, build_id=build)
-    manifests = _shared_objects(agent, config, temporal=temporal, owner=owner)
+    manifests = _shared_objects(agent, config, temporal=temporal, owner=owner, policy=policy)
     return AgentObjects(
         config=config,
         config_hash=digest,
         manifests=manifests,
         version=VersionObjects(build, configmap, deployment),
-        observed_keys=_observed(name, namespace, manifests),
+        observed_keys=_observed(name, namespace, manifests, policy=policy),
     )
 
 
-def child_keys(name: str, namespace: str, *, temporal_secret: bool = False) -> tuple[ObjectKey, ...]:
+def child_keys(
+    name: str, namespace: str, *, temporal_secret: bool = False, network_policy: bool = False
+) -> tuple[ObjectKey, ...]:
     """(apiVersion, kind, namespace, name) of every object an agent may own, desired now or not; with
-    `temporal_secret`, also the Secret carrying the default connection's credentials."""
-    secret = (ObjectKey("v1", "Secret", namespace, temporal_secret_name(name)),) if temporal_secret else ()
+    `temporal_secret`, also the Secret carrying the default connection's credentials, and with
+    `network_policy` the workers' NetworkPolicy (observed only by an operator that makes them: one
+    without the setting has no right to read them; a policy left from before stays until the agent goes)."""
+    optional = (
+        (ObjectKey("v1", "Secret", namespace, temporal_secret_name(name)), temporal_secret),
+        (
+            ObjectKey("networking.k8s.io/v1", "NetworkPolicy", namespace, network_policy_name(name)),
+            network_policy,
+        ),
+    )
     return (
         ObjectKey("v1", "ConfigMap", namespace, configmap_name(name)),
         ObjectKey("apps/v1", "Deployment", namespace, deployment_name(name)),
         ObjectKey("v1", "Service", namespace, service_name(name)),
         ObjectKey("policy/v1", "PodDisruptionBudget", namespace, pdb_name(name)),
-        *secret,
+        *(key for key, wanted in optional if wanted),
     )

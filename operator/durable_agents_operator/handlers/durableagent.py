@@ -26,6 +26,7 @@ from durable_agents_api.resources import DurableAgent
 from durable_agents_operator.autoscaling import ScaleDecision, decide_for, with_decision
 from durable_agents_operator.builders import WorkerTemporal, desired_replicas, resolve_temporal
 from durable_agents_operator.builders.agent_objects import AgentObjects, build_agent_objects
+from durable_agents_operator.builders.networkpolicy import WorkerPolicy
 from durable_agents_operator.errors import (
     DependencyNotReady,
     InvalidSpec,
@@ -199,7 +200,11 @@ async def _health_for_status(ops: Operator, agent: DurableAgent, *, read: bool) 
 
 
 def _build(ops: Operator, agent: DurableAgent, temporal: WorkerTemporal) -> AgentObjects:
-    return build_agent_objects(agent, temporal=temporal, default_image=ops.settings.worker_image)
+    settings = ops.settings
+    policy = WorkerPolicy(egress=settings.worker_egress) if settings.worker_network_policy else None
+    return build_agent_objects(
+        agent, temporal=temporal, default_image=settings.worker_image, worker_policy=policy
+    )
 
 
 async def _apply(ops: Operator, agent: DurableAgent, objects: AgentObjects, *, first: bool = False) -> Live:
