@@ -119,6 +119,11 @@ class HealthObservation(Protocol):
     @property
     def error(self) -> str | None: ...
     @property
+    def kept_over(self) -> str | None:
+        """Set when this is an earlier reading kept over a failed read: what that read said."""
+        ...
+
+    @property
     def workers(self) -> int: ...
 
 
@@ -341,6 +346,10 @@ def _ready(
 def _reachable(health: HealthObservation | None, *, subject: str) -> Condition:
     if health is None:
         return _cond(TEMPORAL_REACHABLE, "Unknown", Reason.NOT_CHECKED, "Temporal has not been read yet")
+    if health.reachable and health.kept_over:
+        # Same reason, so no Event; the message says the counts are from the read before.
+        kept = f"read {subject}; the latest read failed and the one before is shown: {health.kept_over}"
+        return _cond(TEMPORAL_REACHABLE, "True", Reason.CONNECTED, kept)
     if health.reachable:
         return _cond(TEMPORAL_REACHABLE, "True", Reason.CONNECTED, f"read {subject}")
     return _cond(

@@ -9,6 +9,12 @@ One failed read is not an outage: a queue whose last reading (younger than `KEEP
 was reachable keeps it for one more interval, and only a second failure in a row becomes its health. So
 `TemporalReachable` turns False one interval later than the first failure, and a read cut off once by a
 slow, overloaded server (a burst of new agents) reports nothing.
+
+A throttled read (Temporal over its namespace rate limit, RESOURCE_EXHAUSTED after the reader's own
+retries) is the server saying "later", not "broken": the last reachable reading is kept over any number of
+them in a row, but never once it is `KEEP_INTERVALS` intervals old; then the throttling is the health. A
+kept reading is never silent: it carries what the failed read said (`AgentHealth.kept_over`), which the
+`TemporalReachable` condition's message shows.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import collections
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -71,6 +77,9 @@ class _Connection:
     """Task queue → timers waiting for a read of it now (kept in the next read however long ago asked)."""
     result: dict[str, AgentHealth] = field(default_factory=dict)
     read_at: dict[str, float] = field(default_factory=dict)
+    """Task queue → when it was last read, whatever the outcome (monotonic seconds)."""
+    reachable_at: dict[str, float] = field(default_factory=dict)
+    """Task queue → when its last reachable reading was made: how old a kept reading is."""
     inflight: asyncio.Task[Mapping[str, AgentHealth]] | None = None
     inflight_queues: frozenset[str] = frozenset()
     follow_up: asyncio.Task[Mapping[str, AgentHealth]] | None = None
@@ -178,27 +187,29 @@ class HealthBatcher:
             for queue, health in task.result().items():
                 if self._keeps_last(conn, queue, health, now):
                     conn.failed_once.add(queue)
+                    conn.result[queue] = replace(conn.result[queue], kept_over=health.error)
                 else:
                     conn.result[queue] = health
                     if health.reachable:
                         conn.failed_once.discard(queue)
+                        conn.reachable_at[queue] = now
                 conn.read_at[queue] = now
         stale = set(conn.result) - set(conn.asked)
         for queue in stale:
             conn.result.pop(queue, None)
             conn.read_at.pop(queue, None)
+            conn.reachable_at.pop(queue, None)
             conn.failed_once.discard(queue)
 
     def _keeps_last(self, conn: _Connection, queue: str, health: AgentHealth, now: float) -> bool:
-        """Whether a failed reading of `queue` is the first after a recent reachable one (kept instead)."""
+        """Whether a failed reading of `queue` is replaced by its last reachable one: that one is younger
+        than `KEEP_INTERVALS` intervals, and the failure is the first in a row or a throttled read."""
         last = conn.result.get(queue)
-        return (
-            not health.reachable
-            and last is not None
-            and last.reachable
-            and queue not in conn.failed_once
-            and now - conn.read_at.get(queue, float("-inf")) < KEEP_INTERVALS * self._interval
-        )
+        if health.reachable or last is None or not last.reachable:
+            return False
+        if now - conn.reachable_at.get(queue, float("-inf")) >= KEEP_INTERVALS * self._interval:
+            return False
+        return health.throttled or queue not in conn.failed_once
 
     async def _read(
         self, params: ConnectionParams, queues: list[str], previous: Mapping[str, AgentHealth]

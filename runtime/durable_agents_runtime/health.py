@@ -35,6 +35,12 @@ reports zero runs.
 Temporal failures never raise: the affected queues come back with `reachable=False` and a short `error`.
 Each call is bounded by `rpc_timeout`; after a connection-level failure (unreachable, timed out) the
 remaining calls of the read are not made, so a hung server costs one timeout, not one per queue.
+
+A server over its namespace rate limit answers RESOURCE_EXHAUSTED. The read then slows down as a whole:
+every call of it waits out a pause that doubles with each such answer in a row (0.25 s up to 2 s, halved
+again by each answer that goes through), and the refused call is made again, up to `THROTTLED_RETRIES`
+times. A queue still refused after that comes back unreachable with `throttled=True`, so its caller can
+tell a busy server from a broken one.
 """
 
 from __future__ import annotations
@@ -102,6 +108,12 @@ _CONNECTION_STATUSES = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
 
+THROTTLED_RETRIES = 4
+"""Times one call refused with RESOURCE_EXHAUSTED is made again (after the read's pause) before its queue
+is reported throttled."""
+_FIRST_PAUSE_SECONDS = 0.25
+_MAX_PAUSE_SECONDS = 2.0
+
 _HEARTBEAT_QUEUES_PER_CALL = 25
 
 _HEARTBEAT_PAGE = 1000
@@ -163,6 +175,10 @@ class _ReadError(Exception):
     """A Temporal call failed; the message is short and safe to put into a status."""
 
 
+class _Throttled(_ReadError):
+    """Temporal kept refusing a call with RESOURCE_EXHAUSTED (its rate limit), retries included."""
+
+
 class _Reader:
     """Makes the Temporal calls of one read: bounded concurrency, one timeout, fail-fast once unreachable."""
 
@@ -171,21 +187,41 @@ class _Reader:
         self.timeout = rpc_timeout
         self._semaphore = asyncio.Semaphore(concurrency)
         self._down: str | None = None
+        self._pause = 0.0
+        self._resume_at = 0.0
+        self.throttled_answers = 0
+        """RESOURCE_EXHAUSTED answers this read got (retried or not)."""
 
     async def call(self, make_call: Callable[[], Awaitable[_T]]) -> _T:
         async with self._semaphore:
-            if self._down is not None:
-                raise _ReadError(self._down)
-            try:
-                # The RPC timeout does not cover establishing a lazy client's connection (60 s in core).
-                async with asyncio.timeout(self.timeout.total_seconds() + _TIMEOUT_GRACE_SECONDS):
-                    return await make_call()
-            # temporalio raises RuntimeError when the (lazy) connection cannot be established.
-            except (RPCError, RuntimeError, TimeoutError) as exc:
-                message = _error_text(exc)
-                if not isinstance(exc, RPCError) or exc.status in _CONNECTION_STATUSES:
-                    self._down = message
-                raise _ReadError(message) from exc
+            for attempt in range(THROTTLED_RETRIES + 1):
+                if self._down is not None:
+                    raise _ReadError(self._down)
+                # Holding the slot while paused: the whole read slows down, not only this call.
+                await asyncio.sleep(max(0.0, self._resume_at - asyncio.get_running_loop().time()))
+                try:
+                    # The RPC timeout does not cover establishing a lazy client's connection (60 s in core).
+                    async with asyncio.timeout(self.timeout.total_seconds() + _TIMEOUT_GRACE_SECONDS):
+                        result = await make_call()
+                # temporalio raises RuntimeError when the (lazy) connection cannot be established.
+                except (RPCError, RuntimeError, TimeoutError) as exc:
+                    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+                        self._slow_down()
+                        if attempt < THROTTLED_RETRIES:
+                            continue
+                        raise _Throttled(_throttled_text(exc)) from exc
+                    message = _error_text(exc)
+                    if not isinstance(exc, RPCError) or exc.status in _CONNECTION_STATUSES:
+                        self._down = message
+                    raise _ReadError(message) from exc
+                self._pause /= 2
+                return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _slow_down(self) -> None:
+        self.throttled_answers += 1
+        self._pause = min(max(2 * self._pause, _FIRST_PAUSE_SECONDS), _MAX_PAUSE_SECONDS)
+        self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + self._pause)
 
     async def describe(self, queue: str, queue_type: TaskQueueType.ValueType) -> DescribeTaskQueueResponse:
         request = DescribeTaskQueueRequest(
@@ -315,7 +351,7 @@ async def _read_queue(
         if running:
             last_failure = newest_failure(last_failure, await _retrying(reader, queue, now))
     except _ReadError as exc:
-        return AgentHealth.unreachable(queue, str(exc))
+        return AgentHealth.unreachable(queue, str(exc), throttled=isinstance(exc, _Throttled))
     return AgentHealth(
         task_queue=queue,
         workers=workers,
@@ -369,6 +405,15 @@ async def _retrying(reader: _Reader, queue: str, now: datetime | None) -> Failur
         failure = retrying_failure(execution.id, await reader.pending_activities(execution))
         newest = newest_failure(newest, failure)
     return newest
+
+
+def _throttled_text(exc: RPCError) -> str:
+    detail = shorten(" ".join(exc.message.split()), _MAX_DETAIL_CHARS)
+    return (
+        f"Temporal refused the health read on each of {THROTTLED_RETRIES + 1} tries (RESOURCE_EXHAUSTED: "
+        f"{detail}): the namespace is over its rate limit; raise the frontend's namespace RPS limit "
+        "(frontend.namespaceRPS) or the health interval"
+    )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -132,11 +132,16 @@ class AgentHealth:
     described_at: datetime | None = None
     """When the queue's workflow queue was last described (pollers, backlog); None: not by this read's
     line of reads."""
+    throttled: bool = False
+    """Unreachable because Temporal kept answering RESOURCE_EXHAUSTED (its rate limit), not because it is
+    down or misconfigured."""
+    kept_over: str | None = None
+    """Set on an earlier reachable reading given in place of a failed read: what the failed read said."""
 
     @classmethod
-    def unreachable(cls, task_queue: str, error: str) -> AgentHealth:
+    def unreachable(cls, task_queue: str, error: str, *, throttled: bool = False) -> AgentHealth:
         """The health of a queue Temporal could not be read for."""
-        return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False)
+        return cls(task_queue, 0, 0, 0.0, 0, 0, 0, None, error=error, reachable=False, throttled=throttled)
 
 
 WORKFLOW_QUEUE = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW

@@ -229,6 +229,8 @@ class RecordingReader:
         self.calls: list[list[str]] = []
         self.workers: dict[str, int] = {}
         self.down: str | None = None
+        self.throttled = False
+        """With `down`: the failure is Temporal's rate limit (RESOURCE_EXHAUSTED after retries)."""
         self.delay = 0.0
 
     async def __call__(
@@ -238,7 +240,7 @@ class RecordingReader:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.down is not None:
-            return {q: AgentHealth.unreachable(q, self.down) for q in task_queues}
+            return {q: AgentHealth.unreachable(q, self.down, throttled=self.throttled) for q in task_queues}
         return {q: AgentHealth(q, self.workers.get(q, 1), 2, 1.5, 1, 5, 1, None) for q in task_queues}
 
 

@@ -37,6 +37,11 @@ def conditions(kube: FakeKube, key: ObjectKey | None = None) -> dict[str, tuple[
     return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
 
 
+def condition_message(kube: FakeKube, kind: str) -> str:
+    status = kube.objects[agent_key()].get("status") or {}
+    return next(c["message"] for c in status.get("conditions", []) if c["type"] == kind)
+
+
 def config_hash(kube: FakeKube) -> str:
     return kube.objects[deployment_key()]["spec"]["template"]["metadata"]["annotations"][
         ANNOTATION_CONFIG_HASH
@@ -354,6 +359,40 @@ async def test_a_failure_after_a_reading_older_than_three_intervals_is_shown_at_
     clock.advance(31)
     await durableagent.check_health(ops, kube.body(agent_key()))
     assert conditions(kube)["TemporalReachable"] == ("False", "TemporalUnreachable")
+
+
+async def test_throttled_reads_keep_the_last_reading_for_three_intervals_saying_so_then_show_the_limit(
+    kube: FakeKube, clock: Clock
+) -> None:
+    reader = RecordingReader()
+    ops = make_operator(kube, clock=clock, reader=reader)
+    await durableagent.reconcile(ops, kube.put(agent_manifest()))
+    roll_out(kube)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    refused = "Temporal refused the health read on each of 5 tries (RESOURCE_EXHAUSTED: namespace rate limit)"
+    reader.down, reader.throttled = refused, True
+    for _ in range(2):  # 10 s and 20 s after the last reading: a busy server, not a broken one
+        clock.advance(10)
+        await durableagent.check_health(ops, kube.body(agent_key()))
+        assert conditions(kube)["TemporalReachable"] == ("True", "Connected")
+        assert conditions(kube)["Degraded"] == ("False", "AsExpected")
+        assert kube.objects[agent_key()]["status"]["workers"] == 1
+        # Not silently stale: the condition says the counts are from the read before, and why.
+        message = condition_message(kube, "TemporalReachable")
+        assert "the one before is shown" in message and "RESOURCE_EXHAUSTED" in message, message
+    assert not [e for e in kube.events if e["type"] == "Warning"]
+    clock.advance(10)  # 30 s: the kept reading is too old to stand for the queue
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert conditions(kube)["TemporalReachable"] == ("False", "TemporalUnreachable")
+    assert "RESOURCE_EXHAUSTED" in condition_message(kube, "TemporalReachable")
+    warnings = [e for e in kube.events if e["type"] == "Warning"]
+    assert warnings and all("RESOURCE_EXHAUSTED" in e["message"] for e in warnings)
+    # One good read clears the note.
+    reader.down, reader.throttled = None, False
+    clock.advance(10)
+    await durableagent.check_health(ops, kube.body(agent_key()))
+    assert conditions(kube)["TemporalReachable"] == ("True", "Connected")
+    assert "failed" not in condition_message(kube, "TemporalReachable")
 
 
 async def test_a_slow_temporal_is_cut_off_by_the_timeout(kube: FakeKube, clock: Clock) -> None:
