@@ -100,7 +100,6 @@ async def gateway_verb(args: argparse.Namespace, out: Renderer) -> int:
 
 
 async def _serve_in_cluster(args: argparse.Namespace, out: Renderer) -> int:
-    from durable_agents_api.errors import ConfigError
     from durable_agents_operator.connection_params import DEFAULT_CONNECTION_SETTINGS
     from durable_agents_operator.gateway_auth import KubeAuthorizer
     from durable_agents_operator.gateway_catalog import KubeCatalog, default_temporal_spec
@@ -112,12 +111,7 @@ async def _serve_in_cluster(args: argparse.Namespace, out: Renderer) -> int:
 
     settings = settings_from_environment()
     spec = default_temporal_spec(settings)
-    try:
-        configuration = load_kube_configuration()
-    except Exception as exc:  # the kubernetes package raises its own ConfigException or OSError
-        raise ConfigError(
-            f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG."
-        ) from None
+    configuration = load_kube_configuration()  # a ConfigError names what to set
     kube = KubeClient.from_configuration(configuration, field_manager="durable-agents-gateway")
 
     async def connect() -> AgentsClient:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from durable_agents_operator.naming import LABEL_MANAGED_BY, MANAGED_BY
-from durable_agents_operator.object_identity import ObjectKey
+from durable_agents_operator.object_identity import ObjectKey, key_of
 
-__all__ = ["DeploymentCache", "DeploymentReads", "Watcher"]
+__all__ = ["DeploymentCache", "Getter", "Watcher"]
 
 _log = logging.getLogger("durable_agents.operator.deployments")
 
@@ -30,6 +30,8 @@ SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
 class Getter(Protocol):
+    """Reads one object (`Kube.get`): what the handlers use for Deployments without a running cache."""
+
     async def get(self, key: ObjectKey) -> dict[str, Any] | None: ...
 
 
@@ -48,16 +50,6 @@ class Watcher(Getter, Protocol):
         label_selector: str | None = None,
         timeout_seconds: int = 290,
     ) -> AsyncIterator[dict[str, Any]]: ...
-
-
-class DeploymentReads:
-    """Reads a Deployment from the API each time: what the handlers use without a running cache."""
-
-    def __init__(self, kube: Getter) -> None:
-        self._kube = kube
-
-    async def get(self, key: ObjectKey) -> dict[str, Any] | None:
-        return await self._kube.get(key)
 
 
 @dataclass
@@ -80,12 +72,7 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _where(obj: dict[str, Any]) -> tuple[str, str]:
-    metadata = obj.get("metadata") or {}
-    return metadata.get("namespace", ""), metadata.get("name", "")
-
-
-class DeploymentCache(DeploymentReads):
+class DeploymentCache:
     """The operator's worker Deployments in `scopes` (namespaces; None: all), kept by `run()`."""
 
     def __init__(
@@ -96,12 +83,11 @@ class DeploymentCache(DeploymentReads):
         backoff: tuple[float, float] = (1.0, 30.0),
         watch_seconds: int = 290,
     ) -> None:
-        super().__init__(kube)
-        self._watcher = kube
+        self._kube = kube
         self._scopes = tuple(scopes)
         self._backoff = backoff
         self._watch_seconds = watch_seconds
-        self._objects: dict[str | None, dict[tuple[str, str], dict[str, Any]]] = {}
+        self._objects: dict[str | None, dict[ObjectKey, dict[str, Any]]] = {}
         self._synced: set[str | None] = set()
         self._changed = asyncio.Condition()
         self.counts = CacheCounts()
@@ -113,7 +99,7 @@ class DeploymentCache(DeploymentReads):
             self.counts.reads += 1
             return await self._kube.get(key)
         self.counts.hits += 1
-        return self._objects[scope].get((key.namespace, key.name))
+        return self._objects[scope].get(key)
 
     def synced(self, namespace: str | None = None) -> bool:
         """Whether the Deployments of `namespace` are answered from the watch."""
@@ -166,9 +152,9 @@ class DeploymentCache(DeploymentReads):
                 delay = min(delay * 2, longest)
 
     async def _list(self, scope: str | None) -> str:
-        items, version = await self._watcher.list_at(API_VERSION, KIND, scope, label_selector=SELECTOR)
+        items, version = await self._kube.list_at(API_VERSION, KIND, scope, label_selector=SELECTOR)
         self.counts.lists += 1
-        self._objects[scope] = {_where(item): _slim(item) for item in items}
+        self._objects[scope] = {key_of(slim): slim for slim in map(_slim, items)}
         async with self._changed:
             self._synced.add(scope)
             self._changed.notify_all()
@@ -176,7 +162,7 @@ class DeploymentCache(DeploymentReads):
 
     async def _watch(self, scope: str | None, version: str) -> str:
         self.counts.watches += 1
-        events = self._watcher.watch(
+        events = self._kube.watch(
             API_VERSION,
             KIND,
             scope,
@@ -189,9 +175,10 @@ class DeploymentCache(DeploymentReads):
             obj = event.get("object") or {}
             kind = event.get("type")
             if kind in ("ADDED", "MODIFIED"):
-                objects[_where(obj)] = _slim(obj)
+                slim = _slim(obj)
+                objects[key_of(slim)] = slim
             elif kind == "DELETED":
-                objects.pop(_where(obj), None)
+                objects.pop(key_of(_slim(obj)), None)
             version = (obj.get("metadata") or {}).get("resourceVersion") or version
         return version
 

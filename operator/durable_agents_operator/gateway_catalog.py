@@ -114,13 +114,15 @@ class KubeCatalog:
             ref = agent.spec.temporal.connection_ref.name
             self._skip(where, f"it runs on TemporalConnection {ref}, the gateway on the default connection")
             return None
+        status = obj.get("status") or {}
+        conditions = _conditions(obj)
         return AgentEntry(
             where[1],
             where[0],
             agent.task_queue,
             agent.spec.agent.name,
-            operator_status=_ready_of(obj),
-            health=_health_of(obj),
+            operator_status=_ready_of(conditions),
+            health=_health_of(status, conditions),
         )
 
     def _skip(self, where: tuple[str, str], why: str) -> None:
@@ -132,22 +134,24 @@ class KubeCatalog:
         return f"{self._clock() - self._listed_at:.0f}s ago"
 
 
-def _ready_of(obj: dict[str, Any]) -> str | None:
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A DurableAgent's status conditions by type."""
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _ready_of(conditions: dict[str, dict[str, Any]]) -> str | None:
     """The Ready condition of a DurableAgent's status, in a few words."""
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            if condition.get("status") == "True":
-                return "Ready"
-            reason, message = condition.get("reason") or "NotReady", condition.get("message") or ""
-            return f"{reason}: {message}" if message else reason
-    return None
+    if (condition := conditions.get("Ready")) is None:
+        return None
+    if condition.get("status") == "True":
+        return "Ready"
+    reason, message = condition.get("reason") or "NotReady", condition.get("message") or ""
+    return f"{reason}: {message}" if message else reason
 
 
-def _health_of(obj: dict[str, Any]) -> KnownHealth | None:
+def _health_of(status: dict[str, Any], conditions: dict[str, dict[str, Any]]) -> KnownHealth | None:
     """The health the operator wrote into the status (every health interval), None before its first
     Temporal read (the gateway then reads Temporal itself)."""
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
     ready, reachable = conditions.get("Ready"), conditions.get("TemporalReachable")
     if ready is None or reachable is None or reachable.get("status") == "Unknown" or "workers" not in status:
         return None

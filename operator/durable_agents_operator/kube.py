@@ -186,14 +186,22 @@ MAX_IN_FLIGHT = 32
 
 
 def load_kube_configuration() -> Any:
-    """In-cluster service-account credentials, else the current KUBECONFIG context."""
+    """In-cluster service-account credentials, else the current KUBECONFIG context; a `ConfigError`
+    saying what to set when there are neither."""
     import kubernetes
+
+    from durable_agents_api.errors import ConfigError
 
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        try:
+            kubernetes.config.load_kube_config(client_configuration=configuration)
+        except Exception as exc:  # the kubernetes package raises its own ConfigException or OSError
+            raise ConfigError(
+                f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG."
+            ) from None
     return configuration
 
 

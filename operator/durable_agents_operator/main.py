@@ -55,8 +55,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         quiet_logs()
     try:
         configuration = load_kube_configuration()
-    except Exception as exc:
-        sys.exit(f"cannot reach Kubernetes: {exc}. Run in a pod with a service account, or set KUBECONFIG.")
+    except ConfigError as exc:
+        sys.exit(str(exc))
     asyncio.run(serve(settings, configuration))
     return 0
 

@@ -14,7 +14,7 @@ from durable_agents_api.contract import PendingCall
 from durable_agents_api.resources import API_VERSION, DurableAgent, TemporalConnection
 from durable_agents_operator.approval_status import Waits
 from durable_agents_operator.connection_params import ConnectionParams, params_from_connection, secret_keys_of
-from durable_agents_operator.deployment_cache import DeploymentReads
+from durable_agents_operator.deployment_cache import Getter
 from durable_agents_operator.errors import DependencyNotReady, InvalidSpec
 from durable_agents_operator.event_budget import EventBudget
 from durable_agents_operator.health_batching import HealthBatcher
@@ -71,14 +71,14 @@ class Operator:
     rollback_holds: dict[tuple[str, str], RollbackHold | None] = field(default_factory=dict)
     """(namespace, agent) → the rollback hold the last rollout step decided (newer than the status a
     concurrent handler was given)."""
-    deployments: DeploymentReads | None = None
+    deployments: Getter | None = None
     """The worker Deployments as a watch keeps them (`DeploymentCache`, while kopf runs); None reads each
     from the API."""
     _connections: dict[tuple[str, str], _Cached] = field(default_factory=dict)
 
     async def deployment(self, key: ObjectKey) -> dict[str, Any] | None:
         """The Deployment `key` (from the watch when it is in sync), None if there is none."""
-        return await (self.deployments or DeploymentReads(self.kube)).get(key)
+        return await (self.deployments or self.kube).get(key)
 
     def rollout_lock(self, agent: tuple[str, str]) -> asyncio.Lock:
         """The lock serialising the rollout steps of the agent (namespace, name)."""

@@ -1,6 +1,7 @@
 """`durable-agents gateway --in-cluster` refuses what it cannot serve before it connects anywhere: a
 manifest or connection flags next to it, a bad `DURABLE_AGENTS_*` setting (named), and no Kubernetes
-(told where one comes from). Each is a usage error (exit 2) on one line of stderr."""
+(told where one comes from). Each is a usage error (exit 2) on one line of stderr. `durable-agents
+operator` without Kubernetes says the same (one `load_kube_configuration` error for both)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,21 @@ def test_without_kubernetes_it_says_where_the_configuration_comes_from(tmp_path:
     result = gateway("--in-cluster", home=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "cannot reach Kubernetes" in result.stderr and "service account" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_operator_without_kubernetes_says_the_same_where_the_configuration_comes_from(
+    tmp_path: Path,
+) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_AGENTS_", "KUBERNETES_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "durable_agents_cli", "operator"],
+        capture_output=True,
+        text=True,
+        env=base | {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "missing-kubeconfig")},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach Kubernetes" in result.stderr and "KUBECONFIG" in result.stderr
     assert "Traceback" not in result.stderr
